@@ -1,0 +1,37 @@
+# The front door: every target builds .venv itself on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit integration bench format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/streamwatch demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check streamwatch tests bench
+	$(BIN)/ruff format --check streamwatch tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/replay_throughput.py
+
+format: $(STAMP)
+	$(BIN)/ruff format streamwatch tests bench
+	$(BIN)/ruff check --fix streamwatch tests bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

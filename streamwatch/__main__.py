@@ -1,0 +1,5 @@
+import sys
+
+from streamwatch.cli import main
+
+sys.exit(main())

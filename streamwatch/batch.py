@@ -1,0 +1,173 @@
+"""Columnar batches: one model's events as numpy columns, the only input detectors see.
+
+A column's kind (numeric or categorical) is fixed per model the first time the column
+carries a value, by a :class:`Schema`; later values of the other kind count as missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamwatch.events import Event
+
+Kind = Literal["numeric", "categorical"]
+FloatArray = NDArray[np.float64]
+ObjectArray = NDArray[np.object_]
+Index = NDArray[np.intp] | NDArray[np.bool_]
+
+MAX_PROBABILITY_CLASSES = 32
+
+
+@dataclass(slots=True)
+class Columns:
+    """Named columns of one batch: floats (NaN = missing), objects (None = missing)."""
+
+    numeric: dict[str, FloatArray] = field(default_factory=dict)
+    categorical: dict[str, ObjectArray] = field(default_factory=dict)
+
+    def take(self, index: Index) -> Columns:
+        return Columns(
+            {k: v[index] for k, v in self.numeric.items()},
+            {k: v[index] for k, v in self.categorical.items()},
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Columns], sizes: Sequence[int]) -> Columns:
+        """Stack columns of consecutive batches; a column absent from a part is missing."""
+        numeric = {name for p in parts for name in p.numeric}
+        categorical = {name for p in parts for name in p.categorical}
+        return Columns(
+            {
+                name: np.concatenate(
+                    [p.numeric.get(name, np.full(n, np.nan)) for p, n in zip(parts, sizes)]
+                )
+                for name in numeric
+            },
+            {
+                name: np.concatenate(
+                    [
+                        p.categorical.get(name, np.full(n, None, np.object_))
+                        for p, n in zip(parts, sizes)
+                    ]
+                )
+                for name in categorical
+            },
+        )
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one model as columns: event time, features, and model outputs."""
+
+    event_time: FloatArray
+    features: Columns
+    outputs: Columns
+
+    @property
+    def n(self) -> int:
+        return len(self.event_time)
+
+    def take(self, index: Index) -> Batch:
+        return Batch(self.event_time[index], self.features.take(index), self.outputs.take(index))
+
+    @staticmethod
+    def concat(batches: Sequence[Batch]) -> Batch:
+        sizes = [b.n for b in batches]
+        return Batch(
+            np.concatenate([b.event_time for b in batches]),
+            Columns.concat([b.features for b in batches], sizes),
+            Columns.concat([b.outputs for b in batches], sizes),
+        )
+
+
+class Schema:
+    """The kinds of one model's feature and output columns, fixed at first sight."""
+
+    def __init__(self) -> None:
+        self.features: dict[str, Kind] = {}
+        self.outputs: dict[str, Kind] = {}
+
+    def build(self, events: Sequence[Event]) -> Batch:
+        """Turn decoded prediction events of one model into a columnar batch."""
+        n = len(events)
+        event_time = np.fromiter((e.epoch_seconds for e in events), np.float64, n)
+        rows = [e.features for e in events]
+        features = self._columns(self.features, rows, set().union(*rows))
+        outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
+        return Batch(event_time, features, outputs)
+
+    def _columns(
+        self,
+        kinds: dict[str, Kind],
+        rows: Sequence[dict[str, object]],
+        names: set[str] | None,
+    ) -> Columns:
+        if names is None:
+            names = set().union(*rows)
+        columns = Columns()
+        for name in sorted(names):
+            values = [row.get(name) for row in rows]
+            kind = kinds.get(name) or _infer_kind(values)
+            if kind is None:
+                continue  # no value yet: the column's kind is still unknown
+            kinds[name] = kind
+            if kind == "numeric":
+                columns.numeric[name] = _numeric(values)
+            else:
+                columns.categorical[name] = _categorical(values)
+        return columns
+
+
+def _outputs(event: Event) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if event.score is not None:
+        out["score"] = event.score
+    if event.prediction is not None:
+        out["prediction"] = event.prediction
+    if event.probabilities:
+        for i, (cls, p) in enumerate(event.probabilities.items()):
+            if i == MAX_PROBABILITY_CLASSES:
+                break
+            out[f"probability[{cls}]"] = p
+    return out
+
+
+def _infer_kind(values: list[object]) -> Kind | None:
+    for v in values:
+        if v is None:
+            continue
+        # A float is a measurement; a string, bool or int output is a class label.
+        return "numeric" if type(v) is float else "categorical"
+    return None
+
+
+def _numeric(values: list[object]) -> FloatArray:
+    try:
+        column = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        column = np.array([v if type(v) is float else np.nan for v in values], np.float64)
+    column[~np.isfinite(column)] = np.nan
+    return column
+
+
+def _categorical(values: list[object]) -> ObjectArray:
+    column = np.empty(len(values), dtype=np.object_)
+    column[:] = [_category(v) for v in values]
+    return column
+
+
+def _category(value: object) -> str | None:
+    if type(value) is str:
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return str(value)
+    return None  # a float or nothing where a category belongs

@@ -1,0 +1,267 @@
+"""The one Settings tree, read from the environment, env files and a secrets directory.
+
+Every variable is ``STREAMWATCH_`` + the field path joined by ``__``, e.g.
+``STREAMWATCH_WINDOW__SIZE=5m`` or ``STREAMWATCH_SINKS__AUDIT__PATH=alerts.jsonl``.
+Nothing else in the package reads ``os.environ``: build a ``Settings`` once with
+:func:`load_settings` and pass it in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from streamwatch.errors import ConfigError
+
+ENV_PREFIX = "STREAMWATCH_"
+NESTED = "__"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """``"90s"``, ``"5m"``, ``"1h"``, ``"2d"`` or a number of seconds, as seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number with a unit, e.g. 30s, 5m, 1h, 1d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 5m, 1h or 1d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Severity = Literal["warning", "critical"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field("localhost:9092", description="host:port[,host:port...]")
+    topics: tuple[str, ...] = Field(("predictions",), description="topics to consume")
+    group_id: str = Field("streamwatch", description="consumer group id")
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    dlq_topic: str | None = Field(None, description="dead-letter topic for bad messages")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+
+class WindowSettings(_Section):
+    mode: Literal["time", "count"] = Field("time", description="event-time or event-count")
+    size: str = Field("5m", description="duration (time mode) or number of events (count)")
+    allowed_lateness: Duration = Field(60.0, description="how late an event may arrive")
+
+    @field_validator("size")
+    @classmethod
+    def _size_fits_mode(cls, size: str, info: ValidationInfo) -> str:
+        if info.data.get("mode") == "count":
+            if not size.strip().isdigit() or int(size) < 1:
+                raise ValueError(f"{size!r} is not a positive event count (count mode)")
+        elif parse_duration(size) <= 0:
+            raise ValueError("the window size must be a positive duration")
+        return size
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.size)
+
+    @property
+    def events(self) -> int:
+        return int(self.size)
+
+
+class ReferenceSettings(_Section):
+    path: Path | None = Field(
+        None, description="JSONL(.gz) file of events pinned as reference; else the first windows"
+    )
+    min_events: int = Field(
+        1000, ge=1, description="first closed windows are pooled into the reference up to this"
+    )
+
+
+NumericStatistic = Literal["wasserstein", "psi", "jensen_shannon", "ks"]
+CategoricalStatistic = Literal["jensen_shannon", "psi"]
+
+# Effect-size thresholds (warning, critical) of each statistic. Wasserstein is
+# normalised by the reference standard deviation: 0.1 reads "a tenth of a sd".
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "wasserstein": (0.1, 0.25),
+    "psi": (0.1, 0.25),
+    "jensen_shannon": (0.1, 0.2),
+    "ks": (0.1, 0.2),
+}
+
+
+class DriftSettings(_Section):
+    """Feature or prediction drift: effect size decides severity, significance gates it."""
+
+    enabled: bool = True
+    numeric_statistic: NumericStatistic = "wasserstein"
+    categorical_statistic: CategoricalStatistic = "jensen_shannon"
+    numeric_warning: float | None = Field(None, gt=0, description="default follows the statistic")
+    numeric_critical: float | None = Field(None, gt=0, description="default follows the statistic")
+    categorical_warning: float | None = Field(None, gt=0, description="default follows statistic")
+    categorical_critical: float | None = Field(None, gt=0, description="default follows statistic")
+    alpha: float = Field(0.01, gt=0, lt=1, description="false discovery rate per window")
+    min_samples: int = Field(100, ge=2, description="fewer events in either window: no verdict")
+    bins: int = Field(10, ge=2, le=100, description="coarse bins for PSI and Jensen-Shannon")
+    max_categories: int = Field(200, ge=2, description="categories tracked per feature")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftSettings:
+        for kind in ("numeric", "categorical"):
+            warning, critical = self.thresholds(kind)
+            if critical < warning:
+                raise ValueError(f"{kind}_critical ({critical}) is below {kind}_warning ({warning})")
+        return self
+
+    def thresholds(self, kind: Literal["numeric", "categorical"]) -> tuple[float, float]:
+        """(warning, critical) for numeric or categorical columns."""
+        statistic = self.numeric_statistic if kind == "numeric" else self.categorical_statistic
+        warning, critical = DEFAULT_THRESHOLDS[statistic]
+        set_warning = self.numeric_warning if kind == "numeric" else self.categorical_warning
+        set_critical = self.numeric_critical if kind == "numeric" else self.categorical_critical
+        return (set_warning or warning, set_critical or critical)
+
+
+class DetectorSettings(_Section):
+    feature_drift: DriftSettings = DriftSettings()
+    prediction_drift: DriftSettings = DriftSettings()
+    grid_sample: int = Field(
+        2048, ge=16, description="events per model used to fix the fine numeric bin grid"
+    )
+
+
+class _SinkBase(_Section):
+    min_severity: Severity = "warning"
+
+
+class LogSinkSettings(_SinkBase):
+    kind: Literal["log"]
+
+
+class FileSinkSettings(_SinkBase):
+    kind: Literal["file"]
+    path: Path
+
+
+SinkSettings = Annotated[LogSinkSettings | FileSinkSettings, Field(discriminator="kind")]
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class StateSettings(_Section):
+    path: Path = Path("streamwatch-state.sqlite")
+    checkpoint_interval: Duration = 10.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED,
+        secrets_nested_delimiter=NESTED,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    window: WindowSettings = WindowSettings()
+    reference: ReferenceSettings = ReferenceSettings()
+    detectors: DetectorSettings = DetectorSettings()
+    sinks: dict[str, SinkSettings] = Field(
+        default_factory=lambda: {"log": LogSinkSettings(kind="log")},
+        description="named sinks, each with a kind",
+    )
+    server: ServerSettings = ServerSettings()
+    state: StateSettings = StateSettings()
+    max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files may sit nested (sinks/retrain/secret) or flat (sinks__retrain__secret).
+        secrets = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, secrets
+
+
+def load_settings(
+    env_files: Sequence[Path] = (), secrets_dir: Path | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings; raise :class:`ConfigError` naming the variable that is wrong."""
+    for path in env_files:
+        if not path.is_file():
+            raise ConfigError(f"env file {path} does not exist")
+    if secrets_dir is not None and not secrets_dir.is_dir():
+        raise ConfigError(f"secrets directory {secrets_dir} does not exist")
+    try:
+        return Settings(
+            _env_file=tuple(env_files) or None,
+            _secrets_dir=secrets_dir,
+            **overrides,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def env_name(loc: Sequence[int | str]) -> str:
+    """The variable behind a validation error location, e.g. STREAMWATCH_WINDOW__SIZE."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    # Inside the sinks' discriminated union pydantic repeats the kind in the path:
+    # ("sinks", "audit", "file", "path") is STREAMWATCH_SINKS__AUDIT__PATH.
+    if len(parts) >= 4 and parts[0] == "sinks":
+        del parts[2]
+    return ENV_PREFIX + NESTED.join(parts).upper()
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = [f"{env_name(error['loc'])}: {error['msg']}" for error in exc.errors()]
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as JSON-able data with every secret masked."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,193 @@
+"""A synthetic stream with known drift, for ``streamwatch demo`` and for tests.
+
+Two models over ten hours of hourly windows: ``fraud``, a classifier, and ``eta``, a
+regression. At 06:20 some features shift (the ground truth below), the others do not;
+the outputs that depend on shifted features shift with them. The stream also carries
+label events, out-of-order events, a few very late events and a few garbage lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from streamwatch.alerts import isoformat
+from streamwatch.config import Settings, WindowSettings
+
+START = 1_795_305_600.0  # 2026-11-22T00:00:00Z
+HOURS = 10
+SHIFT_AT = START + 6 * 3600 + 20 * 60  # 06:20, inside the 06:00 window
+
+# Ground truth: (model, detector, subject) that must alert, and nothing else.
+EXPECTED = frozenset(
+    {
+        ("fraud", "feature_drift", "amount"),
+        ("fraud", "feature_drift", "country"),
+        ("fraud", "prediction_drift", "score"),
+        ("fraud", "prediction_drift", "prediction"),
+        ("eta", "feature_drift", "traffic_index"),
+        ("eta", "prediction_drift", "prediction"),
+    }
+)
+SHIFT_WINDOWS = (6, 7)  # hours since START in which detection is expected
+
+
+
+def settings() -> Settings:
+    """The demo's settings: hourly windows, five minutes of allowed lateness, log sink."""
+    return Settings(window=WindowSettings(size="1h", allowed_lateness=300.0))
+
+_COUNTRIES = np.array(["DE", "FR", "US", "GB", "IT", "ES"])
+_COUNTRY_BEFORE = np.array([0.3, 0.2, 0.15, 0.15, 0.1, 0.1])
+_COUNTRY_AFTER = np.array([0.15, 0.1, 0.45, 0.1, 0.1, 0.1])
+
+
+GARBAGE = (b"{not json", b"[1, 2, 3]", b'{"event_id": "x", "timestamp": 1}', b"\xff\xfe")
+
+Timed = list[tuple[float, dict[str, object]]]  # (arrival time, event)
+
+
+@dataclass(frozen=True)
+class DemoStream:
+    lines: list[bytes]
+    predictions: int
+    labels: int
+    late: int
+    garbage: int
+
+
+def generate(events_per_hour: int = 3000, seed: int = 42) -> DemoStream:
+    """The demo stream as JSON lines in arrival order."""
+    rng = np.random.default_rng(seed)
+    n = events_per_hour * HOURS
+    t = np.sort(START + rng.uniform(0, HOURS * 3600, n))
+    after = t >= SHIFT_AT
+    fraud, labels = _fraud(rng, t, after)
+    eta = _eta(rng, t, after)
+    late = _late(rng, t)
+    timed = fraud + eta + labels + late
+    order = np.argsort([arrival for arrival, _ in timed], kind="stable")
+    lines = [msgspec.json.encode(timed[i][1]) for i in order]
+    for k, junk in enumerate(GARBAGE):
+        lines.insert((k + 1) * len(lines) // (len(GARBAGE) + 1), junk)
+    return DemoStream(lines, len(fraud) + len(eta), len(labels), len(late), len(GARBAGE))
+
+
+def _jitter(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """Arrival times: up to two minutes behind event time, so arrival is out of order."""
+    return t + rng.uniform(0, 120, len(t))
+
+
+def _fraud(rng: np.random.Generator, t: np.ndarray, after: np.ndarray) -> tuple[Timed, Timed]:
+    n = len(t)
+    amount = np.exp(rng.normal(3.5 + 0.5 * after, 0.8))  # the shifted feature
+    age = rng.normal(41, 12, n).clip(18, 95).round()
+    items = rng.poisson(2.5, n).astype(float)
+    account_days = rng.gamma(2.0, 300.0, n)
+    country = np.where(
+        after,
+        rng.choice(_COUNTRIES, n, p=_COUNTRY_AFTER),
+        rng.choice(_COUNTRIES, n, p=_COUNTRY_BEFORE),
+    )
+    channel = rng.choice(np.array(["web", "app", "pos"]), n, p=[0.5, 0.35, 0.15])
+    device = rng.choice(np.array(["ios", "android", "desktop"]), n, p=[0.4, 0.4, 0.2])
+    logit = -3.0 + 0.9 * (np.log(amount) - 3.5) - 0.0005 * account_days + 0.1 * items
+    score = 1 / (1 + np.exp(-logit))
+    prediction = (score > 0.08).astype(int)  # flag for review
+    arrival = _jitter(rng, t)
+    events: Timed = [
+        (
+            float(arrival[i]),
+            {
+                "event_id": f"f{i}",
+                "model_id": "fraud",
+                "model_version": "3",
+                "timestamp": int(t[i] * 1000),
+                "features": {
+                    "amount": round(float(amount[i]), 2),
+                    "age": float(age[i]),
+                    "n_items": float(items[i]),
+                    "account_age_days": round(float(account_days[i]), 1),
+                    "country": str(country[i]),
+                    "channel": str(channel[i]),
+                    "device": str(device[i]),
+                },
+                "score": round(float(score[i]), 5),
+                "prediction": int(prediction[i]),
+                "segments": {"region": "EU" if country[i] != "US" else "NA"},
+                "latency_ms": round(float(rng.gamma(4, 3)), 2),
+            },
+        )
+        for i in range(n)
+    ]
+    # A fifth of the outcomes become known about an hour later.
+    known = np.sort(rng.choice(n, n // 5, replace=False))
+    outcome = rng.random(n) < score
+    labels: Timed = [
+        (
+            float(arrival[i] + 3600),
+            {
+                "event_id": f"f{i}",
+                "model_id": "fraud",
+                "label": int(outcome[i]),
+                "timestamp": int((t[i] + 3600) * 1000),
+            },
+        )
+        for i in known
+    ]
+    return events, labels
+
+
+def _eta(rng: np.random.Generator, t: np.ndarray, after: np.ndarray) -> Timed:
+    n = len(t)
+    distance = rng.gamma(3.0, 2.0, n)
+    traffic = rng.normal(0.4 + 0.12 * after, 0.15, n).clip(0, 1)  # shifted by 0.8 sd
+    stops = rng.poisson(1.0, n).astype(float)
+    weather = rng.choice(np.array(["clear", "rain", "snow"]), n, p=[0.7, 0.25, 0.05])
+    vehicle = rng.choice(np.array(["bike", "car", "van"]), n, p=[0.3, 0.6, 0.1])
+    minutes = 3 + 2.2 * distance * (1 + 1.5 * traffic) + 2 * stops + rng.normal(0, 2, n)
+    arrival = _jitter(rng, t)
+    return [
+        (
+            float(arrival[i]),
+            {
+                "event_id": f"e{i}",
+                "model_id": "eta",
+                "timestamp": isoformat(float(t[i])),
+                "features": {
+                    "distance_km": round(float(distance[i]), 3),
+                    "traffic_index": round(float(traffic[i]), 4),
+                    "stops": float(stops[i]),
+                    "weather": str(weather[i]),
+                    "vehicle": str(vehicle[i]),
+                },
+                "prediction": round(float(minutes[i]), 2),
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def _late(rng: np.random.Generator, t: np.ndarray) -> Timed:
+    """Events arriving at the end but stamped three hours earlier: their window closed."""
+    stamps = t[-1] - 3 * 3600 - rng.uniform(0, 600, 20)
+    return [
+        (
+            float(t[-1]),
+            {
+                "event_id": f"late{i}",
+                "model_id": "eta",
+                "timestamp": isoformat(float(stamp)),
+                "features": {"distance_km": 5.0, "traffic_index": 0.4},
+                "prediction": 20.0,
+            },
+        )
+        for i, stamp in enumerate(stamps)
+    ]
+
+
+def hour_of(epoch: float) -> int:
+    """Hours since the demo's start: the index of its hourly window."""
+    return int((epoch - START) // 3600)

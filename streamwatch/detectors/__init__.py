@@ -1,0 +1,65 @@
+"""Detectors: one module per family, all behind the protocol in ``base``.
+
+A :class:`DetectorSet` is the state of every enabled detector over one window of one
+model; windows hold one each, and the reference is one too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from streamwatch.batch import Batch
+from streamwatch.config import DetectorSettings
+from streamwatch.detectors.base import Detector, Finding, Severity
+from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
+from streamwatch.detectors.histogram import Grid
+from streamwatch.windows import WindowBounds
+
+__all__ = ["Detector", "DetectorSet", "Finding", "ModelGrids", "Severity"]
+
+
+class ModelGrids:
+    """The fine numeric grids of one model, shared by all its windows."""
+
+    def __init__(self) -> None:
+        self.features = Grid()
+        self.outputs = Grid()
+
+
+class DetectorSet:
+    """Every enabled detector's state over one window of one model."""
+
+    def __init__(self, settings: DetectorSettings, grids: ModelGrids) -> None:
+        detectors: list[Detector] = []
+        if settings.feature_drift.enabled:
+            detectors.append(FeatureDrift(settings.feature_drift, grids.features))
+        if settings.prediction_drift.enabled:
+            detectors.append(PredictionDrift(settings.prediction_drift, grids.outputs))
+        self.detectors: dict[str, Detector] = {d.name: d for d in detectors}
+        self.n = 0
+
+    def update(self, batch: Batch) -> None:
+        self.n += batch.n
+        for detector in self.detectors.values():
+            detector.update(batch)
+
+    def merge(self, other: DetectorSet) -> None:
+        self.n += other.n
+        for name, detector in self.detectors.items():
+            detector.merge(other.detectors[name])
+
+    def evaluate(self, model: str, window: WindowBounds, reference: DetectorSet) -> list[Finding]:
+        return [
+            finding
+            for name, detector in self.detectors.items()
+            for finding in detector.evaluate(model, window, reference.detectors[name])
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"n": self.n, **{k: d.snapshot() for k, d in self.detectors.items()}}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.n = int(state["n"])
+        for name, detector in self.detectors.items():
+            detector.restore(state[name])

@@ -1,0 +1,15 @@
+"""The exceptions streamwatch raises, in one hierarchy."""
+
+from __future__ import annotations
+
+
+class StreamwatchError(Exception):
+    """Base of every error streamwatch raises on purpose."""
+
+
+class ConfigError(StreamwatchError):
+    """The settings are invalid; the message names the variable and why."""
+
+
+class SourceError(StreamwatchError):
+    """A source cannot be read (missing file, unreachable broker)."""

@@ -1,0 +1,54 @@
+"""Every Prometheus metric of streamwatch, defined once against an injected registry.
+
+Labels are bounded: model ids, detector and sink names from the config, bad-event
+reasons from a fixed list, severities and statuses.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "streamwatch_events", "Prediction events windowed", ["model"], registry=registry
+        )
+        self.labels = Counter(
+            "streamwatch_label_events", "Label events received", ["model"], registry=registry
+        )
+        self.bad_events = Counter(
+            "streamwatch_bad_events", "Messages that are not valid events", ["reason"],
+            registry=registry,
+        )
+        self.late_events = Counter(
+            "streamwatch_late_events", "Events dropped because their window had closed",
+            ["model"], registry=registry,
+        )
+        self.windows_closed = Counter(
+            "streamwatch_windows_closed", "Windows closed", ["model", "role"], registry=registry
+        )
+        self.findings = Counter(
+            "streamwatch_findings", "Findings by severity", ["model", "detector", "severity"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "streamwatch_alerts", "Alert transitions", ["model", "detector", "status"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "streamwatch_notifications", "Notification deliveries", ["sink", "result"],
+            registry=registry,
+        )
+
+    def total(self, name: str, **labels: str) -> int:
+        """The sum of a counter over the label values not given (0 if never counted)."""
+        value = 0.0
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if sample.name == f"{name}_total" and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    value += sample.value
+        return int(value)

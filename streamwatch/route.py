@@ -1,0 +1,25 @@
+"""Routing: split decoded events by model, predictions apart from labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from streamwatch.events import Event
+
+
+@dataclass(slots=True)
+class ModelEvents:
+    predictions: list[Event] = field(default_factory=list)
+    labels: list[Event] = field(default_factory=list)
+
+
+def route(events: Sequence[Event]) -> dict[str, ModelEvents]:
+    """Events grouped by model id, in arrival order within each group."""
+    routed: dict[str, ModelEvents] = {}
+    for event in events:
+        group = routed.get(event.model_id)
+        if group is None:
+            group = routed[event.model_id] = ModelEvents()
+        (group.labels if event.is_label else group.predictions).append(event)
+    return routed
