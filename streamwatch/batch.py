@@ -6,7 +6,7 @@ carries a value, by a :class:`Schema`; later values of the other kind count as m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,7 +44,10 @@ class Columns:
         return Columns(
             {
                 name: np.concatenate(
-                    [p.numeric.get(name, np.full(n, np.nan)) for p, n in zip(parts, sizes)]
+                    [
+                        p.numeric.get(name, np.full(n, np.nan))
+                        for p, n in zip(parts, sizes, strict=True)
+                    ]
                 )
                 for name in numeric
             },
@@ -52,7 +55,7 @@ class Columns:
                 name: np.concatenate(
                     [
                         p.categorical.get(name, np.full(n, None, np.object_))
-                        for p, n in zip(parts, sizes)
+                        for p, n in zip(parts, sizes, strict=True)
                     ]
                 )
                 for name in categorical
@@ -104,7 +107,7 @@ class Schema:
     def _columns(
         self,
         kinds: dict[str, Kind],
-        rows: Sequence[dict[str, object]],
+        rows: Sequence[Mapping[str, object]],
         names: set[str] | None,
     ) -> Columns:
         if names is None:

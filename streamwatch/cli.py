@@ -50,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def config_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
-            "--env-file", action="append", type=Path, default=[], metavar="FILE",
+            "--env-file",
+            action="append",
+            type=Path,
+            default=[],
+            metavar="FILE",
             help="env file with STREAMWATCH_ variables; repeatable, later files win",
         )
         sub.add_argument("--secrets-dir", type=Path, help="directory of secret files")
@@ -168,5 +172,7 @@ def _demo(args: argparse.Namespace) -> int:
     if wrong or late:
         print(f"\nMISMATCH: unexpected or missing {sorted(wrong)}, late {sorted(late)}")
         return 1
-    print("\nAll expected alerts fired in the window where the shift starts or the next; no others.")
+    print(
+        "\nAll expected alerts fired in the window where the shift starts or the next; no others."
+    )
     return 0

@@ -144,7 +144,9 @@ class DriftSettings(_Section):
         for kind in ("numeric", "categorical"):
             warning, critical = self.thresholds(kind)
             if critical < warning:
-                raise ValueError(f"{kind}_critical ({critical}) is below {kind}_warning ({warning})")
+                raise ValueError(
+                    f"{kind}_critical ({critical}) is below {kind}_warning ({warning})"
+                )
         return self
 
     def thresholds(self, kind: Literal["numeric", "categorical"]) -> tuple[float, float]:
@@ -180,6 +182,10 @@ class FileSinkSettings(_SinkBase):
 SinkSettings = Annotated[LogSinkSettings | FileSinkSettings, Field(discriminator="kind")]
 
 
+def _default_sinks() -> dict[str, SinkSettings]:
+    return {"log": LogSinkSettings(kind="log")}
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
@@ -205,7 +211,7 @@ class Settings(BaseSettings):
     reference: ReferenceSettings = ReferenceSettings()
     detectors: DetectorSettings = DetectorSettings()
     sinks: dict[str, SinkSettings] = Field(
-        default_factory=lambda: {"log": LogSinkSettings(kind="log")},
+        default_factory=_default_sinks,
         description="named sinks, each with a kind",
     )
     server: ServerSettings = ServerSettings()

@@ -34,10 +34,10 @@ EXPECTED = frozenset(
 SHIFT_WINDOWS = (6, 7)  # hours since START in which detection is expected
 
 
-
 def settings() -> Settings:
     """The demo's settings: hourly windows, five minutes of allowed lateness, log sink."""
     return Settings(window=WindowSettings(size="1h", allowed_lateness=300.0))
+
 
 _COUNTRIES = np.array(["DE", "FR", "US", "GB", "IT", "ES"])
 _COUNTRY_BEFORE = np.array([0.3, 0.2, 0.15, 0.15, 0.1, 0.1])

@@ -18,7 +18,7 @@ from streamwatch.metrics import Metrics
 from streamwatch.model import ClosedWindow, ModelMonitor
 from streamwatch.reference import Pinned
 from streamwatch.route import route
-from streamwatch.sinks import Delivered, RoutedSink
+from streamwatch.sinks import Delivered, DeliveryFailed, RoutedSink
 from streamwatch.sources import Message, Source
 
 log = logging.getLogger("streamwatch.engine")
@@ -115,12 +115,12 @@ class Engine:
             if selected is None:
                 continue
             result = routed.sink.send(selected)
-            ok = isinstance(result, Delivered)
-            self.metrics.notifications.labels(routed.sink.name, "sent" if ok else "failed").inc()
-            if not ok:
+            sent = isinstance(result, Delivered)
+            self.metrics.notifications.labels(routed.sink.name, "sent" if sent else "failed").inc()
+            if isinstance(result, DeliveryFailed):
                 log.warning(
                     "notification not delivered",
-                    extra={"sink": routed.sink.name, "reason": result.reason},
+                    extra={"sink": result.sink, "reason": result.reason},
                 )
 
     def _reject(self, bad: BadEvent) -> None:

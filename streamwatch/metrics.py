@@ -19,26 +19,36 @@ class Metrics:
             "streamwatch_label_events", "Label events received", ["model"], registry=registry
         )
         self.bad_events = Counter(
-            "streamwatch_bad_events", "Messages that are not valid events", ["reason"],
+            "streamwatch_bad_events",
+            "Messages that are not valid events",
+            ["reason"],
             registry=registry,
         )
         self.late_events = Counter(
-            "streamwatch_late_events", "Events dropped because their window had closed",
-            ["model"], registry=registry,
+            "streamwatch_late_events",
+            "Events dropped because their window had closed",
+            ["model"],
+            registry=registry,
         )
         self.windows_closed = Counter(
             "streamwatch_windows_closed", "Windows closed", ["model", "role"], registry=registry
         )
         self.findings = Counter(
-            "streamwatch_findings", "Findings by severity", ["model", "detector", "severity"],
+            "streamwatch_findings",
+            "Findings by severity",
+            ["model", "detector", "severity"],
             registry=registry,
         )
         self.alerts = Counter(
-            "streamwatch_alerts", "Alert transitions", ["model", "detector", "status"],
+            "streamwatch_alerts",
+            "Alert transitions",
+            ["model", "detector", "status"],
             registry=registry,
         )
         self.notifications = Counter(
-            "streamwatch_notifications", "Notification deliveries", ["sink", "result"],
+            "streamwatch_notifications",
+            "Notification deliveries",
+            ["sink", "result"],
             registry=registry,
         )
 

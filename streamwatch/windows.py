@@ -64,7 +64,7 @@ class Windows(ABC, Generic[S]):
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        for lo, hi in zip(starts, np.r_[starts[1:], len(ids)]):
+        for lo, hi in zip(starts, np.r_[starts[1:], len(ids)], strict=True):
             part = batch.take(order[lo:hi])
             window = self._open.get(int(ids[lo]))
             if window is None:

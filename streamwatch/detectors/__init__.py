@@ -16,7 +16,10 @@ from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Grid
 from streamwatch.windows import WindowBounds
 
-__all__ = ["Detector", "DetectorSet", "Finding", "ModelGrids", "Severity"]
+__all__ = ["FAMILIES", "Detector", "DetectorSet", "Finding", "ModelGrids", "Severity"]
+
+# Every detector family, for the shared check suite (tests/unit/detectors/test_contract.py).
+FAMILIES = (FeatureDrift, PredictionDrift)
 
 
 class ModelGrids:

@@ -58,7 +58,8 @@ class Detector(Protocol):
     ``restore`` round-trip the state through plain data for checkpoints.
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def update(self, batch: Batch) -> None: ...
 

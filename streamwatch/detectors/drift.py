@@ -63,7 +63,7 @@ class _Comparison:
     change: str
 
 
-class _Drift(ABC):
+class DriftDetector(ABC):
     """Histograms of every column of one group (features or outputs) of a window."""
 
     name: ClassVar[str]
@@ -123,7 +123,7 @@ class _Drift(ABC):
             and min(counts.n, reference.categorical[name].n) >= minimum
         ]
         qvalues = st.benjamini_hochberg([c.pvalue for c in compared])
-        return [self._finding(model, window, c, q) for c, q in zip(compared, qvalues)]
+        return [self._finding(model, window, c, q) for c, q in zip(compared, qvalues, strict=True)]
 
     def _numeric(self, name: str, ref: NumericHistogram, cur: NumericHistogram) -> _Comparison:
         edges = self.grid.edges[name]
@@ -156,13 +156,11 @@ class _Drift(ABC):
             "jensen_shannon": st.js_distance(ref_counts, cur_counts),
             "unseen_share": unseen / cur.n,
         }
-        change = _largest_move(known + [UNSEEN], ref_counts, cur_counts)
+        change = _largest_move([*known, UNSEEN], ref_counts, cur_counts)
         pvalue = st.chi_square_pvalue(ref_counts, cur_counts)
         return _Comparison(name, "categorical", statistics, pvalue, ref.n, cur.n, change)
 
-    def _finding(
-        self, model: str, window: WindowBounds, c: _Comparison, qvalue: float
-    ) -> Finding:
+    def _finding(self, model: str, window: WindowBounds, c: _Comparison, qvalue: float) -> Finding:
         s = self.settings
         statistic = s.numeric_statistic if c.kind == "numeric" else s.categorical_statistic
         warning, critical = s.thresholds(c.kind)
@@ -172,12 +170,12 @@ class _Drift(ABC):
         threshold = critical if severity is Severity.CRITICAL else warning
         label = _LABELS[statistic]
         if severity is Severity.OK:
-            why = "below" if value < warning else f"not significant (q = {qvalue:.2g})"
+            why = "below" if value < warning else f"not significant ({_q(qvalue)}) at"
             verdict = f"no drift: {label} {value:.3f}, {why} the warning {warning:g}"
         else:
             verdict = (
                 f"{severity.value} drift: {label} {value:.3f} ≥ {threshold:g}, "
-                f"significant (q = {qvalue:.2g})"
+                f"significant ({_q(qvalue)})"
             )
         explanation = (
             f"{self.subject_kind} '{c.subject}' of model '{model}': {verdict}; {c.change}; "
@@ -199,6 +197,11 @@ class _Drift(ABC):
         )
 
 
+def _q(qvalue: float) -> str:
+    # Large windows push p-values below the smallest double; say so rather than "0".
+    return "q < 1e-300" if qvalue < 1e-300 else f"q = {qvalue:.2g}"
+
+
 def _largest_move(names: list[str], ref: st.Counts, cur: st.Counts) -> str:
     p, q = ref / ref.sum(), cur / cur.sum()
     i = int(np.argmax(np.abs(q - p)))
@@ -206,7 +209,7 @@ def _largest_move(names: list[str], ref: st.Counts, cur: st.Counts) -> str:
     return f"largest change {name} {p[i]:.1%} → {q[i]:.1%}"
 
 
-class FeatureDrift(_Drift):
+class FeatureDrift(DriftDetector):
     """Drift of every feature column against the reference."""
 
     name = "feature_drift"
@@ -216,7 +219,7 @@ class FeatureDrift(_Drift):
         return batch.features
 
 
-class PredictionDrift(_Drift):
+class PredictionDrift(DriftDetector):
     """Drift of the model's outputs: score, predicted class or value, class probabilities."""
 
     name = "prediction_drift"

@@ -22,11 +22,16 @@ OTHER = "__other__"
 
 
 def fit_edges(values: FloatArray, resolution: int = GRID_RESOLUTION) -> FloatArray:
-    """Fine bin edges from a sample: its quantiles, rounded to 1/10,000 of its span."""
+    """Fine bin edges from a sample: its inner quantiles, rounded to 1/10,000 of their span.
+
+    The sample's extremes are not edges: a bin out to the maximum of a heavy tail is
+    too wide to treat as uniform, and an extreme is one person's value. What lies
+    beyond the outer edges is counted in two open-ended bins.
+    """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.empty(0)
-    edges = np.quantile(finite, np.linspace(0.0, 1.0, resolution + 1))
+    edges = np.quantile(finite, np.linspace(0.0, 1.0, resolution + 1)[1:-1])
     span = float(edges[-1] - edges[0])
     if span > 0:
         step = 10.0 ** math.floor(math.log10(span) - 4)

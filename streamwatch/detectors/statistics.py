@@ -57,8 +57,9 @@ def wasserstein(reference: Counts, current: Counts, edges: FloatArray) -> float:
     """Earth mover's distance between two histograms on ``edges``, in value units.
 
     Inside a bin the CDFs are taken as linear (values uniform in the bin); mass below
-    the first or above the last edge sits on that edge, so the result is a lower bound
-    where the current window leaves the grid.
+    the first or above the last edge sits on that edge. So this is the distance between
+    the two distributions winsorised at the grid's outer edges (the reference's 1/128
+    and 127/128 quantiles): heavy tails beyond them count for less, never for more.
     """
     if edges.size < 2:
         return 0.0
@@ -84,7 +85,8 @@ def coarse_groups(reference: Counts, bins: int) -> NDArray[np.intp]:
     """Map fine bins to about ``bins`` groups of equal reference mass (quantile bins)."""
     total = reference.sum()
     centre = (np.cumsum(reference) - reference / 2) / total
-    return np.minimum((centre * bins).astype(np.intp), bins - 1)
+    groups: NDArray[np.intp] = np.minimum((centre * bins).astype(np.intp), bins - 1)
+    return groups
 
 
 def regroup(counts: Counts, groups: NDArray[np.intp], bins: int) -> FloatArray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -14,7 +14,7 @@ from streamwatch.sources.base import Message
 
 def open_lines(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # it is an IO[bytes]
     return path.open("rb")
 
 
@@ -29,13 +29,12 @@ class ReplaySource:
         self._messages = self._read()
         self.done = False
 
-    def _read(self) -> Iterator[Message]:
+    def _read(self) -> Generator[Message]:
         for path in self.paths:
             with open_lines(path) as lines:
-                for number, line in enumerate(lines, start=1):
-                    line = line.rstrip(b"\r\n")
-                    if line.strip():
-                        yield line, Origin(path.name, 0, number)
+                for number, raw in enumerate(lines, start=1):
+                    if raw.strip():
+                        yield raw.rstrip(b"\r\n"), Origin(path.name, 0, number)
 
     def poll(self, max_records: int) -> list[Message] | None:
         if self.done:

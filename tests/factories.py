@@ -1,0 +1,38 @@
+"""Small builders of events and batches shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from streamwatch.batch import Batch, Columns
+from streamwatch.events import Origin
+
+
+def event(
+    event_id: str = "e1",
+    model_id: str = "m",
+    timestamp: Any = 1_700_000_000_000,
+    **fields: Any,
+) -> bytes:
+    """A prediction event as JSON bytes; a score of 0.5 unless outputs are given."""
+    body: dict[str, Any] = {"event_id": event_id, "model_id": model_id, "timestamp": timestamp}
+    if not {"prediction", "score", "probabilities", "label"} & fields.keys():
+        body["score"] = 0.5
+    body.update(fields)
+    return msgspec.json.encode(body)
+
+
+def origin(offset: int = 0) -> Origin:
+    return Origin("test", 0, offset)
+
+
+def numeric_batch(event_time: np.ndarray, **columns: np.ndarray) -> Batch:
+    return Batch(np.asarray(event_time, dtype=np.float64), Columns(dict(columns)), Columns())
+
+
+def categorical_batch(event_time: np.ndarray, **columns: list[str | None]) -> Batch:
+    cat = {k: np.array(v, dtype=np.object_) for k, v in columns.items()}
+    return Batch(np.asarray(event_time, dtype=np.float64), Columns({}, cat), Columns())

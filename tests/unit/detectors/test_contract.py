@@ -1,0 +1,102 @@
+"""The checks every detector family must pass: merge, snapshot/restore, no change."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamwatch.batch import Batch, Columns
+from streamwatch.config import DriftSettings
+from streamwatch.detectors import FAMILIES, Severity
+from streamwatch.detectors.drift import DriftDetector
+from streamwatch.detectors.histogram import Grid
+from streamwatch.windows import WindowBounds
+
+Family = type[DriftDetector]
+BOUNDS = WindowBounds(0, 0.0, 60.0)
+
+
+def stream(seed: int, n: int) -> Batch:
+    """Numeric and categorical columns with missing values, in features and outputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n)
+    x[rng.random(n) < 0.1] = np.nan
+    k = rng.choice(np.array(["a", "b", "c", None], dtype=object), n)
+    columns = Columns({"x": x, "y": rng.exponential(1.0, n)}, {"k": k})
+    return Batch(np.arange(n, dtype=np.float64), columns, columns)
+
+
+def fitted(family: Family, seed: int, n: int = 600) -> tuple[Grid, Batch]:
+    """A grid fixed on a first sample, and a stream to count on it."""
+    grid = Grid()
+    family(DriftSettings(), grid).update(stream(seed + 1, 300))
+    return grid, stream(seed, n)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(0, 600), max_size=5))
+def test_merge_of_parts_equals_update_on_the_whole(
+    family: Family, seed: int, cuts: list[int]
+) -> None:
+    grid, batch = fitted(family, seed)
+    whole = family(DriftSettings(), grid)
+    whole.update(batch)
+    bounds = sorted({0, batch.n, *cuts})
+    merged = family(DriftSettings(), grid)
+    for lo, hi in itertools.pairwise(bounds):
+        part = family(DriftSettings(), grid)
+        part.update(batch.take(np.arange(lo, hi)))
+        merged.merge(part)
+    a, b = whole.snapshot(), merged.snapshot()
+    for name, hist in a["numeric"].items():
+        other = b["numeric"][name]
+        assert (hist["counts"], hist["missing"], hist["n"]) == (
+            other["counts"],
+            other["missing"],
+            other["n"],
+        )
+        assert other["mean"] == pytest.approx(hist["mean"], abs=1e-9)
+        assert other["m2"] == pytest.approx(hist["m2"], rel=1e-9, abs=1e-9)
+    assert a["categorical"] == b["categorical"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_snapshot_restores_through_json_to_the_same_verdicts(family: Family) -> None:
+    grid, batch = fitted(family, 1)
+    reference = family(DriftSettings(), grid)
+    reference.update(batch)
+    current = family(DriftSettings(), grid)
+    current.update(stream(2, 600))
+    restored = family(DriftSettings(), grid)
+    restored.restore(msgspec.json.decode(msgspec.json.encode(current.snapshot())))
+    assert restored.snapshot() == current.snapshot()
+    assert restored.evaluate("m", BOUNDS, reference) == current.evaluate("m", BOUNDS, reference)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_window_equal_to_its_reference_is_all_clear(family: Family) -> None:
+    grid, batch = fitted(family, 3)
+    reference, current = family(DriftSettings(), grid), family(DriftSettings(), grid)
+    reference.update(batch)
+    current.update(batch)
+    findings = current.evaluate("m", BOUNDS, reference)
+    assert {f.subject for f in findings} == {"x", "y", "k"}
+    assert all(f.severity is Severity.OK and f.value == 0.0 for f in findings)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_state_holds_no_raw_values(family: Family) -> None:
+    grid, batch = fitted(family, 4)
+    detector = family(DriftSettings(), grid)
+    detector.update(batch)
+    stored = msgspec.json.encode(
+        [detector.snapshot(), {k: v.tolist() for k, v in grid.edges.items()}]
+    )
+    for value in batch.features.numeric["x"][:50]:
+        if np.isfinite(value):
+            assert repr(float(value)).encode() not in stored

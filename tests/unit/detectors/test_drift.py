@@ -1,0 +1,190 @@
+"""Feature and prediction drift: false alarms under no change, detection of stated changes.
+
+All streams are seeded; the expectations are exact for these seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamwatch.batch import Batch, Columns
+from streamwatch.config import DriftSettings
+from streamwatch.detectors import Finding, Severity
+from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
+from streamwatch.detectors.histogram import Grid
+from streamwatch.windows import WindowBounds
+
+CATEGORIES = np.array(["A", "B", "C", "D", "E", "F"])
+BASE = np.array([0.3, 0.2, 0.15, 0.15, 0.1, 0.1])
+
+
+def features(
+    rng: np.random.Generator,
+    n: int,
+    shift: float = 0.0,
+    probabilities: np.ndarray = BASE,
+    categories: np.ndarray = CATEGORIES,
+) -> Batch:
+    """Six numeric features of different shapes and three categorical ones.
+
+    ``shift`` moves the mean of ``x0`` by that many standard deviations;
+    ``probabilities`` are those of ``c0``.
+    """
+    numeric = {
+        "x0": rng.normal(shift, 1.0, n),
+        "x1": rng.normal(100.0, 15.0, n),
+        "x2": rng.lognormal(3.0, 0.8, n),
+        "x3": rng.exponential(2.0, n),
+        "x4": rng.poisson(3.0, n).astype(float),  # discrete
+        "x5": rng.uniform(-1.0, 1.0, n),
+    }
+    categorical = {
+        "c0": rng.choice(categories, n, p=probabilities).astype(object),
+        "c1": rng.choice(np.array(["web", "app", "pos"]), n, p=[0.5, 0.35, 0.15]).astype(object),
+        "c2": rng.choice(np.array(["y", "n"]), n).astype(object),
+    }
+    return Batch(np.zeros(n), Columns(numeric, categorical), Columns())
+
+
+def window_findings(
+    reference: FeatureDrift, current: Batch, settings: DriftSettings, grid: Grid
+) -> list[Finding]:
+    detector = FeatureDrift(settings, grid)
+    detector.update(current)
+    return detector.evaluate("m", WindowBounds(1, 0.0, 60.0), reference)
+
+
+def reference_of(batch: Batch, settings: DriftSettings) -> tuple[FeatureDrift, Grid]:
+    grid = Grid()
+    reference = FeatureDrift(settings, grid)
+    reference.update(batch)
+    return reference, grid
+
+
+def alarms(findings: list[Finding]) -> list[str]:
+    return [f.subject for f in findings if f.severity is not Severity.OK]
+
+
+def test_identical_distributions_never_alarm_over_200_windows() -> None:
+    rng = np.random.default_rng(1)
+    settings = DriftSettings()
+    reference, grid = reference_of(features(rng, 2000), settings)
+    false_alarms = [
+        alarms(window_findings(reference, features(rng, 2000), settings, grid)) for _ in range(200)
+    ]
+    assert sum(map(len, false_alarms)) == 0
+
+
+def test_small_windows_alarm_on_noise_at_most_at_the_false_discovery_rate() -> None:
+    # 150 events per window: effect sizes are noisy here, significance must hold them back.
+    rng = np.random.default_rng(2)
+    settings = DriftSettings()
+    reference, grid = reference_of(features(rng, 150), settings)
+    windows_alarmed = sum(
+        bool(alarms(window_findings(reference, features(rng, 150), settings, grid)))
+        for _ in range(300)
+    )
+    assert windows_alarmed <= 3  # alpha = 1% of 300 windows
+
+
+def test_a_tiny_shift_in_a_million_event_window_does_not_alarm() -> None:
+    # 0.005 sd at 10^6 events is highly significant (KS p ~ 1e-6) but trivial in size.
+    rng = np.random.default_rng(3)
+    settings = DriftSettings()
+    ref_x = rng.normal(0, 1, 1_000_000)
+    grid = Grid()
+    reference = FeatureDrift(settings, grid)
+    reference.update(Batch(np.zeros(len(ref_x)), Columns({"x": ref_x}), Columns()))
+    for _ in range(3):
+        x = rng.normal(0.005, 1, 1_000_000)
+        current = Batch(np.zeros(len(x)), Columns({"x": x}), Columns())
+        (finding,) = window_findings(reference, current, settings, grid)
+        assert finding.severity is Severity.OK
+        assert finding.value < 0.02
+
+
+def test_a_quarter_sd_mean_shift_at_5000_events_always_alarms() -> None:
+    rng = np.random.default_rng(4)
+    settings = DriftSettings()
+    reference, grid = reference_of(features(rng, 5000), settings)
+    for _ in range(50):
+        assert alarms(
+            window_findings(reference, features(rng, 5000, shift=0.25), settings, grid)
+        ) == ["x0"]
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "categories", "js"),
+    [
+        # 15 points of mass move from A to C: Jensen-Shannon distance 0.19.
+        (np.array([0.15, 0.2, 0.3, 0.15, 0.1, 0.1]), CATEGORIES, 0.19),
+        # A category never seen in the reference takes 10%: distance 0.23.
+        (np.r_[BASE * 0.9, 0.1], np.r_[CATEGORIES, ["NEW"]], 0.23),
+    ],
+)
+def test_categorical_shifts_alarm_in_every_window(
+    probabilities: np.ndarray, categories: np.ndarray, js: float
+) -> None:
+    rng = np.random.default_rng(5)
+    settings = DriftSettings()
+    reference, grid = reference_of(features(rng, 5000), settings)
+    for _ in range(20):
+        current = features(rng, 5000, probabilities=probabilities, categories=categories)
+        findings = window_findings(reference, current, settings, grid)
+        assert alarms(findings) == ["c0"]
+        (c0,) = [f for f in findings if f.subject == "c0"]
+        assert c0.value == pytest.approx(js, abs=0.03)
+
+
+def test_findings_explain_themselves() -> None:
+    rng = np.random.default_rng(6)
+    settings = DriftSettings()
+    reference, grid = reference_of(features(rng, 5000), settings)
+    findings = window_findings(reference, features(rng, 5000, shift=1.0), settings, grid)
+    (x0,) = [f for f in findings if f.subject == "x0"]
+    assert x0.severity is Severity.CRITICAL
+    assert x0.statistic == "wasserstein"
+    assert x0.threshold == 0.25
+    assert (x0.n_reference, x0.n_current) == (5000, 5000)
+    assert "feature 'x0' of model 'm': critical drift" in x0.explanation
+    assert "(+0.97 sd)" in x0.explanation  # the mean moved by about one sd
+    assert "significant (q < 1e-300)" in x0.explanation
+    assert x0.details["q_value"] < 1e-10
+
+
+def test_too_few_events_give_no_verdict() -> None:
+    rng = np.random.default_rng(7)
+    settings = DriftSettings(min_samples=100)
+    reference, grid = reference_of(features(rng, 5000), settings)
+    assert window_findings(reference, features(rng, 99, shift=3.0), settings, grid) == []
+
+
+def test_the_statistic_and_thresholds_are_configurable() -> None:
+    rng = np.random.default_rng(8)
+    settings = DriftSettings(numeric_statistic="psi", numeric_warning=0.01, numeric_critical=0.02)
+    reference, grid = reference_of(features(rng, 5000), settings)
+    findings = window_findings(reference, features(rng, 5000, shift=0.25), settings, grid)
+    (x0,) = [f for f in findings if f.subject == "x0"]
+    assert x0.statistic == "psi"
+    assert x0.severity is Severity.CRITICAL  # PSI of a 0.25 sd shift is about 0.06
+
+
+def test_prediction_drift_watches_the_outputs() -> None:
+    rng = np.random.default_rng(9)
+    settings = DriftSettings()
+
+    def outputs(n: int, shift: float) -> Batch:
+        score = 1 / (1 + np.exp(-rng.normal(-1 + shift, 1, n)))
+        label = np.where(score > 0.5, "1", "0").astype(object)
+        return Batch(np.zeros(n), Columns(), Columns({"score": score}, {"prediction": label}))
+
+    grid = Grid()
+    reference = PredictionDrift(settings, grid)
+    reference.update(outputs(5000, 0.0))
+    quiet, moved = PredictionDrift(settings, grid), PredictionDrift(settings, grid)
+    quiet.update(outputs(5000, 0.0))
+    moved.update(outputs(5000, 0.8))
+    bounds = WindowBounds(1, 0.0, 60.0)
+    assert alarms(quiet.evaluate("m", bounds, reference)) == []
+    assert alarms(moved.evaluate("m", bounds, reference)) == ["score", "prediction"]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import numpy as np
+
+from streamwatch.batch import Batch, Schema
+from streamwatch.events import Event, decode
+from tests.factories import event, origin
+
+
+def events(*raws: bytes) -> list[Event]:
+    decoded = [decode(raw, origin(), 1 << 20) for raw in raws]
+    assert all(isinstance(e, Event) for e in decoded)
+    return decoded  # type: ignore[return-value]
+
+
+def test_columns_by_kind_with_missing_values() -> None:
+    schema = Schema()
+    batch = schema.build(
+        events(
+            event("a", features={"amount": 1.5, "country": "DE", "vip": True}, prediction=1),
+            event("b", features={"amount": None, "country": "FR"}, prediction=0),
+            event("c", features={"amount": 3, "vip": False}, prediction=1),
+        )
+    )
+    assert schema.features == {"amount": "numeric", "country": "categorical", "vip": "categorical"}
+    np.testing.assert_array_equal(batch.features.numeric["amount"], [1.5, np.nan, 3.0])
+    assert batch.features.categorical["country"].tolist() == ["DE", "FR", None]
+    assert batch.features.categorical["vip"].tolist() == ["true", None, "false"]
+    assert batch.outputs.categorical["prediction"].tolist() == ["1", "0", "1"]
+    assert batch.outputs.numeric == {}  # no scores given
+
+
+def test_a_value_of_the_other_kind_counts_as_missing() -> None:
+    schema = Schema()
+    schema.build(events(event(features={"x": 1.0, "c": "a"})))
+    batch = schema.build(
+        events(event(features={"x": "oops", "c": 2.5}), event(features={"x": 2.0}))
+    )
+    np.testing.assert_array_equal(batch.features.numeric["x"], [np.nan, 2.0])
+    assert batch.features.categorical["c"].tolist() == [None, None]
+
+
+def test_regression_outputs_are_numeric_and_probabilities_are_columns() -> None:
+    schema = Schema()
+    batch = schema.build(
+        events(event(prediction=12.5), event(prediction=3.0, probabilities={"x": 0.1, "y": 0.9}))
+    )
+    assert schema.outputs["prediction"] == "numeric"
+    np.testing.assert_array_equal(batch.outputs.numeric["probability[y]"], [np.nan, 0.9])
+
+
+def test_event_time_and_concat() -> None:
+    schema = Schema()
+    first = schema.build(events(event(timestamp=1000, features={"x": 1.0})))
+    second = schema.build(events(event(timestamp="1970-01-01T00:00:02Z", features={"c": "k"})))
+    both = Batch.concat([first, second])
+    np.testing.assert_array_equal(both.event_time, [1.0, 2.0])
+    np.testing.assert_array_equal(both.features.numeric["x"], [1.0, np.nan])
+    assert both.features.categorical["c"].tolist() == [None, "k"]
+    assert both.take(np.array([1])).n == 1
