@@ -150,3 +150,10 @@ def test_check_config_names_the_wrong_variable_and_exits_2(
     env_file = write(tmp_path / "bad.env", "STREAMWATCH_WINDOW__ALLOWED_LATENESS=soon\n")
     assert main(["check-config", "--env-file", str(env_file)]) == 2
     assert "STREAMWATCH_WINDOW__ALLOWED_LATENESS" in capsys.readouterr().err
+
+
+def test_the_example_env_files_are_valid() -> None:
+    examples = sorted((Path(__file__).parents[2] / "config").glob("*.env"))
+    assert examples
+    for path in examples:
+        load_settings([path])
