@@ -21,6 +21,8 @@ ObjectArray = NDArray[np.object_]
 Index = NDArray[np.intp] | NDArray[np.bool_]
 
 MAX_PROBABILITY_CLASSES = 32
+MAX_NAME_CHARS = 256
+MAX_CATEGORY_CHARS = 1024
 
 
 @dataclass(slots=True)
@@ -89,20 +91,37 @@ class Batch:
 
 
 class Schema:
-    """The kinds of one model's feature and output columns, fixed at first sight."""
+    """The kinds of one model's feature and output columns, fixed at first sight.
 
-    def __init__(self) -> None:
+    At most ``max_columns`` feature columns are tracked, so that a producer sending
+    ever-new feature names cannot grow the state without bound; names beyond the
+    limit, and names longer than 256 characters, are ignored and counted.
+    """
+
+    def __init__(self, max_columns: int = 500) -> None:
         self.features: dict[str, Kind] = {}
         self.outputs: dict[str, Kind] = {}
+        self.max_columns = max_columns
+        self.ignored: set[str] = set()
 
     def build(self, events: Sequence[Event]) -> Batch:
         """Turn decoded prediction events of one model into a columnar batch."""
         n = len(events)
         event_time = np.fromiter((e.epoch_seconds for e in events), np.float64, n)
         rows = [e.features for e in events]
-        features = self._columns(self.features, rows, set().union(*rows))
+        features = self._columns(self.features, rows, self._admit(set().union(*rows)))
         outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
         return Batch(event_time, features, outputs)
+
+    def _admit(self, names: set[str]) -> set[str]:
+        new = sorted(names - self.features.keys() - self.ignored)
+        room = self.max_columns - len(self.features)
+        for name in new:
+            if len(name) > MAX_NAME_CHARS or room <= 0:
+                self.ignored.add(name)
+            else:
+                room -= 1
+        return names - self.ignored
 
     def _columns(
         self,
@@ -166,7 +185,7 @@ def _categorical(values: list[object]) -> ObjectArray:
 
 def _category(value: object) -> str | None:
     if type(value) is str:
-        return value
+        return value if len(value) <= MAX_CATEGORY_CHARS else None
     if value is True:
         return "true"
     if value is False:

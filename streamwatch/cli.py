@@ -97,7 +97,9 @@ def _run(
 ) -> list[Outcome]:
     reference = None
     if settings.reference.path is not None:
-        reference = load_reference(settings.reference.path, settings.max_message_bytes)
+        reference = load_reference(
+            settings.reference.path, settings.max_message_bytes, settings.max_columns
+        )
     engine = Engine(settings, sinks, metrics, reference)
     bar = tqdm(unit=" events", disable=not sys.stderr.isatty(), file=sys.stderr, leave=False)
     with bar:

@@ -217,6 +217,12 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     state: StateSettings = StateSettings()
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")
+    max_models: int = Field(
+        1000, ge=1, description="models tracked; events of further models go to dead letters"
+    )
+    max_columns: int = Field(
+        500, ge=1, description="feature columns tracked per model; further names are ignored"
+    )
 
     @classmethod
     def settings_customise_sources(

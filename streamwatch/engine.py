@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from streamwatch.alerts import AlertPolicy, Notification
 from streamwatch.config import Settings
-from streamwatch.events import BadEvent, decode_batch
+from streamwatch.events import BadEvent, decode_batch, gc_paused
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
 from streamwatch.model import ClosedWindow, ModelMonitor
@@ -63,19 +63,32 @@ class Engine:
         return outcomes
 
     def process(self, messages: Sequence[Message]) -> Outcome:
+        with gc_paused():
+            closed = self._window(messages)
+        return self._conclude(closed)
+
+    def _window(self, messages: Sequence[Message]) -> list[ClosedWindow]:
         decoded = decode_batch(messages, self.settings.max_message_bytes)
         for bad in decoded.bad:
             self._reject(bad)
         closed: list[ClosedWindow] = []
         for model_id, events in route(decoded.events).items():
+            monitor = self._monitor(model_id)
+            if monitor is None:
+                for i in events.positions:
+                    detail = f"more than {self.settings.max_models} models"
+                    self._reject(
+                        BadEvent("model_limit", detail, decoded.raw[i], decoded.origins[i])
+                    )
+                continue
             self.metrics.labels.labels(model_id).inc(len(events.labels))
             if not events.predictions:
                 continue
-            processed = self._monitor(model_id).process(events.predictions)
+            processed = monitor.process(events.predictions)
             self.metrics.events.labels(model_id).inc(processed.windowed)
             self.metrics.late_events.labels(model_id).inc(processed.late)
             closed += processed.closed
-        return self._conclude(closed)
+        return closed
 
     def finish(self) -> Outcome:
         """End of input: close every open window of every model."""
@@ -87,9 +100,12 @@ class Engine:
             closed += flushed.closed
         return self._conclude(closed)
 
-    def _monitor(self, model_id: str) -> ModelMonitor:
+    def _monitor(self, model_id: str) -> ModelMonitor | None:
+        """The model's monitor, made on first sight; ``None`` past the model limit."""
         monitor = self.models.get(model_id)
         if monitor is None:
+            if len(self.models) >= self.settings.max_models:
+                return None
             pinned = self.reference.get(model_id)
             monitor = self.models[model_id] = ModelMonitor(model_id, self.settings, pinned)
         return monitor

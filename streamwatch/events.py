@@ -23,13 +23,15 @@ _INT64 = Meta(ge=-(2**63), le=2**63 - 1)
 Text = Annotated[str, Meta(min_length=1, max_length=256)]
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 Category = Annotated[str, Meta(max_length=1024)]
+# Feature names and values are checked where columns are built (batch.py): per-key and
+# per-value constraints here would double the cost of decoding.
 Int = Annotated[int, _INT64]
 Timestamp = (
     Annotated[datetime, Meta(tz=True)]
     | Annotated[int, Meta(ge=0, le=_MAX_EPOCH_MS)]
     | Annotated[float, Meta(ge=0, le=_MAX_EPOCH_MS)]
 )
-FeatureValue = float | Category | bool | None
+FeatureValue = float | str | bool | None
 Output = Category | Int | float | bool
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 
@@ -45,7 +47,7 @@ class Event(msgspec.Struct, gc=False, frozen=True):
     model_id: Text
     timestamp: Timestamp
     model_version: Text | Int | None = None
-    features: Annotated[dict[Name, FeatureValue], Meta(max_length=2048)] = {}
+    features: Annotated[dict[str, FeatureValue], Meta(max_length=2048)] = {}
     prediction: Output | None = None
     score: Probability | None = None
     probabilities: Annotated[dict[Name, Probability], Meta(max_length=256)] | None = None
@@ -74,6 +76,7 @@ class Event(msgspec.Struct, gc=False, frozen=True):
 
 
 BadReason = Literal[
+    "model_limit",
     "too_large",
     "invalid_json",
     "not_an_object",
@@ -105,9 +108,10 @@ class BadEvent:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A batch split into good events (with their origins, in order) and bad ones."""
+    """A batch split into good events (with their raw bytes and origins) and bad ones."""
 
     events: list[Event]
+    raw: list[bytes]
     origins: list[Origin]
     bad: list[BadEvent]
 
@@ -132,17 +136,19 @@ def decode(raw: bytes, origin: Origin, max_bytes: int) -> Event | BadEvent:
 def decode_batch(messages: Sequence[tuple[bytes, Origin]], max_bytes: int) -> Decoded:
     """Decode a batch of messages, with the garbage collector paused meanwhile."""
     events: list[Event] = []
+    raws: list[bytes] = []
     origins: list[Origin] = []
     bad: list[BadEvent] = []
-    with _gc_paused():
+    with gc_paused():
         for raw, origin in messages:
             result = decode(raw, origin, max_bytes)
             if isinstance(result, BadEvent):
                 bad.append(result)
             else:
                 events.append(result)
+                raws.append(raw)
                 origins.append(origin)
-    return Decoded(events, origins, bad)
+    return Decoded(events, raws, origins, bad)
 
 
 def _classify(message: str) -> BadReason:
@@ -156,9 +162,14 @@ def _classify(message: str) -> BadReason:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Decoding allocates many small containers; a collection in the middle of a large
-    # batch nearly halves throughput (BENCHMARKS.md) and finds nothing to free.
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (nesting is fine).
+
+    Decoding allocates many small containers; a collection in the middle of a large
+    batch nearly halves throughput (BENCHMARKS.md) and finds nothing to free. Held
+    over a whole batch, the batch's objects are freed by reference counting before
+    the collector is back, so it never scans them at all.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:

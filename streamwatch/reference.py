@@ -26,7 +26,7 @@ class Pinned:
     batch: Batch
 
 
-def load_reference(path: Path, max_bytes: int) -> dict[str, Pinned]:
+def load_reference(path: Path, max_bytes: int, max_columns: int = 500) -> dict[str, Pinned]:
     """Read a reference file into columns per model; bad lines are skipped and counted."""
     source = ReplaySource([path])
     schemas: dict[str, Schema] = {}
@@ -37,7 +37,7 @@ def load_reference(path: Path, max_bytes: int) -> dict[str, Pinned]:
         bad += len(decoded.bad)
         for model_id, events in route(decoded.events).items():
             if events.predictions:
-                schema = schemas.setdefault(model_id, Schema())
+                schema = schemas.setdefault(model_id, Schema(max_columns))
                 parts.setdefault(model_id, []).append(schema.build(events.predictions))
     if bad:
         log.warning("reference file has bad lines", extra={"path": str(path), "bad": bad})

@@ -12,14 +12,16 @@ from streamwatch.events import Event
 class ModelEvents:
     predictions: list[Event] = field(default_factory=list)
     labels: list[Event] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # of all its events in the batch
 
 
 def route(events: Sequence[Event]) -> dict[str, ModelEvents]:
     """Events grouped by model id, in arrival order within each group."""
     routed: dict[str, ModelEvents] = {}
-    for event in events:
+    for position, event in enumerate(events):
         group = routed.get(event.model_id)
         if group is None:
             group = routed[event.model_id] = ModelEvents()
         (group.labels if event.is_label else group.predictions).append(event)
+        group.positions.append(position)
     return routed

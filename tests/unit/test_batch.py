@@ -58,3 +58,14 @@ def test_event_time_and_concat() -> None:
     np.testing.assert_array_equal(both.features.numeric["x"], [1.0, np.nan])
     assert both.features.categorical["c"].tolist() == [None, "k"]
     assert both.take(np.array([1])).n == 1
+
+
+def test_overlong_categories_are_missing_and_columns_are_capped() -> None:
+    schema = Schema(max_columns=3)
+    first = schema.build(events(event(features={"c": "x" * 2000, "n" * 300: 1.0, "a": 1.0})))
+    assert first.features.categorical["c"].tolist() == [None]  # over 1,024 characters
+    assert "n" * 300 in schema.ignored  # a name over 256 characters
+    batch = schema.build(events(event(features={"b": 1.0, "z": 2.0, "a": 3.0})))
+    assert set(schema.features) == {"a", "b", "c"}
+    assert schema.ignored == {"n" * 300, "z"}
+    assert set(batch.features.numeric) == {"a", "b"}

@@ -87,3 +87,12 @@ def test_a_drifting_stream_alerts_through_the_sink() -> None:
     ]
     assert e.metrics.total("streamwatch_windows_closed") == 20
     assert e.metrics.total("streamwatch_alerts", status="firing") == 1
+
+
+def test_events_of_models_past_the_limit_are_dead_letters() -> None:
+    settings = Settings(max_models=2)
+    e = Engine(settings, [], Metrics(CollectorRegistry()))
+    messages = [(event(f"{m}{i}", model_id=m), origin(i)) for i in range(3) for m in "abc"]
+    e.process(messages)
+    assert set(e.models) == {"a", "b"}
+    assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 3
