@@ -8,7 +8,7 @@ clean window. The findings of one model and window travel as one notification.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -111,6 +111,12 @@ class AlertPolicy:
 
     def __init__(self) -> None:
         self.active: dict[str, _Active] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {key: [a.starts_at, a.severity.value] for key, a in self.active.items()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.active = {key: _Active(float(s), Severity(v)) for key, (s, v) in state.items()}
 
     def observe(
         self, model: str, window: WindowBounds, findings: Iterable[Finding]

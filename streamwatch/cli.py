@@ -1,9 +1,11 @@
-"""``streamwatch replay | demo | check-config``: the command line."""
+"""``streamwatch run | replay | demo | produce-demo | check-config``: the command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
 import tempfile
 import time
@@ -16,11 +18,15 @@ from tqdm import tqdm
 from streamwatch import demo, logs
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.engine import Engine, Outcome
-from streamwatch.errors import ConfigError, SourceError
+from streamwatch.errors import ConfigError, SourceError, StateError
 from streamwatch.metrics import Metrics
 from streamwatch.reference import load_reference
 from streamwatch.sinks import RoutedSink, build_sinks
 from streamwatch.sources import ReplaySource, Source
+from streamwatch.sources.kafka import KafkaSource
+from streamwatch.state import StateStore
+
+log = logging.getLogger("streamwatch")
 
 EXIT_CONFIG = 2
 
@@ -30,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         return int(args.command(args))
-    except ConfigError as exc:
+    except (ConfigError, StateError) as exc:
         print(f"streamwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SourceError as exc:
@@ -59,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--secrets-dir", type=Path, help="directory of secret files")
 
+    run = command("run", _run_daemon, "consume from Kafka as a daemon until SIGTERM")
+    config_options(run)
+
     replay = command("replay", _replay, "run the pipeline over JSONL event files, then summarise")
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".jsonl or .jsonl.gz")
     config_options(replay)
@@ -67,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--events-per-hour", type=int, default=3000)
     run_demo.add_argument("--seed", type=int, default=42)
     run_demo.add_argument("--write", type=Path, help="also save the stream to this JSONL file")
+
+    produce = command("produce-demo", _produce_demo, "publish the demo stream to Kafka")
+    produce.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    produce.add_argument("--topic", default="predictions")
+    produce.add_argument("--labels-topic", default="labels")
+    produce.add_argument("--events-per-hour", type=int, default=3000)
+    produce.add_argument("--seed", type=int, default=42)
 
     check = command("check-config", _check_config, "print the effective settings, or what is wrong")
     config_options(check)
@@ -92,18 +108,66 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(
-    settings: Settings, source: Source, sinks: list[RoutedSink], metrics: Metrics
-) -> list[Outcome]:
+def _engine(settings: Settings, sinks: list[RoutedSink], metrics: Metrics) -> Engine:
     reference = None
     if settings.reference.path is not None:
         reference = load_reference(
             settings.reference.path, settings.max_message_bytes, settings.max_columns
         )
-    engine = Engine(settings, sinks, metrics, reference)
+    return Engine(settings, sinks, metrics, reference)
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(args.log_level, sys.stdout)
+    sinks = build_sinks(settings.sinks)
+    engine = _engine(settings, sinks, Metrics(CollectorRegistry()))
+    store = StateStore(settings.state.path, settings)
+    checkpoint = store.load()
+    if checkpoint is not None:
+        engine.restore(checkpoint.state, checkpoint.offsets)
+        log.info(
+            "state restored",
+            extra={
+                "models": len(engine.models),
+                "path": str(store.path),
+                "offsets": {f"{t}:{p}": o for (t, p), o in checkpoint.offsets.items()},
+            },
+        )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: engine.stopping.set())
+    source = KafkaSource(
+        settings.kafka,
+        engine.metrics,
+        engine.stopping,
+        positions=lambda: engine.positions,
+        on_revoke=lambda: engine.checkpoint(store),
+    )
+    try:
+        engine.run(source, store)
+    finally:
+        source.close()
+        store.close()
+        for routed in sinks:
+            routed.sink.close()
+    log.info("stopped", extra=engine.metrics.summary())
+    return 0
+
+
+def _produce_demo(args: argparse.Namespace) -> int:
+    stream = demo.generate(args.events_per_hour, args.seed)
+    sent = demo.produce(stream, args.bootstrap, args.topic, args.labels_topic)
+    print(f"produced {sent:,} messages to {args.topic} and {args.labels_topic}")
+    return 0
+
+
+def _run(
+    settings: Settings, source: Source, sinks: list[RoutedSink], metrics: Metrics
+) -> list[Outcome]:
+    engine = _engine(settings, sinks, metrics)
     bar = tqdm(unit=" events", disable=not sys.stderr.isatty(), file=sys.stderr, leave=False)
     with bar:
-        outcomes = engine.run(source, bar.update)
+        outcomes = engine.run(source, progress=bar.update)
     source.close()
     for routed in sinks:
         routed.sink.close()

@@ -76,6 +76,10 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    connect_timeout: Duration = Field(10.0, gt=0, description="per attempt to reach the cluster")
+    max_fetch_bytes: int = Field(
+        16 << 20, ge=1 << 20, description="largest message fetched or dead-lettered"
+    )
 
 
 class WindowSettings(_Section):

@@ -52,6 +52,8 @@ Timed = list[tuple[float, dict[str, object]]]  # (arrival time, event)
 @dataclass(frozen=True)
 class DemoStream:
     lines: list[bytes]
+    keys: list[bytes | None]  # the model id, the Kafka key; None for garbage
+    is_label: list[bool]
     predictions: int
     labels: int
     late: int
@@ -69,10 +71,18 @@ def generate(events_per_hour: int = 3000, seed: int = 42) -> DemoStream:
     late = _late(rng, t)
     timed = fraud + eta + labels + late
     order = np.argsort([arrival for arrival, _ in timed], kind="stable")
-    lines = [msgspec.json.encode(timed[i][1]) for i in order]
+    events = [timed[i][1] for i in order]
+    lines = [msgspec.json.encode(e) for e in events]
+    keys: list[bytes | None] = [str(e["model_id"]).encode() for e in events]
+    is_label = ["label" in e for e in events]
     for k, junk in enumerate(GARBAGE):
-        lines.insert((k + 1) * len(lines) // (len(GARBAGE) + 1), junk)
-    return DemoStream(lines, len(fraud) + len(eta), len(labels), len(late), len(GARBAGE))
+        at = (k + 1) * len(lines) // (len(GARBAGE) + 1)
+        lines.insert(at, junk)
+        keys.insert(at, None)
+        is_label.insert(at, False)
+    return DemoStream(
+        lines, keys, is_label, len(fraud) + len(eta), len(labels), len(late), len(GARBAGE)
+    )
 
 
 def _jitter(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
@@ -191,3 +201,18 @@ def _late(rng: np.random.Generator, t: np.ndarray) -> Timed:
 def hour_of(epoch: float) -> int:
     """Hours since the demo's start: the index of its hourly window."""
     return int((epoch - START) // 3600)
+
+
+def produce(stream: DemoStream, bootstrap: str, topic: str, labels_topic: str) -> int:
+    """Publish the stream to Kafka, label events to their own topic, keyed by model."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
+    try:
+        # Keyed by model, so that one model's events keep their order in a partition.
+        for line, key, is_label in zip(stream.lines, stream.keys, stream.is_label, strict=True):
+            producer.send(labels_topic if is_label else topic, value=line, key=key)
+        producer.flush()
+    finally:
+        producer.close()
+    return len(stream.lines)

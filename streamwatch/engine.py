@@ -1,4 +1,4 @@
-"""The loop: poll → decode → route → window → detect → alert → deliver → commit.
+"""The loop: poll → decode → route → window → detect → alert → checkpoint → commit.
 
 Only wiring lives here; each stage is its own module. The same engine runs for every
 source (Kafka, replay files, the demo).
@@ -7,19 +7,24 @@ source (Kafka, replay files, the demo).
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streamwatch.alerts import AlertPolicy, Notification
 from streamwatch.config import Settings
 from streamwatch.events import BadEvent, decode_batch, gc_paused
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
-from streamwatch.model import ClosedWindow, ModelMonitor
+from streamwatch.model import ClosedWindow, ModelMonitor, Processed
 from streamwatch.reference import Pinned
 from streamwatch.route import route
 from streamwatch.sinks import Delivered, DeliveryFailed, RoutedSink
 from streamwatch.sources import Message, Source
+from streamwatch.state import Offsets, StateStore
 
 log = logging.getLogger("streamwatch.engine")
 
@@ -48,57 +53,123 @@ class Engine:
         self.reference = reference or {}
         self.models: dict[str, ModelMonitor] = {}
         self.policy = AlertPolicy()
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to process
+        self.stopping = threading.Event()
         self._bad_log = RateLimited()
 
+    # -- the loop -------------------------------------------------------------------
+
     def run(
-        self, source: Source, progress: Callable[[int], object] = lambda n: None
+        self,
+        source: Source,
+        store: StateStore | None = None,
+        progress: Callable[[int], object] = lambda n: None,
     ) -> list[Outcome]:
-        """Process the source to its end, then close every open window."""
+        """Process the source until it ends (then close every window) or :attr:`stopping`
+        is set (then checkpoint what was processed and stop)."""
         outcomes = []
-        while (messages := source.poll(POLL_RECORDS)) is not None:
-            outcomes.append(self.process(messages))
-            source.commit()
-            progress(len(messages))
-        outcomes.append(self.finish())
+        last_checkpoint, unsaved = time.monotonic(), False
+        while not self.stopping.is_set():
+            messages = source.poll(POLL_RECORDS)
+            if messages is None:
+                outcomes.append(self.finish())
+                break
+            if messages:
+                outcomes.append(self.process(messages, source))
+                progress(len(messages))
+                unsaved = True
+            if store is None:
+                source.commit(self.positions)
+            elif unsaved and (
+                time.monotonic() - last_checkpoint >= self.settings.state.checkpoint_interval
+            ):
+                source.commit(self.checkpoint(store))
+                last_checkpoint, unsaved = time.monotonic(), False
+        if store is not None:
+            source.commit(self.checkpoint(store))
         return outcomes
 
-    def process(self, messages: Sequence[Message]) -> Outcome:
+    def process(self, messages: Sequence[Message], source: Source | None = None) -> Outcome:
+        for topic, count in Counter(origin.topic for _, origin in messages).items():
+            self.metrics.consumed.labels(topic).inc(count)
         with gc_paused():
-            closed = self._window(messages)
+            bad, closed = self._window(self._unseen(messages))
+        if bad and source is not None:
+            source.dead_letter(bad)
         return self._conclude(closed)
-
-    def _window(self, messages: Sequence[Message]) -> list[ClosedWindow]:
-        decoded = decode_batch(messages, self.settings.max_message_bytes)
-        for bad in decoded.bad:
-            self._reject(bad)
-        closed: list[ClosedWindow] = []
-        for model_id, events in route(decoded.events).items():
-            monitor = self._monitor(model_id)
-            if monitor is None:
-                for i in events.positions:
-                    detail = f"more than {self.settings.max_models} models"
-                    self._reject(
-                        BadEvent("model_limit", detail, decoded.raw[i], decoded.origins[i])
-                    )
-                continue
-            self.metrics.labels.labels(model_id).inc(len(events.labels))
-            if not events.predictions:
-                continue
-            processed = monitor.process(events.predictions)
-            self.metrics.events.labels(model_id).inc(processed.windowed)
-            self.metrics.late_events.labels(model_id).inc(processed.late)
-            closed += processed.closed
-        return closed
 
     def finish(self) -> Outcome:
         """End of input: close every open window of every model."""
         closed = []
         for model_id, monitor in self.models.items():
-            flushed = monitor.flush()
-            self.metrics.events.labels(model_id).inc(flushed.windowed)
-            self.metrics.late_events.labels(model_id).inc(flushed.late)
-            closed += flushed.closed
+            closed += self._account(model_id, monitor.flush())
         return self._conclude(closed)
+
+    # -- state ----------------------------------------------------------------------
+
+    def checkpoint(self, store: StateStore) -> Offsets:
+        """Write everything processed so far; return the offsets it covers (to commit)."""
+        closed = []
+        for model_id, monitor in self.models.items():
+            closed += self._account(model_id, monitor.settle())
+        self._conclude(closed)
+        seconds = store.save(self.snapshot(), self.positions)
+        self.metrics.checkpoint_seconds.observe(seconds)
+        return dict(self.positions)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "models": {model_id: m.snapshot() for model_id, m in self.models.items()},
+            "policy": self.policy.snapshot(),
+        }
+
+    def restore(self, state: Mapping[str, Any], offsets: Offsets) -> None:
+        for model_id, model_state in state["models"].items():
+            monitor = ModelMonitor(model_id, self.settings, self.reference.get(model_id))
+            monitor.restore(model_state)
+            self.models[model_id] = monitor
+        self.policy.restore(state["policy"])
+        self.positions = dict(offsets)
+
+    # -- stages ---------------------------------------------------------------------
+
+    def _unseen(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """Drop what was processed before (redelivered after a restart or rebalance) and
+        advance the positions past this batch."""
+        positions = self.positions
+        fresh = [m for m in messages if m[1].offset >= positions.get(m[1].key, -1)]
+        for _, origin in fresh:
+            if origin.offset >= positions.get(origin.key, -1):
+                positions[origin.key] = origin.offset + 1
+        skipped = len(messages) - len(fresh)
+        if skipped:
+            self.metrics.redelivered.inc(skipped)
+        return fresh
+
+    def _window(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
+        decoded = decode_batch(messages, self.settings.max_message_bytes)
+        bad = list(decoded.bad)
+        closed: list[ClosedWindow] = []
+        for model_id, events in route(decoded.events).items():
+            monitor = self._monitor(model_id)
+            if monitor is None:
+                detail = f"more than {self.settings.max_models} models"
+                bad += [
+                    BadEvent("model_limit", detail, decoded.raw[i], decoded.origins[i])
+                    for i in events.positions
+                ]
+                continue
+            self.metrics.labels.labels(model_id).inc(len(events.labels))
+            if events.predictions:
+                closed += self._account(model_id, monitor.process(events.predictions))
+        for event in bad:
+            self._reject(event)
+        return bad, closed
+
+    def _account(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
+        self.metrics.events.labels(model_id).inc(processed.windowed)
+        self.metrics.late_events.labels(model_id).inc(processed.late)
+        return processed.closed
 
     def _monitor(self, model_id: str) -> ModelMonitor | None:
         """The model's monitor, made on first sight; ``None`` past the model limit."""

@@ -13,3 +13,7 @@ class ConfigError(StreamwatchError):
 
 class SourceError(StreamwatchError):
     """A source cannot be read (missing file, unreachable broker)."""
+
+
+class StateError(StreamwatchError):
+    """A state file cannot be used: unreadable, another format, other settings."""

@@ -95,6 +95,10 @@ class Origin:
     partition: int
     offset: int
 
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
 
 @dataclass(frozen=True, slots=True)
 class BadEvent:

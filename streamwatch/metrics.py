@@ -6,12 +6,15 @@ reasons from a fixed list, severities and statuses.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.consumed = Counter(
+            "streamwatch_messages", "Messages consumed, good or bad", ["topic"], registry=registry
+        )
         self.events = Counter(
             "streamwatch_events", "Prediction events windowed", ["model"], registry=registry
         )
@@ -45,12 +48,42 @@ class Metrics:
             ["model", "detector", "status"],
             registry=registry,
         )
+        self.redelivered = Counter(
+            "streamwatch_redelivered_messages",
+            "Messages skipped because the state already covers them",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "streamwatch_dead_letters",
+            "Bad messages produced to the dead-letter topic",
+            registry=registry,
+        )
+        self.checkpoint_seconds = Histogram(
+            "streamwatch_checkpoint_seconds",
+            "Time to write a checkpoint",
+            registry=registry,
+        )
         self.notifications = Counter(
             "streamwatch_notifications",
             "Notification deliveries",
             ["sink", "result"],
             registry=registry,
         )
+
+    def summary(self) -> dict[str, int]:
+        """The run's totals, for the replay summary and the daemon's last log line."""
+        return {
+            "consumed": self.total("streamwatch_messages"),
+            "windowed": self.total("streamwatch_events"),
+            "labels": self.total("streamwatch_label_events"),
+            "bad": self.total("streamwatch_bad_events"),
+            "late": self.total("streamwatch_late_events"),
+            "redelivered": self.total("streamwatch_redelivered_messages"),
+            "dead_letters": self.total("streamwatch_dead_letters"),
+            "windows_closed": self.total("streamwatch_windows_closed"),
+            "alerts_firing": self.total("streamwatch_alerts", status="firing"),
+            "alerts_resolved": self.total("streamwatch_alerts", status="resolved"),
+        }
 
     def total(self, name: str, **labels: str) -> int:
         """The sum of a counter over the label values not given (0 if never counted)."""

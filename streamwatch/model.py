@@ -7,8 +7,11 @@ happened to bring; then they are windowed like all later events.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
@@ -65,14 +68,56 @@ class ModelMonitor:
         late = self.windows.add(batch)
         return Processed(batch.n - late, late, self._close(final=False))
 
+    def settle(self) -> Processed:
+        """Window the events held back for the grid now (before a snapshot, or at the end),
+        so that no raw value ever waits outside a window."""
+        if not self._pending:
+            return Processed(0, 0, [])
+        batch, self._pending, self._warming_up = Batch.concat(self._pending), [], False
+        late = self.windows.add(batch)
+        return Processed(batch.n - late, late, self._close(final=False))
+
     def flush(self) -> Processed:
         """End of input: window what is held back, then close every open window."""
-        windowed = late = 0
+        settled = self.settle()
+        return Processed(settled.windowed, settled.late, settled.closed + self._close(final=True))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The model's whole state as plain data; call :meth:`settle` first."""
         if self._pending:
-            batch, self._pending, self._warming_up = Batch.concat(self._pending), [], False
-            late = self.windows.add(batch)
-            windowed = batch.n - late
-        return Processed(windowed, late, self._close(final=True))
+            raise RuntimeError("settle() the model before taking a snapshot")
+        return {
+            "schema": {
+                "features": self.schema.features,
+                "outputs": self.schema.outputs,
+                "ignored": sorted(self.schema.ignored),
+            },
+            "grids": {
+                "features": {k: v.tolist() for k, v in self.grids.features.edges.items()},
+                "outputs": {k: v.tolist() for k, v in self.grids.outputs.edges.items()},
+            },
+            "reference": None if self.reference is None else self.reference.snapshot(),
+            "pinned": self.pinned,
+            "warming_up": self._warming_up,
+            "windows": self.windows.snapshot(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.schema.features = dict(state["schema"]["features"])
+        self.schema.outputs = dict(state["schema"]["outputs"])
+        self.schema.ignored = set(state["schema"]["ignored"])
+        for group in ("features", "outputs"):
+            getattr(self.grids, group).edges = {
+                k: np.asarray(v, dtype=np.float64) for k, v in state["grids"][group].items()
+            }
+        self.reference = None
+        if state["reference"] is not None:
+            self.reference = self._new_state()
+            self.reference.restore(state["reference"])
+        self.pinned = bool(state["pinned"])
+        self._warming_up = bool(state["warming_up"])
+        self._pending = []
+        self.windows.restore(state["windows"])
 
     def _warmed_up(self) -> bool:
         held = sum(b.n for b in self._pending)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +33,10 @@ class WindowBounds:
 
 class WindowState(Protocol):
     def update(self, batch: Batch) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def restore(self, state: Mapping[str, Any]) -> None: ...
 
 
 S = TypeVar("S", bound=WindowState)
@@ -89,6 +93,30 @@ class Windows(ABC, Generic[S]):
     def open_count(self) -> int:
         return len(self._open)
 
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "clock": self._clock(),
+            "open": [
+                [index, w.n, w.first, w.last, w.state.snapshot()]
+                for index, w in sorted(self._open.items())
+            ],
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        self._set_clock(snapshot["clock"])
+        self._open = {}
+        for index, n, first, last, state in snapshot["open"]:
+            window = _Open(self._new_state(), int(n), float(first), float(last))
+            window.state.restore(state)
+            self._open[int(index)] = window
+
+    @abstractmethod
+    def _clock(self) -> float:
+        """What the windows have seen so far: the largest event time or the event count."""
+
+    @abstractmethod
+    def _set_clock(self, value: float) -> None: ...
+
     @abstractmethod
     def _assign(self, event_time: FloatArray) -> tuple[IdArray, NDArray[np.bool_]]:
         """Window ids of the events, and which of them are late."""
@@ -115,6 +143,12 @@ class TimeWindows(Windows[S]):
     def watermark(self) -> float:
         return self.max_event_time - self.lateness
 
+    def _clock(self) -> float:
+        return self.max_event_time
+
+    def _set_clock(self, value: float) -> None:
+        self.max_event_time = float(value)
+
     def _assign(self, event_time: FloatArray) -> tuple[IdArray, NDArray[np.bool_]]:
         ids = np.floor(event_time / self.size).astype(np.int64)
         seen = np.maximum.accumulate(np.maximum(event_time, self.max_event_time))
@@ -140,6 +174,12 @@ class CountWindows(Windows[S]):
             raise ValueError("a count window holds at least one event")
         self.size = size
         self.seen = 0
+
+    def _clock(self) -> float:
+        return self.seen
+
+    def _set_clock(self, value: float) -> None:
+        self.seen = int(value)
 
     def _assign(self, event_time: FloatArray) -> tuple[IdArray, NDArray[np.bool_]]:
         ids = (self.seen + np.arange(len(event_time), dtype=np.int64)) // self.size

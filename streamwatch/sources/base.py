@@ -1,12 +1,14 @@
-"""The Source protocol: batches of raw messages in, commits of what was processed out."""
+"""The Source protocol: batches of raw messages in; dead letters and commits out."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from streamwatch.events import Origin
+from streamwatch.events import BadEvent, Origin
 
 Message = tuple[bytes, Origin]
+Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to process
 
 
 class Source(Protocol):
@@ -14,8 +16,13 @@ class Source(Protocol):
         """Up to ``max_records`` messages; an empty list if none yet; ``None`` at the end."""
         ...
 
-    def commit(self) -> None:
-        """Everything polled so far is processed and may be skipped after a restart."""
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """Keep bad messages where they can be inspected (a dead-letter topic)."""
+        ...
+
+    def commit(self, offsets: Offsets) -> None:
+        """Everything before these offsets is processed (and checkpointed): skip it after
+        a restart. Dead letters sent so far must be durable before this returns."""
         ...
 
     def close(self) -> None: ...

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import IO
 
 from streamwatch.errors import SourceError
-from streamwatch.events import Origin
-from streamwatch.sources.base import Message
+from streamwatch.events import BadEvent, Origin
+from streamwatch.sources.base import Message, Offsets
 
 
 def open_lines(path: Path) -> IO[bytes]:
@@ -51,7 +51,10 @@ class ReplaySource:
             self.done = True
         return batch if batch or not self.done else None
 
-    def commit(self) -> None:
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """A replay reports bad lines in its summary; the file itself keeps them."""
+
+    def commit(self, offsets: Offsets) -> None:
         """A file needs no commit: a replay always starts from the beginning."""
 
     def close(self) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +22,12 @@ class Times:
 
     def update(self, batch: Batch) -> None:
         self.times += batch.event_time.tolist()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"times": self.times}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.times = list(state["times"])
 
 
 def batch(*times: float) -> Batch:

@@ -1,0 +1,213 @@
+"""Kafka: a consumer-group source on kafka-python 3.x, with a dead-letter producer.
+
+Offsets are never committed automatically: the engine commits what its checkpoint
+covers. Rebalance callbacks run on kafka-python's IO thread, where a blocking call
+raises; so the listener is asynchronous and awaits ``commit_async`` for revoked
+partitions, after the engine has written its checkpoint (the main thread is parked in
+``poll`` meanwhile, so the state is still).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import (
+    AsyncConsumerRebalanceListener,
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+    TopicPartition,
+)
+from kafka.errors import KafkaError
+
+from streamwatch.config import KafkaSettings
+from streamwatch.errors import SourceError
+from streamwatch.events import BadEvent, Origin
+from streamwatch.metrics import Metrics
+from streamwatch.sources.base import Message, Offsets
+
+log = logging.getLogger("streamwatch.kafka")
+
+POLL_TIMEOUT_MS = 1000
+# A batch takes well under a second to process; five minutes leaves a wide margin.
+MAX_POLL_INTERVAL_MS = 300_000
+DETAIL_CHARS = 1000
+
+
+def client_config(settings: KafkaSettings) -> dict[str, Any]:
+    """What every client (consumer, producer, admin) needs to reach the cluster."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": "streamwatch",
+        "security_protocol": settings.security_protocol,
+        "bootstrap_timeout_ms": int(settings.connect_timeout * 1000),
+    }
+    if settings.sasl_mechanism is not None:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            config["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    if settings.ssl_cafile is not None:
+        config["ssl_cafile"] = str(settings.ssl_cafile)
+    return config
+
+
+class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        offsets = self.source.on_revoke()
+        commit = {
+            tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)
+            for tp in revoked
+            if (tp.topic, tp.partition) in offsets
+        }
+        log.info("partitions revoked", extra={"partitions": _names(revoked)})
+        if commit:
+            try:
+                await self.source.consumer.commit_async(offsets=commit)
+            except KafkaError as exc:
+                log.warning("commit on revocation failed", extra={"error": str(exc)})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": _names(assigned)})
+        # Start where our state ends, when that is past the committed offset (a crash
+        # between checkpoint and commit); seek only sets the fetch position.
+        known = self.source.positions()
+        for tp in assigned:
+            position = known.get((tp.topic, tp.partition))
+            if position is not None:
+                self.source.consumer.seek(tp, position)
+
+
+class KafkaSource:
+    """Consumes ``settings.topics`` in group ``settings.group_id``."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        metrics: Metrics,
+        stopping: threading.Event,
+        positions: Callable[[], Offsets] = dict,
+        on_revoke: Callable[[], Offsets] = dict,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.stopping = stopping
+        self.positions = positions
+        self.on_revoke = on_revoke
+        self._producer: KafkaProducer | None = None
+        self.consumer = self._connect()
+
+    def _connect(self) -> KafkaConsumer:
+        delay = 1.0
+        while True:
+            try:
+                consumer = KafkaConsumer(
+                    **client_config(self.settings),
+                    group_id=self.settings.group_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset=self.settings.auto_offset_reset,
+                    max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+                    max_partition_fetch_bytes=self.settings.max_fetch_bytes,
+                    fetch_max_bytes=self.settings.max_fetch_bytes,
+                )
+            except KafkaError as exc:
+                log.error(
+                    "cannot reach Kafka; retrying",
+                    extra={
+                        "bootstrap_servers": self.settings.bootstrap_servers,
+                        "error": str(exc),
+                        "retry_in_seconds": delay,
+                    },
+                )
+                if self.stopping.wait(delay):
+                    raise SourceError("stopped before Kafka could be reached") from exc
+                delay = min(delay * 2, 30.0)
+                continue
+            consumer.subscribe(list(self.settings.topics), listener=_Rebalance(self))
+            log.info("subscribed", extra={"topics": list(self.settings.topics)})
+            return consumer
+
+    @property
+    def ready(self) -> bool:
+        """Connected to the cluster with partitions assigned."""
+        return bool(self.consumer.assignment()) and self.consumer.bootstrap_connected()
+
+    def poll(self, max_records: int) -> list[Message]:
+        batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+        return [
+            (record.value or b"", Origin(tp.topic, tp.partition, record.offset))
+            for tp, records in batches.items()
+            for record in records
+        ]
+
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        topic = self.settings.dlq_topic
+        if topic is None:
+            return
+        producer = self._dlq_producer()
+        now = datetime.now(UTC).isoformat()
+        for event in bad:
+            headers = [
+                ("streamwatch-reason", event.reason.encode()),
+                ("streamwatch-detail", event.detail[:DETAIL_CHARS].encode()),
+                ("streamwatch-source-topic", event.origin.topic.encode()),
+                ("streamwatch-source-partition", str(event.origin.partition).encode()),
+                ("streamwatch-source-offset", str(event.origin.offset).encode()),
+                ("streamwatch-failed-at", now.encode()),
+            ]
+            producer.send(topic, value=event.raw, headers=headers)
+        self.metrics.dead_letters.inc(len(bad))
+
+    def _dlq_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                **client_config(self.settings),
+                acks="all",
+                retries=5,
+                max_request_size=self.settings.max_fetch_bytes,
+            )
+        return self._producer
+
+    def commit(self, offsets: Offsets) -> None:
+        """Make dead letters durable, then commit ``offsets`` of our partitions."""
+        if self._producer is not None:
+            try:
+                self._producer.flush(timeout=self.settings.connect_timeout)
+            except KafkaError as exc:
+                # Not committing means the bad messages come again: kept, not lost.
+                log.error(
+                    "dead letters not acknowledged; offsets not committed",
+                    extra={"error": str(exc)},
+                )
+                return
+        assigned = self.consumer.assignment()
+        commit = {
+            tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)
+            for tp in assigned
+            if (tp.topic, tp.partition) in offsets
+        }
+        if not commit:
+            return
+        try:
+            self.consumer.commit(offsets=commit)
+        except KafkaError as exc:
+            log.warning(
+                "offset commit failed; it is retried at the next checkpoint",
+                extra={"error": str(exc)},
+            )
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=self.settings.connect_timeout)
+        self.consumer.close(autocommit=False)
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)

@@ -1,0 +1,119 @@
+"""Helpers of the integration tests: producing, consuming, offsets, daemon processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+
+def produce(
+    kafka: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=10, max_request_size=16 << 20)
+    try:
+        for i, value in enumerate(values):
+            producer.send(topic, value=value, key=keys[i] if keys else None)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def consume_all(kafka: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
+    """Every record of ``topic`` from the start, waiting until ``expected`` have come."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=32 << 20,
+        max_partition_fetch_bytes=32 << 20,
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += batch
+    finally:
+        consumer.close()
+    return records
+
+
+def committed(kafka: str, group: str, topic: str) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, 0))  # type: ignore[no-any-return]
+    finally:
+        consumer.close()
+
+
+def end_offset(kafka: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=kafka)
+    try:
+        tp = TopicPartition(topic, 0)
+        return int(consumer.end_offsets([tp])[tp])
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Daemon:
+    """``streamwatch run`` in a subprocess, its JSON log lines collected to a file."""
+
+    env_file: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        command = [sys.executable, "-m", "streamwatch", "--log-level", "INFO", "run"]
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [*command, "--env-file", str(self.env_file)], stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return lines
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, every: float = 0.5
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def env_file(path: Path, **variables: object) -> Path:
+    path.write_text("".join(f"STREAMWATCH_{k.upper()}={v}\n" for k, v in variables.items()))
+    return path
