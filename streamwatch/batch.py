@@ -2,6 +2,9 @@
 
 A column's kind (numeric or categorical) is fixed per model the first time the column
 carries a value, by a :class:`Schema`; later values of the other kind count as missing.
+A feature is numeric when its first value is a number. The ``prediction`` output is a
+class when the model gives scores or probabilities, or its predictions are strings or
+booleans; otherwise it is a regression output, numeric even when a value is whole.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ Index = NDArray[np.intp] | NDArray[np.bool_]
 MAX_PROBABILITY_CLASSES = 32
 MAX_NAME_CHARS = 256
 MAX_CATEGORY_CHARS = 1024
+# Larger magnitudes are input errors, and their squares would overflow the moments.
+MAX_MAGNITUDE = 1e100
+_NUMBERS = frozenset({float, int, type(None)})
 
 
 @dataclass(slots=True)
@@ -110,8 +116,20 @@ class Schema:
         event_time = np.fromiter((e.epoch_seconds for e in events), np.float64, n)
         rows = [e.features for e in events]
         features = self._columns(self.features, rows, self._admit(set().union(*rows)))
+        if "prediction" not in self.outputs:
+            self._prediction_kind(events)
         outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
         return Batch(event_time, features, outputs)
+
+    def _prediction_kind(self, events: Sequence[Event]) -> None:
+        predictions = [e for e in events if e.prediction is not None]
+        if not predictions:
+            return
+        classifier = any(
+            e.score is not None or e.probabilities or type(e.prediction) in (str, bool)
+            for e in predictions
+        )
+        self.outputs["prediction"] = "categorical" if classifier else "numeric"
 
     def _admit(self, names: set[str]) -> set[str]:
         new = sorted(names - self.features.keys() - self.ignored)
@@ -169,11 +187,11 @@ def _infer_kind(values: list[object]) -> Kind | None:
 
 
 def _numeric(values: list[object]) -> FloatArray:
-    try:
-        column = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        column = np.array([v if type(v) is float else np.nan for v in values], np.float64)
-    column[~np.isfinite(column)] = np.nan
+    if set(map(type, values)) <= _NUMBERS:
+        column = np.array(values, dtype=np.float64)  # None becomes NaN
+    else:  # a string or bool among numbers counts as missing, however it is batched
+        column = np.array([v if type(v) in (float, int) else np.nan for v in values], np.float64)
+    column[~(np.abs(column) < MAX_MAGNITUDE)] = np.nan
     return column
 
 
@@ -192,4 +210,6 @@ def _category(value: object) -> str | None:
         return "false"
     if type(value) is int:
         return str(value)
-    return None  # a float or nothing where a category belongs
+    if type(value) is float and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))  # a class label written as 1.0
+    return None  # a fractional number, or nothing, where a category belongs

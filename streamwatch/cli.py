@@ -181,26 +181,21 @@ def _summary(metrics: Metrics, seconds: float) -> str:
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.value
     }
-    bad = sum(reasons.values())
     detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
-    windowed = metrics.total("streamwatch_events")
+    total = metrics.summary()
     rows = [
-        ("events windowed", f"{windowed:,}"),
-        ("label events", f"{metrics.total('streamwatch_label_events'):,}"),
-        ("bad events", f"{bad:,}" + (f" ({detail})" if detail else "")),
-        ("late events", f"{metrics.total('streamwatch_late_events'):,}"),
+        ("events windowed", f"{total['windowed']:,}"),
+        ("label events", f"{total['labels']:,}"),
+        ("bad events", f"{total['bad']:,}" + (f" ({detail})" if detail else "")),
+        ("late events", f"{total['late']:,}"),
         (
             "windows closed",
-            f"{metrics.total('streamwatch_windows_closed'):,} "
+            f"{total['windows_closed']:,} "
             f"({metrics.total('streamwatch_windows_closed', role='reference')} reference)",
         ),
-        (
-            "alerts",
-            f"{metrics.total('streamwatch_alerts', status='firing')} firing, "
-            f"{metrics.total('streamwatch_alerts', status='resolved')} resolved",
-        ),
+        ("alerts", f"{total['alerts_firing']} firing, {total['alerts_resolved']} resolved"),
     ]
-    rate = windowed / seconds if seconds > 0 else 0.0
+    rate = total["windowed"] / seconds if seconds > 0 else 0.0
     head = f"replayed in {seconds:.2f} s ({rate:,.0f} events/s)"
     return "\n".join([head] + [f"  {k:<16}{v}" for k, v in rows])
 
@@ -223,20 +218,13 @@ def _demo(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         outcomes = _run(settings, ReplaySource([path]), build_sinks(settings.sinks), metrics)
         print("\n" + _summary(metrics, time.perf_counter() - started))
-    fired = {
-        (a.labels["model"], a.labels["detector"], a.labels["subject"]): demo.hour_of(n.window.start)
-        for outcome in outcomes
-        for n in outcome.notifications
-        for a in n.alerts
-        if a.status == "firing"
-    }
+    fired = demo.fired(outcomes)
     print("\nAlerts fired (window start, model, detector, subject):")
     for (model, detector, subject), hour in sorted(fired.items(), key=lambda kv: kv[1]):
         print(f"  {hour:02d}:00  {model:<6} {detector:<17} {subject}")
-    wrong = set(fired) ^ demo.EXPECTED
-    late = {k for k, hour in fired.items() if hour not in demo.SHIFT_WINDOWS}
-    if wrong or late:
-        print(f"\nMISMATCH: unexpected or missing {sorted(wrong)}, late {sorted(late)}")
+    problems = demo.check(fired)
+    if problems:
+        print("\nMISMATCH: " + "; ".join(problems))
         return 1
     print(
         "\nAll expected alerts fired in the window where the shift starts or the next; no others."

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,6 +34,7 @@ from pydantic_settings import (
 )
 
 from streamwatch.errors import ConfigError
+from streamwatch.severity import Severity
 
 ENV_PREFIX = "STREAMWATCH_"
 NESTED = "__"
@@ -58,7 +60,6 @@ def parse_duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Severity = Literal["warning", "critical"]
 
 
 class _Section(BaseModel):
@@ -84,8 +85,15 @@ class KafkaSettings(_Section):
 
 class WindowSettings(_Section):
     mode: Literal["time", "count"] = Field("time", description="event-time or event-count")
-    size: str = Field("5m", description="duration (time mode) or number of events (count)")
+    size: str = Field(
+        "5m",
+        description="duration (time mode) or number of events (count)",
+        validate_default=True,  # so that MODE=count alone is caught, not the default 5m
+    )
     allowed_lateness: Duration = Field(60.0, description="how late an event may arrive")
+    max_future: Duration = Field(
+        86400.0, gt=0, description="events stamped further ahead of the clock are bad"
+    )
 
     @field_validator("size")
     @classmethod
@@ -170,8 +178,14 @@ class DetectorSettings(_Section):
     )
 
 
+def _alerting(severity: Severity) -> Severity:
+    if severity is Severity.OK:
+        raise ValueError("a sink's minimum severity is warning or critical")
+    return severity
+
+
 class _SinkBase(_Section):
-    min_severity: Severity = "warning"
+    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Severity.WARNING
 
 
 class LogSinkSettings(_SinkBase):
@@ -188,11 +202,6 @@ SinkSettings = Annotated[LogSinkSettings | FileSinkSettings, Field(discriminator
 
 def _default_sinks() -> dict[str, SinkSettings]:
     return {"log": LogSinkSettings(kind="log")}
-
-
-class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(9108, ge=0, le=65535)
 
 
 class StateSettings(_Section):
@@ -218,7 +227,6 @@ class Settings(BaseSettings):
         default_factory=_default_sinks,
         description="named sinks, each with a kind",
     )
-    server: ServerSettings = ServerSettings()
     state: StateSettings = StateSettings()
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")
     max_models: int = Field(

@@ -8,6 +8,7 @@ label events, out-of-order events, a few very late events and a few garbage line
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -15,6 +16,7 @@ import numpy as np
 
 from streamwatch.alerts import isoformat
 from streamwatch.config import Settings, WindowSettings
+from streamwatch.engine import Outcome
 
 START = 1_795_305_600.0  # 2026-11-22T00:00:00Z
 HOURS = 10
@@ -201,6 +203,29 @@ def _late(rng: np.random.Generator, t: np.ndarray) -> Timed:
 def hour_of(epoch: float) -> int:
     """Hours since the demo's start: the index of its hourly window."""
     return int((epoch - START) // 3600)
+
+
+def fired(outcomes: Iterable[Outcome]) -> dict[tuple[str, str, str], int]:
+    """(model, detector, subject) of every firing alert -> the hour of its window."""
+    return {
+        (a.labels["model"], a.labels["detector"], a.labels["subject"]): hour_of(n.window.start)
+        for outcome in outcomes
+        for n in outcome.notifications
+        for a in n.alerts
+        if a.status == "firing"
+    }
+
+
+def check(alerts: Mapping[tuple[str, str, str], int]) -> list[str]:
+    """What differs from the ground truth: missing, unexpected or late alerts."""
+    problems = [f"missing {k}" for k in sorted(EXPECTED - alerts.keys())]
+    problems += [f"unexpected {k}" for k in sorted(alerts.keys() - EXPECTED)]
+    problems += [
+        f"late {k} at {hour:02d}:00"
+        for k, hour in sorted(alerts.items())
+        if k in EXPECTED and hour not in SHIFT_WINDOWS
+    ]
+    return problems
 
 
 def produce(stream: DemoStream, bootstrap: str, topic: str, labels_topic: str) -> int:

@@ -147,7 +147,8 @@ class Engine:
         return fresh
 
     def _window(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
-        decoded = decode_batch(messages, self.settings.max_message_bytes)
+        latest = time.time() + self.settings.window.max_future
+        decoded = decode_batch(messages, self.settings.max_message_bytes, latest)
         bad = list(decoded.bad)
         closed: list[ClosedWindow] = []
         for model_id, events in route(decoded.events).items():

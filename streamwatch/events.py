@@ -7,6 +7,7 @@ no dict round trip) or a :class:`BadEvent` that says why not. Decoding never rai
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Event(msgspec.Struct, gc=False, frozen=True):
 
 
 BadReason = Literal[
+    "future_timestamp",
     "model_limit",
     "too_large",
     "invalid_json",
@@ -137,21 +139,26 @@ def decode(raw: bytes, origin: Origin, max_bytes: int) -> Event | BadEvent:
         return BadEvent("too_deep", "nested deeper than the decoder allows", raw, origin)
 
 
-def decode_batch(messages: Sequence[tuple[bytes, Origin]], max_bytes: int) -> Decoded:
-    """Decode a batch of messages, with the garbage collector paused meanwhile."""
+def decode_batch(
+    messages: Sequence[tuple[bytes, Origin]], max_bytes: int, latest: float = math.inf
+) -> Decoded:
+    """Decode a batch of messages. Events stamped after ``latest`` (epoch seconds) are
+    bad: one event from the far future would move the watermark past every window."""
     events: list[Event] = []
     raws: list[bytes] = []
     origins: list[Origin] = []
     bad: list[BadEvent] = []
-    with gc_paused():
-        for raw, origin in messages:
-            result = decode(raw, origin, max_bytes)
-            if isinstance(result, BadEvent):
-                bad.append(result)
-            else:
-                events.append(result)
-                raws.append(raw)
-                origins.append(origin)
+    for raw, origin in messages:
+        result = decode(raw, origin, max_bytes)
+        if isinstance(result, BadEvent):
+            bad.append(result)
+        elif result.epoch_seconds > latest:
+            detail = f"timestamp {result.timestamp} is ahead of the clock"
+            bad.append(BadEvent("future_timestamp", detail, raw, origin))
+        else:
+            events.append(result)
+            raws.append(raw)
+            origins.append(origin)
     return Decoded(events, raws, origins, bad)
 
 

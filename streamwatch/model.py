@@ -1,8 +1,8 @@
-"""Everything streamwatch keeps about one model: schema, grids, open windows, reference.
+"""Everything streamwatch keeps about one model: schema, binning, open windows, reference.
 
-The first ``grid_sample`` events of a model are held back briefly so that the fine
-numeric grid is fitted on a representative sample, not on whatever a first small poll
-happened to bring; then they are windowed like all later events.
+The first ``grid_sample`` events of a model are held back briefly, so that the fine
+numeric grid is fitted on all of them (a representative sample) rather than on whatever
+a first small poll happened to bring; then they are windowed like all later events.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
-from streamwatch.detectors import DetectorSet, Finding, ModelGrids
+from streamwatch.detectors import DetectorSet, Finding, ModelBinning
 from streamwatch.events import Event
 from streamwatch.reference import Pinned
 from streamwatch.windows import CountWindows, TimeWindows, WindowBounds, Windows
@@ -46,7 +44,7 @@ class ModelMonitor:
         self.model_id = model_id
         self.settings = settings
         self.schema = pinned.schema if pinned else Schema(settings.max_columns)
-        self.grids = ModelGrids()
+        self.binning = ModelBinning(settings.detectors)
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference: DetectorSet | None = None
         self.pinned = pinned is not None
@@ -54,6 +52,7 @@ class ModelMonitor:
         self._warming_up = pinned is None
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
+            self._fit(pinned.batch)
             self.reference = self._new_state()
             self.reference.update(pinned.batch)
 
@@ -62,18 +61,18 @@ class ModelMonitor:
         batch = self.schema.build(events)
         if self._warming_up:
             self._pending.append(batch)
-            if not self._warmed_up():
-                return Processed(0, 0, [])
-            batch, self._pending, self._warming_up = Batch.concat(self._pending), [], False
+            return self.settle() if self._warmed_up() else Processed(0, 0, [])
         late = self.windows.add(batch)
         return Processed(batch.n - late, late, self._close(final=False))
 
     def settle(self) -> Processed:
-        """Window the events held back for the grid now (before a snapshot, or at the end),
-        so that no raw value ever waits outside a window."""
+        """End the warm-up now: fit the grid on what is held back and window it (before
+        a snapshot, or at the end), so that no raw value waits outside a window."""
+        self._warming_up = False
         if not self._pending:
             return Processed(0, 0, [])
-        batch, self._pending, self._warming_up = Batch.concat(self._pending), [], False
+        batch, self._pending = Batch.concat(self._pending), []
+        self._fit(batch)
         late = self.windows.add(batch)
         return Processed(batch.n - late, late, self._close(final=False))
 
@@ -92,13 +91,12 @@ class ModelMonitor:
                 "outputs": self.schema.outputs,
                 "ignored": sorted(self.schema.ignored),
             },
-            "grids": {
-                "features": {k: v.tolist() for k, v in self.grids.features.edges.items()},
-                "outputs": {k: v.tolist() for k, v in self.grids.outputs.edges.items()},
+            "binning": {
+                "features": self.binning.features.snapshot(),
+                "outputs": self.binning.outputs.snapshot(),
             },
             "reference": None if self.reference is None else self.reference.snapshot(),
             "pinned": self.pinned,
-            "warming_up": self._warming_up,
             "windows": self.windows.snapshot(),
         }
 
@@ -106,18 +104,20 @@ class ModelMonitor:
         self.schema.features = dict(state["schema"]["features"])
         self.schema.outputs = dict(state["schema"]["outputs"])
         self.schema.ignored = set(state["schema"]["ignored"])
-        for group in ("features", "outputs"):
-            getattr(self.grids, group).edges = {
-                k: np.asarray(v, dtype=np.float64) for k, v in state["grids"][group].items()
-            }
+        self.binning.features.restore(state["binning"]["features"])
+        self.binning.outputs.restore(state["binning"]["outputs"])
         self.reference = None
         if state["reference"] is not None:
             self.reference = self._new_state()
             self.reference.restore(state["reference"])
         self.pinned = bool(state["pinned"])
-        self._warming_up = bool(state["warming_up"])
+        self._warming_up = False
         self._pending = []
         self.windows.restore(state["windows"])
+
+    def _fit(self, batch: Batch) -> None:
+        self.binning.features.fit(batch.features)
+        self.binning.outputs.fit(batch.outputs)
 
     def _warmed_up(self) -> bool:
         held = sum(b.n for b in self._pending)
@@ -146,7 +146,7 @@ class ModelMonitor:
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings)
 
     def _new_state(self) -> DetectorSet:
-        return DetectorSet(self.settings.detectors, self.grids)
+        return DetectorSet(self.settings.detectors, self.binning)
 
     def _windows(self) -> Windows[DetectorSet]:
         window = self.settings.window

@@ -89,10 +89,6 @@ class Windows(ABC, Generic[S]):
             result.append((self._bounds(index, window), window.state, window.n))
         return result
 
-    @property
-    def open_count(self) -> int:
-        return len(self._open)
-
     def snapshot(self) -> dict[str, Any]:
         return {
             "clock": self._clock(),

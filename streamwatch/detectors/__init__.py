@@ -11,34 +11,35 @@ from typing import Any
 
 from streamwatch.batch import Batch
 from streamwatch.config import DetectorSettings
-from streamwatch.detectors.base import Detector, Finding, Severity
+from streamwatch.detectors.base import Detector, Finding
 from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
-from streamwatch.detectors.histogram import Grid
+from streamwatch.detectors.histogram import Binning
+from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
-__all__ = ["FAMILIES", "Detector", "DetectorSet", "Finding", "ModelGrids", "Severity"]
+__all__ = ["FAMILIES", "Detector", "DetectorSet", "Finding", "ModelBinning", "Severity"]
 
 # Every detector family, for the shared check suite (tests/unit/detectors/test_contract.py).
 FAMILIES = (FeatureDrift, PredictionDrift)
 
 
-class ModelGrids:
-    """The fine numeric grids of one model, shared by all its windows."""
+class ModelBinning:
+    """How one model's features and outputs are binned, shared by all its windows."""
 
-    def __init__(self) -> None:
-        self.features = Grid()
-        self.outputs = Grid()
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.features = Binning(settings.feature_drift.max_categories)
+        self.outputs = Binning(settings.prediction_drift.max_categories)
 
 
 class DetectorSet:
     """Every enabled detector's state over one window of one model."""
 
-    def __init__(self, settings: DetectorSettings, grids: ModelGrids) -> None:
+    def __init__(self, settings: DetectorSettings, binning: ModelBinning) -> None:
         detectors: list[Detector] = []
         if settings.feature_drift.enabled:
-            detectors.append(FeatureDrift(settings.feature_drift, grids.features))
+            detectors.append(FeatureDrift(settings.feature_drift, binning.features))
         if settings.prediction_drift.enabled:
-            detectors.append(PredictionDrift(settings.prediction_drift, grids.outputs))
+            detectors.append(PredictionDrift(settings.prediction_drift, binning.outputs))
         self.detectors: dict[str, Detector] = {d.name: d for d in detectors}
         self.n = 0
 

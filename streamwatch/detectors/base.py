@@ -4,32 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Protocol, Self
 
 from streamwatch.batch import Batch
+from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
-
-
-class Severity(Enum):
-    OK = "ok"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    @classmethod
-    def of(cls, value: float, warning: float, critical: float) -> Severity:
-        if value >= critical:
-            return cls.CRITICAL
-        if value >= warning:
-            return cls.WARNING
-        return cls.OK
-
-
-_RANK = {Severity.OK: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 @dataclass(frozen=True, slots=True)

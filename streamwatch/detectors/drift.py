@@ -9,19 +9,23 @@ columns of the window. So a million-event window does not alarm on a trivial shi
 >>> import numpy as np
 >>> from streamwatch.batch import Batch, Columns
 >>> from streamwatch.config import DriftSettings
->>> from streamwatch.detectors.histogram import Grid
+>>> from streamwatch.detectors.histogram import Binning
 >>> from streamwatch.windows import WindowBounds
 >>> rng = np.random.default_rng(7)
 >>> def window(shift):
 ...     x = rng.normal(shift, 1.0, 5000)
 ...     return Batch(np.zeros(5000), Columns({"amount": x}), Columns())
->>> grid, settings = Grid(), DriftSettings()
->>> reference = FeatureDrift(settings, grid)
+>>> settings, binning = DriftSettings(), Binning(max_categories=200)
+>>> reference = FeatureDrift(settings, binning)
 >>> reference.update(window(0.0))
->>> current = FeatureDrift(settings, grid)
->>> current.update(window(0.25))
->>> [f.severity.value for f in current.evaluate("fraud", WindowBounds(1, 0, 60), reference)]
-['warning']
+>>> same, moved = FeatureDrift(settings, binning), FeatureDrift(settings, binning)
+>>> same.update(window(0.0))
+>>> moved.update(window(0.5))
+>>> bounds = WindowBounds(1, 0, 60)
+>>> [f.severity.value for f in same.evaluate("fraud", bounds, reference)]
+['ok']
+>>> [f.severity.value for f in moved.evaluate("fraud", bounds, reference)]
+['critical']
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ import numpy as np
 from streamwatch.batch import Batch, Columns
 from streamwatch.config import DriftSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding, Severity
-from streamwatch.detectors.histogram import OTHER, CategoryCounts, Grid, NumericHistogram
+from streamwatch.detectors.base import Finding
+from streamwatch.detectors.histogram import OTHER, Binning, CategoryCounts, NumericHistogram
+from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
 UNSEEN = "__unseen__"
+RARE = "__rare__"  # categories too sparse to compare one by one, pooled
+OVERFLOW_MINIMUM_EXPECTED = 20.0
 
 _LABELS = {
     "wasserstein": "normalised Wasserstein distance",
@@ -69,9 +76,9 @@ class DriftDetector(ABC):
     name: ClassVar[str]
     subject_kind: ClassVar[str]
 
-    def __init__(self, settings: DriftSettings, grid: Grid) -> None:
+    def __init__(self, settings: DriftSettings, binning: Binning) -> None:
         self.settings = settings
-        self.grid = grid
+        self.binning = binning
         self.numeric: dict[str, NumericHistogram] = {}
         self.categorical: dict[str, CategoryCounts] = {}
 
@@ -83,19 +90,18 @@ class DriftDetector(ABC):
         columns = self._columns(batch)
         for name, values in columns.numeric.items():
             hist = self.numeric.get(name) or self.numeric.setdefault(name, NumericHistogram())
-            hist.update(values, self.grid.edges_for(name, values))
+            hist.update(values, self.binning.edges_for(name, values))
         for name, labels in columns.categorical.items():
-            counts = self.categorical.get(name)
-            if counts is None:
-                counts = self.categorical[name] = CategoryCounts(self.settings.max_categories)
-            counts.update(labels)
+            counts = self.categorical.get(name) or self.categorical.setdefault(
+                name, CategoryCounts()
+            )
+            counts.update(labels, name, self.binning)
 
     def merge(self, other: Self) -> None:
         for name, hist in other.numeric.items():
             self.numeric.setdefault(name, NumericHistogram()).merge(hist)
         for name, counts in other.categorical.items():
-            mine = self.categorical.setdefault(name, CategoryCounts(self.settings.max_categories))
-            mine.merge(counts)
+            self.categorical.setdefault(name, CategoryCounts()).merge(counts)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -105,10 +111,7 @@ class DriftDetector(ABC):
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.numeric = {k: NumericHistogram.restore(v) for k, v in state["numeric"].items()}
-        self.categorical = {
-            k: CategoryCounts.restore(v, self.settings.max_categories)
-            for k, v in state["categorical"].items()
-        }
+        self.categorical = {k: CategoryCounts.restore(v) for k, v in state["categorical"].items()}
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         minimum = self.settings.min_samples
@@ -126,13 +129,14 @@ class DriftDetector(ABC):
         return [self._finding(model, window, c, q) for c, q in zip(compared, qvalues, strict=True)]
 
     def _numeric(self, name: str, ref: NumericHistogram, cur: NumericHistogram) -> _Comparison:
-        edges = self.grid.edges[name]
+        edges = self.binning.edges[name]
         d = st.ks_statistic(ref.counts, cur.counts)
         groups = st.coarse_groups(ref.counts, self.settings.bins)
         coarse_ref = st.regroup(ref.counts, groups, self.settings.bins)
         coarse_cur = st.regroup(cur.counts, groups, self.settings.bins)
-        # Normalise by the reference spread; a constant reference borrows the current one.
-        scale = ref.std or cur.std or 1.0
+        # Normalise by the reference's spread, winsorised like the distance itself; a
+        # constant reference borrows the current window's spread.
+        scale = st.binned_std(ref.counts, edges) or st.binned_std(cur.counts, edges) or 1.0
         statistics = {
             "wasserstein": st.wasserstein(ref.counts, cur.counts, edges) / scale,
             "psi": st.psi(coarse_ref, coarse_cur),
@@ -149,14 +153,24 @@ class DriftDetector(ABC):
     def _categorical(self, name: str, ref: CategoryCounts, cur: CategoryCounts) -> _Comparison:
         known = sorted(ref.counts)
         unseen = sum(v for k, v in cur.counts.items() if k not in ref.counts)
-        ref_counts = np.array([ref.counts[k] for k in known] + [0], dtype=np.float64)
-        cur_counts = np.array([cur.counts[k] for k in known] + [unseen], dtype=np.float64)
+        names = np.array([*known, UNSEEN], dtype=np.object_)
+        ref_all = np.array([ref.counts[k] for k in known] + [0], dtype=np.float64)
+        cur_all = np.array([cur.counts[k] for k in known] + [unseen], dtype=np.float64)
+        # Once a column has more categories than are tracked, the tracked ones were
+        # admitted by turning up early, in the reference, and each carries that one
+        # extra count there; comparing only categories expected 20 times or more keeps
+        # the bias negligible. Otherwise Cochran's rule: expected 5 times or more.
+        overflowed = OTHER in ref.counts or OTHER in cur.counts
+        minimum = OVERFLOW_MINIMUM_EXPECTED if overflowed else 5.0
+        ref_counts, cur_counts, kept = st.pool_sparse(ref_all, cur_all, minimum)
+        if not kept.all():
+            names = np.append(names[kept], RARE)
         statistics = {
             "psi": st.psi(ref_counts, cur_counts),
             "jensen_shannon": st.js_distance(ref_counts, cur_counts),
             "unseen_share": unseen / cur.n,
         }
-        change = _largest_move([*known, UNSEEN], ref_counts, cur_counts)
+        change = _largest_move(names.tolist(), ref_counts, cur_counts)
         pvalue = st.chi_square_pvalue(ref_counts, cur_counts)
         return _Comparison(name, "categorical", statistics, pvalue, ref.n, cur.n, change)
 
@@ -205,7 +219,9 @@ def _q(qvalue: float) -> str:
 def _largest_move(names: list[str], ref: st.Counts, cur: st.Counts) -> str:
     p, q = ref / ref.sum(), cur / cur.sum()
     i = int(np.argmax(np.abs(q - p)))
-    name = {UNSEEN: "unseen categories", OTHER: "other categories"}.get(names[i], f"'{names[i]}'")
+    name = {UNSEEN: "unseen categories", OTHER: "other categories", RARE: "rare categories"}.get(
+        names[i], f"'{names[i]}'"
+    )
     return f"largest change {name} {p[i]:.1%} → {q[i]:.1%}"
 
 

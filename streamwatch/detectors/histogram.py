@@ -1,9 +1,12 @@
 """Aggregate state of one column: counts on a fine grid, moments, or category counts.
 
-No raw value is kept. A numeric column is counted on a fine grid of about 128 bins whose
-edges are quantiles of the model's first events (rounded, so that an edge is not a
-stored data value); coarse quantile bins of the reference, KS and Wasserstein are all
-derived from these counts at window close.
+No event is kept. A numeric column is counted on a fine grid of about 128 bins whose
+edges lie between quantiles of the model's first events (never on a value of that
+sample); coarse quantile bins of the reference, KS and Wasserstein are all derived from
+these counts at window close. A categorical column is counted over a vocabulary of at
+most ``limit`` categories, the first seen; later newcomers count as ``__other__``. Edges
+and vocabularies are fixed per model (a :class:`Binning`), so every window of the model,
+its reference included, counts on the same bins and states merge exactly.
 """
 
 from __future__ import annotations
@@ -15,35 +18,43 @@ from typing import Any
 
 import numpy as np
 
-from streamwatch.batch import FloatArray, ObjectArray
+from streamwatch.batch import Columns, FloatArray, ObjectArray
 
 GRID_RESOLUTION = 128
 OTHER = "__other__"
+# Offsets of the grid around a constant sample: 1e-6 to 1e9 either side, 4 per decade.
+_AROUND = 10.0 ** np.arange(-6.0, 9.01, 0.25)
 
 
 def fit_edges(values: FloatArray, resolution: int = GRID_RESOLUTION) -> FloatArray:
-    """Fine bin edges from a sample: its inner quantiles, rounded to 1/10,000 of their span.
-
-    The sample's extremes are not edges: a bin out to the maximum of a heavy tail is
-    too wide to treat as uniform, and an extreme is one person's value. What lies
-    beyond the outer edges is counted in two open-ended bins.
+    """Fine bin edges from a sample: its inner quantiles, each moved halfway up to the
+    next distinct value, so that bins separate what the quantiles separated and no edge
+    is a value of the sample. The extremes are not edges: a bin out to the maximum of a
+    heavy tail is too wide to treat as uniform (and an extreme is one person's value).
+    A constant sample gets log-spaced edges around its value, so that any later move
+    away from it is measured rather than lost in one open-ended bin.
     """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.empty(0)
-    edges = np.quantile(finite, np.linspace(0.0, 1.0, resolution + 1)[1:-1])
-    span = float(edges[-1] - edges[0])
-    if span > 0:
-        step = 10.0 ** math.floor(math.log10(span) - 4)
-        edges = np.round(edges / step) * step
-    return np.unique(edges)
+    distinct = np.unique(finite)
+    if distinct.size == 1:
+        (c,) = distinct
+        return np.unique(np.concatenate([c - _AROUND[::-1], c + _AROUND]))
+    probabilities = np.linspace(0.0, 1.0, resolution + 1)[1:-1]
+    quantiles = np.quantile(finite, probabilities, method="inverted_cdf")
+    above = np.searchsorted(distinct, quantiles, side="right")
+    inside = above < distinct.size
+    return np.unique((quantiles[inside] + distinct[above[inside]]) / 2)
 
 
-class Grid:
-    """The fine edges of each numeric column of one model, fixed on first values."""
+class Binning:
+    """How one group of columns (features, or outputs) of one model is binned."""
 
-    def __init__(self, edges: Mapping[str, FloatArray] | None = None) -> None:
-        self.edges: dict[str, FloatArray] = dict(edges or {})
+    def __init__(self, max_categories: int) -> None:
+        self.edges: dict[str, FloatArray] = {}
+        self.vocabulary: dict[str, dict[str, None]] = {}  # ordered sets
+        self.max_categories = max_categories
 
     def edges_for(self, name: str, values: FloatArray) -> FloatArray | None:
         edges = self.edges.get(name)
@@ -53,6 +64,36 @@ class Grid:
                 return None  # nothing but missing values so far
             self.edges[name] = edges = fitted
         return edges
+
+    def fit(self, columns: Columns) -> None:
+        """Fix the edges of every numeric column on this (warm-up) sample."""
+        for name, values in columns.numeric.items():
+            self.edges_for(name, values)
+
+    def admit(self, name: str, counted: Counter[str]) -> Counter[str]:
+        """Counts over the vocabulary: newcomers join while there is room, the rest
+        are counted as ``__other__``."""
+        known = self.vocabulary.setdefault(name, {})
+        folded = 0
+        for category in list(counted):
+            if category not in known:
+                if len(known) < self.max_categories - 1:
+                    known[category] = None
+                else:
+                    folded += counted.pop(category)
+        if folded:
+            counted[OTHER] += folded
+        return counted
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "edges": {k: v.tolist() for k, v in self.edges.items()},
+            "vocabulary": {k: list(v) for k, v in self.vocabulary.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.edges = {k: np.asarray(v, dtype=np.float64) for k, v in state["edges"].items()}
+        self.vocabulary = {k: dict.fromkeys(v) for k, v in state["vocabulary"].items()}
 
 
 class NumericHistogram:
@@ -117,44 +158,33 @@ class NumericHistogram:
 
 
 class CategoryCounts:
-    """Counts per category, at most ``limit`` of them (the rare rest as ``__other__``)."""
+    """Counts per category of the model's vocabulary for one column."""
 
-    __slots__ = ("counts", "limit", "missing")
+    __slots__ = ("counts", "missing")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.missing = 0
-        self.limit = limit
 
     @property
     def n(self) -> int:
         return self.counts.total()
 
-    def update(self, values: ObjectArray) -> None:
-        counted = Counter(values.tolist())
-        self.missing += counted.pop(None, 0)
-        self.counts.update(counted)
-        self._bound()
+    def update(self, values: ObjectArray, name: str, binning: Binning) -> None:
+        counted: Counter[str] = Counter(values.tolist())  # counts in C, not a Python loop
+        self.missing += counted.pop(None, 0)  # type: ignore[call-overload]
+        self.counts.update(binning.admit(name, counted))
 
     def merge(self, other: CategoryCounts) -> None:
         self.counts.update(other.counts)
         self.missing += other.missing
-        self._bound()
-
-    def _bound(self) -> None:
-        if len(self.counts) <= self.limit:
-            return
-        keep = dict(self.counts.most_common(self.limit - 1))
-        rest = self.counts.total() - sum(keep.values())
-        self.counts = Counter(keep)
-        self.counts[OTHER] += rest
 
     def snapshot(self) -> dict[str, Any]:
         return {"counts": dict(self.counts), "missing": self.missing}
 
     @classmethod
-    def restore(cls, state: Mapping[str, Any], limit: int) -> CategoryCounts:
-        counts = cls(limit)
+    def restore(cls, state: Mapping[str, Any]) -> CategoryCounts:
+        counts = cls()
         counts.counts = Counter({str(k): int(v) for k, v in state["counts"].items()})
         counts.missing = int(state["missing"])
         return counts

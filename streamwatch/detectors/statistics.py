@@ -7,6 +7,8 @@ of one window is controlled with scipy's Benjamini-Hochberg.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import jensenshannon
@@ -70,6 +72,43 @@ def wasserstein(reference: Counts, current: Counts, edges: FloatArray) -> float:
     crossing = np.divide(a * a + b * b, magnitude, out=np.zeros_like(a), where=magnitude > 0)
     area = np.where(same_sign, magnitude / 2, crossing / 2) * width
     return float(area.sum())
+
+
+def binned_std(counts: Counts, edges: FloatArray) -> float:
+    """Standard deviation of a fine histogram, winsorised like :func:`wasserstein`: mass
+    below or above the grid sits on the outer edges, values are uniform inside a bin.
+    Used to normalise Wasserstein, it makes one wild reference value unable to shrink
+    every later distance (the raw standard deviation would)."""
+    total = counts.sum()
+    if total == 0 or edges.size == 0:
+        return 0.0
+    centres = np.concatenate([edges[:1], (edges[:-1] + edges[1:]) / 2, edges[-1:]])
+    widths = np.concatenate([[0.0], np.diff(edges), [0.0]])
+    p = counts / total
+    mean = float(p @ centres)
+    variance = float(p @ ((centres - mean) ** 2 + widths**2 / 12))
+    return math.sqrt(max(variance, 0.0))
+
+
+def pool_sparse(
+    reference: Counts, current: Counts, minimum: float = 5.0
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+    """Categories expected fewer than ``minimum`` times in the smaller sample, pooled into
+    one last bucket (Cochran's rule), so that the chi-square test holds and the noise of
+    rare categories does not read as drift. Returns the counts and which were kept."""
+    total = reference + current
+    smaller = min(reference.sum(), current.sum())
+    expected = total * smaller / total.sum()
+    sparse = expected < minimum
+    if sparse.sum() < 2:
+        everything = np.ones(len(total), dtype=np.bool_)
+        return reference.astype(np.float64), current.astype(np.float64), everything
+    kept = ~sparse
+    return (
+        np.append(reference[kept], reference[sparse].sum()).astype(np.float64),
+        np.append(current[kept], current[sparse].sum()).astype(np.float64),
+        kept,
+    )
 
 
 def chi_square_pvalue(reference: Counts, current: Counts) -> float:

@@ -40,7 +40,4 @@ class RoutedSink:
 
 
 def build_sinks(settings: Mapping[str, SinkSettings]) -> list[RoutedSink]:
-    return [
-        RoutedSink(build_sink(name, s), Severity(s.min_severity))
-        for name, s in sorted(settings.items())
-    ]
+    return [RoutedSink(build_sink(name, s), s.min_severity) for name, s in sorted(settings.items())]

@@ -18,7 +18,6 @@ class DeliveryFailed:
     sink: str
     reason: str
     retryable: bool
-    retry_after: float | None = None
 
 
 DeliveryResult = Delivered | DeliveryFailed

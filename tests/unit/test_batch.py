@@ -17,9 +17,11 @@ def test_columns_by_kind_with_missing_values() -> None:
     schema = Schema()
     batch = schema.build(
         events(
-            event("a", features={"amount": 1.5, "country": "DE", "vip": True}, prediction=1),
-            event("b", features={"amount": None, "country": "FR"}, prediction=0),
-            event("c", features={"amount": 3, "vip": False}, prediction=1),
+            event(
+                "a", features={"amount": 1.5, "country": "DE", "vip": True}, prediction=1, score=0.9
+            ),
+            event("b", features={"amount": None, "country": "FR"}, prediction=0, score=0.2),
+            event("c", features={"amount": 3, "vip": False}, prediction=1.0, score=0.7),
         )
     )
     assert schema.features == {"amount": "numeric", "country": "categorical", "vip": "categorical"}
@@ -27,7 +29,7 @@ def test_columns_by_kind_with_missing_values() -> None:
     assert batch.features.categorical["country"].tolist() == ["DE", "FR", None]
     assert batch.features.categorical["vip"].tolist() == ["true", None, "false"]
     assert batch.outputs.categorical["prediction"].tolist() == ["1", "0", "1"]
-    assert batch.outputs.numeric == {}  # no scores given
+    np.testing.assert_array_equal(batch.outputs.numeric["score"], [0.9, 0.2, 0.7])
 
 
 def test_a_value_of_the_other_kind_counts_as_missing() -> None:
@@ -40,13 +42,46 @@ def test_a_value_of_the_other_kind_counts_as_missing() -> None:
     assert batch.features.categorical["c"].tolist() == [None, None]
 
 
-def test_regression_outputs_are_numeric_and_probabilities_are_columns() -> None:
+def test_numbers_without_scores_are_a_regression_output_even_when_whole() -> None:
+    schema = Schema()
+    first = schema.build(events(event(prediction=20), event(prediction=21)))
+    later = schema.build(events(event(prediction=20.5), event(prediction="oops")))
+    assert schema.outputs["prediction"] == "numeric"
+    np.testing.assert_array_equal(first.outputs.numeric["prediction"], [20.0, 21.0])
+    np.testing.assert_array_equal(later.outputs.numeric["prediction"], [20.5, np.nan])
+
+
+def test_classes_with_probabilities_and_string_labels() -> None:
+    schema = Schema()
+    batch = schema.build(events(event(prediction="y", probabilities={"x": 0.1, "y": 0.9})))
+    assert schema.outputs["prediction"] == "categorical"
+    np.testing.assert_array_equal(batch.outputs.numeric["probability[y]"], [0.9])
+
+
+def test_numeric_columns_do_not_depend_on_batching() -> None:
+    # A bool or a numeric string in a numeric column is missing, whatever else is batched.
+    schema = Schema()
+    schema.build(events(event(features={"x": 1.0})))
+    alone = schema.build(events(event(features={"x": True}), event(features={"x": "3.5"})))
+    mixed = schema.build(
+        events(
+            event(features={"x": True}), event(features={"x": "3.5"}), event(features={"x": "oops"})
+        )
+    )
+    np.testing.assert_array_equal(alone.features.numeric["x"], [np.nan, np.nan])
+    np.testing.assert_array_equal(mixed.features.numeric["x"], [np.nan, np.nan, np.nan])
+
+
+def test_absurd_magnitudes_are_missing() -> None:
     schema = Schema()
     batch = schema.build(
-        events(event(prediction=12.5), event(prediction=3.0, probabilities={"x": 0.1, "y": 0.9}))
+        events(
+            event(features={"x": 1.5e308}),
+            event(features={"x": -2e100}),
+            event(features={"x": 5.0}),
+        )
     )
-    assert schema.outputs["prediction"] == "numeric"
-    np.testing.assert_array_equal(batch.outputs.numeric["probability[y]"], [np.nan, 0.9])
+    np.testing.assert_array_equal(batch.features.numeric["x"], [np.nan, np.nan, 5.0])
 
 
 def test_event_time_and_concat() -> None:

@@ -8,6 +8,7 @@ import pytest
 from streamwatch.cli import main
 from streamwatch.config import FileSinkSettings, Settings, load_settings, parse_duration
 from streamwatch.errors import ConfigError
+from streamwatch.severity import Severity
 
 
 def write(path: Path, text: str) -> Path:
@@ -52,7 +53,7 @@ def test_named_sinks_with_a_kind(tmp_path: Path) -> None:
     )
     sinks = load_settings([env_file]).sinks
     assert sinks["audit"] == FileSinkSettings(
-        kind="file", path=Path("alerts.jsonl"), min_severity="critical"
+        kind="file", path=Path("alerts.jsonl"), min_severity=Severity.CRITICAL
     )
     assert sinks["console"].kind == "log"
 
@@ -62,7 +63,11 @@ def test_named_sinks_with_a_kind(tmp_path: Path) -> None:
     [
         ("STREAMWATCH_WINDOW__SIZE=5 parsecs", "STREAMWATCH_WINDOW__SIZE", "not a duration"),
         ("STREAMWATCH_WINDOW__SIZEE=5m", "STREAMWATCH_WINDOW__SIZEE", "Extra inputs"),
-        ("STREAMWATCH_SERVER__PORT=99999", "STREAMWATCH_SERVER__PORT", "less than or equal"),
+        (
+            "STREAMWATCH_KAFKA__MAX_FETCH_BYTES=5",
+            "STREAMWATCH_KAFKA__MAX_FETCH_BYTES",
+            "greater than or equal",
+        ),
         (
             "STREAMWATCH_DETECTORS__FEATURE_DRIFT__ALPHA=2",
             "STREAMWATCH_DETECTORS__FEATURE_DRIFT__ALPHA",
@@ -81,6 +86,12 @@ def test_a_wrong_variable_is_named_with_the_reason(
     message = str(caught.value)
     assert f"{variable}:" in message
     assert why in message
+
+
+def test_count_mode_alone_is_caught_with_the_default_size(tmp_path: Path) -> None:
+    env_file = write(tmp_path / "c.env", "STREAMWATCH_WINDOW__MODE=count\n")
+    with pytest.raises(ConfigError, match=r"STREAMWATCH_WINDOW__SIZE: .*'5m' is not a positive"):
+        load_settings([env_file])
 
 
 def test_count_windows_need_a_count(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,8 +19,8 @@ from streamwatch.sinks.log import LogSink
 from tests.factories import event, origin
 
 
-def engine(out: io.StringIO | None = None) -> Engine:
-    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0.0))
+def engine(out: io.StringIO | None = None, lateness: float = 0.0) -> Engine:
+    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=lateness))
     sinks = [RoutedSink(LogSink("log", out or io.StringIO()), Severity.WARNING)]
     return Engine(settings, sinks, Metrics(CollectorRegistry()))
 
@@ -40,26 +42,33 @@ garbage = st.one_of(
 )
 
 
-@given(st.lists(garbage, max_size=40), st.integers(0, 2**32))
-def test_garbage_around_good_events_is_counted_and_never_stops_the_engine(
-    junk: list[bytes], seed: int
+@given(
+    junk=st.lists(garbage, max_size=40),
+    stamps=st.lists(st.integers(0, 600_000), min_size=60, max_size=60),
+    cuts=st.lists(st.integers(0, 100), max_size=4),
+)
+def test_every_message_is_windowed_late_or_bad_and_the_engine_never_stops(
+    junk: list[bytes], stamps: list[int], cuts: list[int]
 ) -> None:
-    good = [event(f"g{i}", timestamp=i * 1000, features={"x": float(i % 7)}) for i in range(60)]
-    messages = []
+    # Out-of-order event times (some late), garbage between them, arbitrary batching.
+    good = [event(f"g{i}", timestamp=t, features={"x": float(i % 7)}) for i, t in enumerate(stamps)]
+    messages: list[tuple[bytes, Origin]] = []
     for i, raw in enumerate(good):
-        messages.append((raw, origin(2 * i)))
+        messages.append((raw, origin(len(messages))))
         if i < len(junk):
-            messages.append((junk[i], origin(2 * i + 1)))
-    e = engine()
-    e.process(messages)
+            messages.append((junk[i], origin(len(messages))))
+    e = engine(lateness=30.0)
+    bounds = sorted({0, len(messages), *(c for c in cuts if c < len(messages))})
+    for lo, hi in itertools.pairwise(bounds):
+        e.process(messages[lo:hi])
     e.finish()
-    metrics = e.metrics
-    bad = metrics.total("streamwatch_bad_events")
-    windowed = metrics.total("streamwatch_events")
-    # Every message is accounted for: windowed, or bad (junk that happens to be a valid
-    # event is windowed too, under its own model).
-    assert windowed + bad + metrics.total("streamwatch_label_events") == len(messages)
-    assert metrics.total("streamwatch_events", model="m") >= 60
+    summary = e.metrics.summary()
+    assert summary["windowed"] + summary["late"] + summary["bad"] + summary["labels"] == len(
+        messages
+    )
+    assert e.metrics.total("streamwatch_events", model="m") + e.metrics.total(
+        "streamwatch_late_events", model="m"
+    ) == len(good)
 
 
 def test_a_drifting_stream_alerts_through_the_sink() -> None:
@@ -96,3 +105,26 @@ def test_events_of_models_past_the_limit_are_dead_letters() -> None:
     e.process(messages)
     assert set(e.models) == {"a", "b"}
     assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 3
+
+
+def test_an_event_from_the_far_future_is_bad_and_does_not_close_windows() -> None:
+    e = engine()
+    now_ms = int(time.time() * 1000)
+    future = event("f", timestamp=now_ms + 10 * 86_400_000)  # ten days ahead of the clock
+    normal = [(event(f"n{i}", timestamp=now_ms + i), origin(i)) for i in range(50)]
+    e.process([(future, origin(99)), *normal])
+    assert e.metrics.total("streamwatch_bad_events", reason="future_timestamp") == 1
+    e.process([(event("n99", timestamp=now_ms + 1000), origin(100))])
+    assert e.metrics.total("streamwatch_late_events") == 0
+
+
+def test_huge_and_odd_values_never_raise_out_of_the_engine() -> None:
+    e = engine()
+    values = [1.5e308, -1.5e308, 1e-320, 0.0, -0.0, 1e99, 3.0, None, "text", True]
+    messages = [
+        (event(f"v{i}", timestamp=i * 1000, features={"x": v, "k": v}), origin(i))
+        for i, v in enumerate(values * 30)
+    ]
+    e.process(messages)
+    e.finish()
+    assert e.metrics.total("streamwatch_events") == len(messages)

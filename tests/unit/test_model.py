@@ -5,6 +5,7 @@ import numpy as np
 from streamwatch.batch import Schema
 from streamwatch.config import ReferenceSettings, Settings, WindowSettings
 from streamwatch.detectors import Severity
+from streamwatch.detectors.histogram import fit_edges
 from streamwatch.events import Event, decode
 from streamwatch.model import ModelMonitor
 from streamwatch.reference import Pinned
@@ -55,15 +56,18 @@ def test_first_windows_pool_into_the_reference_then_windows_are_evaluated() -> N
     assert severities == [[Severity.OK], [Severity.OK], [Severity.CRITICAL]]
 
 
-def test_events_are_held_back_until_the_grid_is_fitted() -> None:
+def test_events_are_held_back_until_the_grid_is_fitted_on_all_of_them() -> None:
     rng = np.random.default_rng(1)
     monitor = ModelMonitor("m", settings())
-    first = hour_of_events(rng, 0, 300)
-    assert monitor.process(first[:100]).windowed == 0  # warming up: 100 < grid_sample
-    assert monitor.grids.features.edges == {}
-    processed = monitor.process(first[100:] + hour_of_events(rng, 1, 2000))
-    assert processed.windowed == 2300
-    assert len(monitor.grids.features.edges["x"]) > 100  # fitted on all 2300, not 100
+    # The stream starts just before a window boundary: the first window gets 5 events.
+    events = [e for e in hour_of_events(rng, 0, 3000) if e.epoch_seconds > 3599.0]
+    events += hour_of_events(rng, 1, 2300)
+    assert monitor.process(events[:100]).windowed == 0  # warming up: 100 < grid_sample
+    assert monitor.binning.features.edges == {}
+    processed = monitor.process(events[100:])
+    assert processed.windowed == len(events)
+    values = np.array([e.features["x"] for e in events], dtype=np.float64)
+    np.testing.assert_array_equal(monitor.binning.features.edges["x"], fit_edges(values))
 
 
 def test_a_pinned_reference_is_used_from_the_first_window() -> None:

@@ -46,7 +46,8 @@ def test_events_go_to_tumbling_windows_by_event_time() -> None:
     result = closed(windows)
     assert [(b.start, b.end) for b, _, _ in result] == [(0, 60), (60, 120)]
     assert [times for _, times, _ in result] == [[0, 59.9], [60, 119]]
-    assert windows.open_count == 1  # [120, 180) waits for the watermark
+    assert closed(windows) == []  # [120, 180) waits for the watermark
+    assert [b.start for b, _, _ in closed(windows, final=True)] == [120]
 
 
 def test_out_of_order_events_within_lateness_are_kept() -> None:
@@ -73,7 +74,7 @@ def test_final_close_flushes_every_open_window() -> None:
     windows.add(batch(1, 61, 121))
     assert closed(windows) == []
     assert [b.index for b, _, _ in closed(windows, final=True)] == [0, 1, 2]
-    assert windows.open_count == 0
+    assert closed(windows, final=True) == []
 
 
 def test_count_windows_close_when_full() -> None:

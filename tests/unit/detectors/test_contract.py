@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from streamwatch.batch import Batch, Columns
 from streamwatch.config import DriftSettings
 from streamwatch.detectors import FAMILIES, Severity
-from streamwatch.detectors.drift import DriftDetector
-from streamwatch.detectors.histogram import Grid
+from streamwatch.detectors.drift import DriftDetector, FeatureDrift
+from streamwatch.detectors.histogram import Binning
 from streamwatch.windows import WindowBounds
 
 Family = type[DriftDetector]
@@ -31,9 +31,9 @@ def stream(seed: int, n: int) -> Batch:
     return Batch(np.arange(n, dtype=np.float64), columns, columns)
 
 
-def fitted(family: Family, seed: int, n: int = 600) -> tuple[Grid, Batch]:
+def fitted(family: Family, seed: int, n: int = 600) -> tuple[Binning, Batch]:
     """A grid fixed on a first sample, and a stream to count on it."""
-    grid = Grid()
+    grid = Binning(max_categories=200)
     family(DriftSettings(), grid).update(stream(seed + 1, 300))
     return grid, stream(seed, n)
 
@@ -100,3 +100,24 @@ def test_state_holds_no_raw_values(family: Family) -> None:
     for value in batch.features.numeric["x"][:50]:
         if np.isfinite(value):
             assert repr(float(value)).encode() not in stored
+
+
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(0, 600), max_size=5))
+def test_merge_is_exact_beyond_the_category_limit(seed: int, cuts: list[int]) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.choice(np.array([f"c{i}" for i in range(40)]), 600).astype(object)
+    batch = Batch(np.zeros(600), Columns({}, {"k": values}), Columns())
+    settings = DriftSettings(max_categories=8)
+
+    def counted(parts: list[Batch]) -> dict[str, object]:
+        binning = Binning(settings.max_categories)
+        total = FeatureDrift(settings, binning)
+        for part in parts:
+            state = FeatureDrift(settings, binning)
+            state.update(part)
+            total.merge(state)
+        return total.snapshot()
+
+    bounds = sorted({0, 600, *cuts})
+    parts = [batch.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
+    assert counted(parts) == counted([batch])

@@ -12,7 +12,7 @@ from streamwatch.batch import Batch, Columns
 from streamwatch.config import DriftSettings
 from streamwatch.detectors import Finding, Severity
 from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
-from streamwatch.detectors.histogram import Grid
+from streamwatch.detectors.histogram import Binning
 from streamwatch.windows import WindowBounds
 
 CATEGORIES = np.array(["A", "B", "C", "D", "E", "F"])
@@ -48,15 +48,15 @@ def features(
 
 
 def window_findings(
-    reference: FeatureDrift, current: Batch, settings: DriftSettings, grid: Grid
+    reference: FeatureDrift, current: Batch, settings: DriftSettings, grid: Binning
 ) -> list[Finding]:
     detector = FeatureDrift(settings, grid)
     detector.update(current)
     return detector.evaluate("m", WindowBounds(1, 0.0, 60.0), reference)
 
 
-def reference_of(batch: Batch, settings: DriftSettings) -> tuple[FeatureDrift, Grid]:
-    grid = Grid()
+def reference_of(batch: Batch, settings: DriftSettings) -> tuple[FeatureDrift, Binning]:
+    grid = Binning(max_categories=200)
     reference = FeatureDrift(settings, grid)
     reference.update(batch)
     return reference, grid
@@ -93,7 +93,7 @@ def test_a_tiny_shift_in_a_million_event_window_does_not_alarm() -> None:
     rng = np.random.default_rng(3)
     settings = DriftSettings()
     ref_x = rng.normal(0, 1, 1_000_000)
-    grid = Grid()
+    grid = Binning(max_categories=200)
     reference = FeatureDrift(settings, grid)
     reference.update(Batch(np.zeros(len(ref_x)), Columns({"x": ref_x}), Columns()))
     for _ in range(3):
@@ -148,7 +148,7 @@ def test_findings_explain_themselves() -> None:
     assert x0.threshold == 0.25
     assert (x0.n_reference, x0.n_current) == (5000, 5000)
     assert "feature 'x0' of model 'm': critical drift" in x0.explanation
-    assert "(+0.97 sd)" in x0.explanation  # the mean moved by about one sd
+    assert "(+0.98 sd)" in x0.explanation  # the mean moved by about one sd
     assert "significant (q < 1e-300)" in x0.explanation
     assert x0.details["q_value"] < 1e-10
 
@@ -179,7 +179,7 @@ def test_prediction_drift_watches_the_outputs() -> None:
         label = np.where(score > 0.5, "1", "0").astype(object)
         return Batch(np.zeros(n), Columns(), Columns({"score": score}, {"prediction": label}))
 
-    grid = Grid()
+    grid = Binning(max_categories=200)
     reference = PredictionDrift(settings, grid)
     reference.update(outputs(5000, 0.0))
     quiet, moved = PredictionDrift(settings, grid), PredictionDrift(settings, grid)
@@ -188,3 +188,72 @@ def test_prediction_drift_watches_the_outputs() -> None:
     bounds = WindowBounds(1, 0.0, 60.0)
     assert alarms(quiet.evaluate("m", bounds, reference)) == []
     assert alarms(moved.evaluate("m", bounds, reference)) == ["score", "prediction"]
+
+
+def one_feature(values: np.ndarray, name: str = "x") -> Batch:
+    return Batch(np.zeros(len(values)), Columns({name: values}), Columns())
+
+
+def test_a_feature_constant_in_the_reference_is_still_watched() -> None:
+    # A feature stuck at 0.0 until a pipeline backfills it: any move must be seen.
+    rng = np.random.default_rng(10)
+    settings = DriftSettings()
+    binning = Binning(max_categories=200)
+    reference = FeatureDrift(settings, binning)
+    reference.update(one_feature(np.zeros(3000)))
+    for moved, expected in [
+        (np.zeros(3000), Severity.OK),
+        (rng.normal(5.0, 1.0, 3000), Severity.CRITICAL),
+        (rng.normal(-5.0, 1.0, 3000), Severity.CRITICAL),
+        (np.full(3000, 0.5), Severity.CRITICAL),
+    ]:
+        (finding,) = window_findings(reference, one_feature(moved), settings, binning)
+        assert finding.severity is expected
+
+
+def test_one_wild_reference_value_does_not_silence_a_feature() -> None:
+    rng = np.random.default_rng(11)
+    settings = DriftSettings()
+    ref = rng.normal(0.0, 1.0, 5000)
+    ref[17] = 1e4
+    reference, binning = reference_of(one_feature(ref), settings)
+    for shift in (0.5, 1.0, 2.0):
+        current = one_feature(rng.normal(shift, 1.0, 5000))
+        (finding,) = window_findings(reference, current, settings, binning)
+        assert finding.severity is Severity.CRITICAL
+        assert finding.value == pytest.approx(shift, rel=0.15)
+
+
+def categorical(rng: np.random.Generator, n: int, cardinality: int, zipf: bool = False) -> Batch:
+    if zipf:
+        weights = 1.0 / np.arange(1, cardinality + 1)
+        p = weights / weights.sum()
+    else:
+        p = np.full(cardinality, 1.0 / cardinality)
+    values = rng.choice(np.array([f"v{i}" for i in range(cardinality)]), n, p=p).astype(object)
+    return Batch(np.zeros(n), Columns({}, {"c": values}), Columns())
+
+
+def test_more_categories_than_tracked_do_not_alarm_on_identical_data() -> None:
+    rng = np.random.default_rng(12)
+    settings = DriftSettings()  # tracks 200 categories; this feature has 1000
+    reference, binning = reference_of(categorical(rng, 5000, 1000), settings)
+    for _ in range(50):
+        current = categorical(rng, 5000, 1000)
+        assert alarms(window_findings(reference, current, settings, binning)) == []
+
+
+def test_sparse_categories_alarm_at_most_at_the_false_discovery_rate() -> None:
+    # 150 Zipf-distributed categories, 150 events per window: most are rare.
+    rng = np.random.default_rng(13)
+    settings = DriftSettings()
+    reference, binning = reference_of(categorical(rng, 1000, 150, zipf=True), settings)
+    alarmed = sum(
+        bool(
+            alarms(
+                window_findings(reference, categorical(rng, 150, 150, zipf=True), settings, binning)
+            )
+        )
+        for _ in range(300)
+    )
+    assert alarmed <= 3  # alpha = 1% of 300 windows

@@ -84,6 +84,10 @@ def test_file_sink_failure_is_typed_and_retryable(tmp_path: Path) -> None:
 def test_sinks_are_built_by_kind_with_their_severity(tmp_path: Path) -> None:
     assert isinstance(build_sink("a", LogSinkSettings(kind="log")), LogSink)
     routed = build_sinks(
-        {"audit": FileSinkSettings(kind="file", path=tmp_path / "a", min_severity="critical")}
+        {
+            "audit": FileSinkSettings(
+                kind="file", path=tmp_path / "a", min_severity=Severity.CRITICAL
+            )
+        }
     )
     assert [(r.sink.name, r.min_severity) for r in routed] == [("audit", Severity.CRITICAL)]
