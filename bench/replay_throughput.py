@@ -24,8 +24,6 @@ from streamwatch.engine import POLL_RECORDS, Engine
 from streamwatch.events import Origin
 from streamwatch.metrics import Metrics
 
-_ORIGIN = Origin("bench", 0, 0)
-
 
 def stream(n: int, seed: int = 0) -> list[bytes]:
     rng = np.random.default_rng(seed)
@@ -54,7 +52,8 @@ def streamwatch(lines: list[bytes]) -> None:
     settings = Settings(window=WindowSettings(size="5m", allowed_lateness=0.0), sinks={})
     engine = Engine(settings, [], Metrics(CollectorRegistry()))
     for k in range(0, len(lines), POLL_RECORDS):
-        engine.process([(raw, _ORIGIN) for raw in lines[k : k + POLL_RECORDS]])
+        batch = lines[k : k + POLL_RECORDS]
+        engine.process([(raw, Origin("bench", 0, k + i)) for i, raw in enumerate(batch)])
     engine.finish()
     assert engine.metrics.total("streamwatch_windows_closed") == len(lines) // 10_000
 

@@ -25,10 +25,10 @@ Index = NDArray[np.intp] | NDArray[np.bool_]
 
 MAX_PROBABILITY_CLASSES = 32
 MAX_NAME_CHARS = 256
-MAX_CATEGORY_CHARS = 1024
 # Larger magnitudes are input errors, and their squares would overflow the moments.
 MAX_MAGNITUDE = 1e100
 _NUMBERS = frozenset({float, int, type(None)})
+_TEXT = frozenset({str, type(None)})
 
 
 @dataclass(slots=True)
@@ -197,13 +197,15 @@ def _numeric(values: list[object]) -> FloatArray:
 
 def _categorical(values: list[object]) -> ObjectArray:
     column = np.empty(len(values), dtype=np.object_)
-    column[:] = [_category(v) for v in values]
+    # Strings are taken as they are (overlong ones are refused once per category, when
+    # the vocabulary admits it); anything else is converted value by value.
+    column[:] = values if set(map(type, values)) <= _TEXT else [_category(v) for v in values]
     return column
 
 
 def _category(value: object) -> str | None:
     if type(value) is str:
-        return value if len(value) <= MAX_CATEGORY_CHARS else None
+        return value
     if value is True:
         return "true"
     if value is False:

@@ -22,6 +22,7 @@ from streamwatch.batch import Columns, FloatArray, ObjectArray
 
 GRID_RESOLUTION = 128
 OTHER = "__other__"
+MAX_CATEGORY_CHARS = 1024  # a longer "category" is free text or an error: missing
 # Offsets of the grid around a constant sample: 1e-6 to 1e9 either side, 4 per decade.
 _AROUND = 10.0 ** np.arange(-6.0, 9.01, 0.25)
 
@@ -70,20 +71,23 @@ class Binning:
         for name, values in columns.numeric.items():
             self.edges_for(name, values)
 
-    def admit(self, name: str, counted: Counter[str]) -> Counter[str]:
-        """Counts over the vocabulary: newcomers join while there is room, the rest
-        are counted as ``__other__``."""
+    def admit(self, name: str, counted: Counter[str]) -> tuple[Counter[str], int]:
+        """Counts over the vocabulary: newcomers join while there is room, the rest are
+        counted as ``__other__``; overlong categories are missing (returned apart)."""
         known = self.vocabulary.setdefault(name, {})
-        folded = 0
+        folded = overlong = 0
         for category in list(counted):
-            if category not in known:
-                if len(known) < self.max_categories - 1:
-                    known[category] = None
-                else:
-                    folded += counted.pop(category)
+            if category in known:
+                continue
+            if len(category) > MAX_CATEGORY_CHARS:
+                overlong += counted.pop(category)
+            elif len(known) < self.max_categories - 1:
+                known[category] = None
+            else:
+                folded += counted.pop(category)
         if folded:
             counted[OTHER] += folded
-        return counted
+        return counted, overlong
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -173,7 +177,9 @@ class CategoryCounts:
     def update(self, values: ObjectArray, name: str, binning: Binning) -> None:
         counted: Counter[str] = Counter(values.tolist())  # counts in C, not a Python loop
         self.missing += counted.pop(None, 0)  # type: ignore[call-overload]
-        self.counts.update(binning.admit(name, counted))
+        admitted, overlong = binning.admit(name, counted)
+        self.counts.update(admitted)
+        self.missing += overlong
 
     def merge(self, other: CategoryCounts) -> None:
         self.counts.update(other.counts)

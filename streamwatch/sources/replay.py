@@ -19,7 +19,7 @@ def open_lines(path: Path) -> IO[bytes]:
 
 
 class ReplaySource:
-    """Messages from files in order; the origin is (file name, 0, line number)."""
+    """Messages from files in order; the origin is (file path, 0, line number)."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
         missing = [str(p) for p in paths if not p.is_file()]
@@ -34,7 +34,7 @@ class ReplaySource:
             with open_lines(path) as lines:
                 for number, raw in enumerate(lines, start=1):
                     if raw.strip():
-                        yield raw.rstrip(b"\r\n"), Origin(path.name, 0, number)
+                        yield raw.rstrip(b"\r\n"), Origin(str(path), 0, number)
 
     def poll(self, max_records: int) -> list[Message] | None:
         if self.done:

@@ -95,10 +95,9 @@ def test_event_time_and_concat() -> None:
     assert both.take(np.array([1])).n == 1
 
 
-def test_overlong_categories_are_missing_and_columns_are_capped() -> None:
+def test_columns_are_capped() -> None:
     schema = Schema(max_columns=3)
-    first = schema.build(events(event(features={"c": "x" * 2000, "n" * 300: 1.0, "a": 1.0})))
-    assert first.features.categorical["c"].tolist() == [None]  # over 1,024 characters
+    schema.build(events(event(features={"c": "x", "n" * 300: 1.0, "a": 1.0})))
     assert "n" * 300 in schema.ignored  # a name over 256 characters
     batch = schema.build(events(event(features={"b": 1.0, "z": 2.0, "a": 3.0})))
     assert set(schema.features) == {"a", "b", "c"}

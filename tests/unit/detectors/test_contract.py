@@ -121,3 +121,11 @@ def test_merge_is_exact_beyond_the_category_limit(seed: int, cuts: list[int]) ->
     bounds = sorted({0, 600, *cuts})
     parts = [batch.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
     assert counted(parts) == counted([batch])
+
+
+def test_overlong_categories_count_as_missing() -> None:
+    values = np.array(["a", "x" * 2000, "b", None], dtype=np.object_)
+    detector = FeatureDrift(DriftSettings(), Binning(max_categories=200))
+    detector.update(Batch(np.zeros(4), Columns({}, {"k": values}), Columns()))
+    assert dict(detector.categorical["k"].counts) == {"a": 1, "b": 1}
+    assert detector.categorical["k"].missing == 2

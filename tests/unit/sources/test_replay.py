@@ -27,7 +27,7 @@ def test_replay_source_batches_lines_with_their_origin(tmp_path: Path) -> None:
     first = source.poll(2)
     assert first is not None
     assert [(raw, o.offset) for raw, o in first] == [(b"a", 1), (b"b", 3)]
-    assert [(raw, o.topic) for raw, o in source.poll(2) or []] == [(b"c", "s.jsonl.gz")]
+    assert [(raw, o.topic) for raw, o in source.poll(2) or []] == [(b"c", str(path))]
     assert source.poll(2) is None
 
 
