@@ -28,6 +28,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay_throughput.py
+	$(BIN)/python bench/kafka_throughput.py
 
 format: $(STAMP)
 	$(BIN)/ruff format streamwatch tests bench

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 from tqdm import tqdm
 
 from streamwatch import demo, logs
@@ -121,7 +121,13 @@ def _run_daemon(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.configure(args.log_level, sys.stdout)
     sinks = build_sinks(settings.sinks)
-    engine = _engine(settings, sinks, Metrics(CollectorRegistry()))
+    registry = CollectorRegistry()
+    engine = _engine(settings, sinks, Metrics(registry))
+    server = None
+    if settings.server.enabled:
+        server, _ = start_http_server(settings.server.port, settings.server.host, registry)
+        address = f"{settings.server.host}:{server.server_port}"
+        log.info("serving /metrics", extra={"address": address})
     store = StateStore(settings.state.path, settings)
     checkpoint = store.load()
     if checkpoint is not None:
@@ -136,13 +142,20 @@ def _run_daemon(args: argparse.Namespace) -> int:
         )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: engine.stopping.set())
-    source = KafkaSource(
-        settings.kafka,
-        engine.metrics,
-        engine.stopping,
-        positions=lambda: engine.positions,
-        on_revoke=lambda: engine.checkpoint(store),
-    )
+    try:
+        source = KafkaSource(
+            settings.kafka,
+            engine.metrics,
+            engine.stopping,
+            positions=lambda: engine.positions,
+            on_revoke=lambda: engine.checkpoint(store),
+        )
+    except SourceError:
+        if not engine.stopping.is_set():
+            raise
+        log.info("stopped before Kafka could be reached")
+        store.close()
+        return 0
     try:
         engine.run(source, store)
     finally:
@@ -150,6 +163,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
         store.close()
         for routed in sinks:
             routed.sink.close()
+        if server is not None:
+            server.shutdown()
     log.info("stopped", extra=engine.metrics.summary())
     return 0
 

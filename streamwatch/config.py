@@ -204,6 +204,14 @@ def _default_sinks() -> dict[str, SinkSettings]:
     return {"log": LogSinkSettings(kind="log")}
 
 
+class ServerSettings(_Section):
+    """The HTTP server of /metrics."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from outside the pod")
+    port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
+
+
 class StateSettings(_Section):
     path: Path = Path("streamwatch-state.sqlite")
     checkpoint_interval: Duration = 10.0
@@ -227,6 +235,7 @@ class Settings(BaseSettings):
         default_factory=_default_sinks,
         description="named sinks, each with a kind",
     )
+    server: ServerSettings = ServerSettings()
     state: StateSettings = StateSettings()
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")
     max_models: int = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.integration.helpers import (
     produce,
     wait_for,
 )
+from tests.kafka_local import free_port
 
 pytestmark = pytest.mark.integration
 Topics = Callable[[int], list[str]]
@@ -46,7 +48,7 @@ def daemon_env(path: Path, kafka: str, topics: list[str], group: str, **more: ob
         sinks__audit__path=path.parent / "alerts.jsonl",
         state__path=path.parent / "state.sqlite",
         state__checkpoint_interval="0.5s",
-        **more,
+        **{"server__port": 0, **more},
     )
 
 
@@ -72,7 +74,14 @@ def test_the_daemon_fires_the_demo_alerts(kafka: str, topics: Topics, tmp_path: 
     predictions, labels = topics(2)
     stream = demo.generate(events_per_hour=3000, seed=42)
     demo.produce(stream, kafka, predictions, labels)
-    env = daemon_env(tmp_path / "d.env", kafka, [predictions, labels], f"g-{uuid.uuid4().hex}")
+    port = free_port()
+    env = daemon_env(
+        tmp_path / "d.env",
+        kafka,
+        [predictions, labels],
+        f"g-{uuid.uuid4().hex}",
+        server__port=port,
+    )
     daemon = Daemon(env, tmp_path / "daemon.log").start()
     alerts = tmp_path / "alerts.jsonl"
     ends = {t: end_offset(kafka, t) for t in (predictions, labels)}
@@ -84,8 +93,12 @@ def test_the_daemon_fires_the_demo_alerts(kafka: str, topics: Topics, tmp_path: 
             60,
             "every message committed",
         )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            exposition = response.read().decode()
     finally:
         assert daemon.stop() == 0
+    assert 'streamwatch_events_total{model="fraud"} 30000.0' in exposition
+    assert 'streamwatch_bad_events_total{reason="invalid_json"} 2.0' in exposition
     assert set(fired(alerts).values()) <= set(demo.SHIFT_WINDOWS)
     (stopped,) = [line for line in daemon.logs() if line["message"] == "stopped"]
     assert stopped["consumed"] == len(stream.lines)
