@@ -31,12 +31,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO", stream: TextIO = sys.stderr) -> None:
+    """JSON lines for streamwatch at ``level``, and for libraries (kafka-python, ...)
+    at warning and above, so that every line on the stream parses."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("streamwatch")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    logging.getLogger("streamwatch").setLevel(level)
 
 
 class RateLimited:

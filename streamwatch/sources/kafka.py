@@ -136,8 +136,10 @@ class KafkaSource:
 
     @property
     def ready(self) -> bool:
-        """Connected to the cluster with partitions assigned."""
-        return bool(self.consumer.assignment()) and self.consumer.bootstrap_connected()
+        """Partitions are assigned. (kafka-python drops its bootstrap connection once it
+        knows the cluster, so ``bootstrap_connected`` says nothing about health; while
+        the cluster is gone it logs its connection errors, as JSON lines like ours.)"""
+        return bool(self.consumer.assignment())
 
     def poll(self, max_records: int) -> list[Message]:
         batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
