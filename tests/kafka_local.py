@@ -45,20 +45,19 @@ def fetch_jars() -> Path:
     partial = Path(
         tempfile.mkdtemp(prefix="kafka-jars-", dir=CACHE.parent if CACHE.parent.exists() else None)
     )
-    subprocess.run(
+    maven = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies"]
+    fetched = subprocess.run(
         [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy-dependencies",
+            *maven,
             f"-Dkafka.version={KAFKA_VERSION}",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={partial}",
         ],
-        check=True,
+        capture_output=True,
+        check=False,
     )
+    if fetched.returncode != 0:
+        raise RuntimeError(f"mvn could not fetch the Kafka jars:\n{fetched.stdout.decode()}")
     (partial / ".complete").touch()
     libs.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(libs, ignore_errors=True)
