@@ -140,8 +140,8 @@ class AlertPolicy:
                 return None
             del self.active[key]
             return _alert("resolved", labels, key, finding, active.severity, active.starts_at)
-        if active is not None and active.severity is finding.severity:
-            return None  # still firing at the same severity: nothing new to say
+        if active is not None and finding.severity.rank <= active.severity.rank:
+            return None  # still firing, no worse than announced: nothing new to say
         starts_at = active.starts_at if active else finding.window.end
         self.active[key] = _Active(starts_at, finding.severity)
         return _alert("firing", labels, key, finding, finding.severity, starts_at)

@@ -73,26 +73,34 @@ class Columns:
 
 @dataclass(slots=True)
 class Batch:
-    """Events of one model as columns: event time, features, and model outputs."""
+    """Events of one model as columns: event time, features, and model outputs.
+
+    ``event_ids`` serve the label join only; no detector keeps them."""
 
     event_time: FloatArray
     features: Columns
     outputs: Columns
+    event_ids: ObjectArray | None = None
 
     @property
     def n(self) -> int:
         return len(self.event_time)
 
     def take(self, index: Index) -> Batch:
-        return Batch(self.event_time[index], self.features.take(index), self.outputs.take(index))
+        ids = None if self.event_ids is None else self.event_ids[index]
+        return Batch(
+            self.event_time[index], self.features.take(index), self.outputs.take(index), ids
+        )
 
     @staticmethod
     def concat(batches: Sequence[Batch]) -> Batch:
         sizes = [b.n for b in batches]
+        ids = [b.event_ids for b in batches]
         return Batch(
             np.concatenate([b.event_time for b in batches]),
             Columns.concat([b.features for b in batches], sizes),
             Columns.concat([b.outputs for b in batches], sizes),
+            None if any(i is None for i in ids) else np.concatenate(ids),  # type: ignore[arg-type]
         )
 
 
@@ -119,7 +127,9 @@ class Schema:
         if "prediction" not in self.outputs:
             self._prediction_kind(events)
         outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
-        return Batch(event_time, features, outputs)
+        event_ids = np.empty(n, dtype=np.object_)
+        event_ids[:] = [str(e.event_id) for e in events]
+        return Batch(event_time, features, outputs, event_ids)
 
     def _prediction_kind(self, events: Sequence[Event]) -> None:
         predictions = [e for e in events if e.prediction is not None]

@@ -170,9 +170,33 @@ class DriftSettings(_Section):
         return (set_warning or warning, set_critical or critical)
 
 
+class PerformanceSettings(_Section):
+    """Performance against the reference once labels join (see detectors/performance)."""
+
+    enabled: bool = True
+    positive_class: str = Field("1", description="the class precision, recall, F1 are of")
+    warning: float = Field(0.05, gt=0, description="relative degradation that warns")
+    critical: float = Field(0.15, gt=0, description="relative degradation that is critical")
+    alpha: float = Field(0.01, gt=0, lt=1, description="false discovery rate per window")
+    min_labels: int = Field(100, ge=2, description="fewer labels on either side: no verdict")
+
+
+class LabelSettings(_Section):
+    """The label join: predictions wait for their labels (see join.py)."""
+
+    horizon: Duration = Field(
+        3600.0, ge=0, description="how long after a window ends its labels are awaited"
+    )
+    ttl: Duration = Field(7 * 86400.0, gt=0, description="how long a prediction waits at most")
+    max_pending: int = Field(
+        200_000, ge=1, description="predictions waiting per model; the oldest make room"
+    )
+
+
 class DetectorSettings(_Section):
     feature_drift: DriftSettings = DriftSettings()
     prediction_drift: DriftSettings = DriftSettings()
+    performance: PerformanceSettings = PerformanceSettings()
     grid_sample: int = Field(
         2048, ge=16, description="events per model used to fix the fine numeric bin grid"
     )
@@ -230,6 +254,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     window: WindowSettings = WindowSettings()
     reference: ReferenceSettings = ReferenceSettings()
+    labels: LabelSettings = LabelSettings()
     detectors: DetectorSettings = DetectorSettings()
     sinks: dict[str, SinkSettings] = Field(
         default_factory=_default_sinks,

@@ -160,9 +160,7 @@ class Engine:
                     for i in events.positions
                 ]
                 continue
-            self.metrics.labels.labels(model_id).inc(len(events.labels))
-            if events.predictions:
-                closed += self._account(model_id, monitor.process(events.predictions))
+            closed += self._account(model_id, monitor.process(events.predictions, events.labels))
         for event in bad:
             self._reject(event)
         return bad, closed
@@ -170,6 +168,10 @@ class Engine:
     def _account(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
         self.metrics.events.labels(model_id).inc(processed.windowed)
         self.metrics.late_events.labels(model_id).inc(processed.late)
+        labels = processed.labels
+        self.metrics.labels.labels(model_id, "joined").inc(labels.joined)
+        self.metrics.labels.labels(model_id, "unknown").inc(labels.unknown)
+        self.metrics.labels.labels(model_id, "late").inc(labels.late)
         return processed.closed
 
     def _monitor(self, model_id: str) -> ModelMonitor | None:
@@ -185,7 +187,10 @@ class Engine:
     def _conclude(self, closed: list[ClosedWindow]) -> Outcome:
         notifications = []
         for window in sorted(closed, key=lambda w: (w.bounds.end, w.model)):
-            self.metrics.windows_closed.labels(window.model, window.role).inc()
+            if window.role == "outcomes":
+                self.metrics.outcomes_evaluated.labels(window.model).inc()
+            else:
+                self.metrics.windows_closed.labels(window.model, window.role).inc()
             for f in window.findings:
                 self.metrics.findings.labels(f.model, f.detector, f.severity.value).inc()
             notification = self.policy.observe(window.model, window.bounds, window.findings)

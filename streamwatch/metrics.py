@@ -19,7 +19,16 @@ class Metrics:
             "streamwatch_events", "Prediction events windowed", ["model"], registry=registry
         )
         self.labels = Counter(
-            "streamwatch_label_events", "Label events received", ["model"], registry=registry
+            "streamwatch_label_events",
+            "Label events: joined to their prediction, unknown, or late for their window",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.outcomes_evaluated = Counter(
+            "streamwatch_outcomes_evaluated",
+            "Windows whose labels were evaluated",
+            ["model"],
+            registry=registry,
         )
         self.bad_events = Counter(
             "streamwatch_bad_events",

@@ -15,8 +15,9 @@ from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Finding, ModelBinning
 from streamwatch.events import Event
+from streamwatch.outcomes import LabelCounts, Outcomes
 from streamwatch.reference import Pinned
-from streamwatch.windows import CountWindows, TimeWindows, WindowBounds, Windows
+from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +27,19 @@ class ClosedWindow:
     model: str
     bounds: WindowBounds
     n: int
-    role: str  # "reference" or "evaluated"
+    role: str  # "reference" or "evaluated"; "outcomes" when its labels are evaluated
     findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    """Events put into windows, events dropped as late, and the windows that closed."""
+    """Events put into windows, events dropped as late, what became of labels, and the
+    windows that closed (or whose labels were evaluated)."""
 
     windowed: int
     late: int
     closed: list[ClosedWindow]
+    labels: LabelCounts = field(default_factory=lambda: LabelCounts(0, 0, 0))
 
 
 class ModelMonitor:
@@ -47,8 +50,10 @@ class ModelMonitor:
         self.binning = ModelBinning(settings.detectors)
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference: DetectorSet | None = None
+        self.outcomes = Outcomes(model_id, settings)
         self.pinned = pinned is not None
         self._pending: list[Batch] = []
+        self._pending_labels: list[Event] = []
         self._warming_up = pinned is None
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
@@ -56,34 +61,53 @@ class ModelMonitor:
             self.reference = self._new_state()
             self.reference.update(pinned.batch)
 
-    def process(self, events: Sequence[Event]) -> Processed:
-        """Window a batch of this model's prediction events; evaluate what closes."""
-        batch = self.schema.build(events)
+    def process(self, predictions: Sequence[Event], labels: Sequence[Event] = ()) -> Processed:
+        """Window a batch of this model's predictions, join its labels, then evaluate what
+        closed and whose labels are due: labels first joined, then judged."""
         if self._warming_up:
-            self._pending.append(batch)
-            return self.settle() if self._warmed_up() else Processed(0, 0, [])
-        late = self.windows.add(batch)
-        return Processed(batch.n - late, late, self._close(final=False))
+            if predictions:
+                self._pending.append(self.schema.build(predictions))
+            self._pending_labels += labels  # their predictions may be held back too
+            return self.settle() if self._pending and self._warmed_up() else Processed(0, 0, [])
+        before = self.outcomes.counts
+        windowed, late, closed = 0, 0, list[ClosedWindow]()
+        if predictions:
+            windowed, late, closed = self._window(self.schema.build(predictions))
+        self.outcomes.label(labels, self._regression)
+        closed += self._outcomes(final=False)
+        return Processed(windowed, late, closed, self.outcomes.counts - before)
 
     def settle(self) -> Processed:
         """End the warm-up now: fit the grid on what is held back and window it (before
         a snapshot, or at the end), so that no raw value waits outside a window."""
         self._warming_up = False
-        if not self._pending:
-            return Processed(0, 0, [])
-        batch, self._pending = Batch.concat(self._pending), []
-        self._fit(batch)
-        late = self.windows.add(batch)
-        return Processed(batch.n - late, late, self._close(final=False))
+        before = self.outcomes.counts
+        labels, self._pending_labels = self._pending_labels, []
+        windowed, late, closed = 0, 0, list[ClosedWindow]()
+        if self._pending:
+            batch, self._pending = Batch.concat(self._pending), []
+            self._fit(batch)
+            windowed, late, closed = self._window(batch)
+        self.outcomes.label(labels, self._regression)
+        closed += self._outcomes(final=False)
+        return Processed(windowed, late, closed, self.outcomes.counts - before)
 
     def flush(self) -> Processed:
-        """End of input: window what is held back, then close every open window."""
+        """End of input: window what is held back, then close every open window and
+        evaluate the labels of every closed one."""
         settled = self.settle()
-        return Processed(settled.windowed, settled.late, settled.closed + self._close(final=True))
+        before = self.outcomes.counts
+        closed = settled.closed + self._close(final=True) + self._outcomes(final=True)
+        labels = settled.labels + (self.outcomes.counts - before)
+        return Processed(settled.windowed, settled.late, closed, labels)
+
+    @property
+    def _regression(self) -> bool:
+        return self.schema.outputs.get("prediction") == "numeric"
 
     def snapshot(self) -> dict[str, Any]:
         """The model's whole state as plain data; call :meth:`settle` first."""
-        if self._pending:
+        if self._pending or self._pending_labels:
             raise RuntimeError("settle() the model before taking a snapshot")
         return {
             "schema": {
@@ -98,6 +122,7 @@ class ModelMonitor:
             "reference": None if self.reference is None else self.reference.snapshot(),
             "pinned": self.pinned,
             "windows": self.windows.snapshot(),
+            "outcomes": self.outcomes.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -112,8 +137,24 @@ class ModelMonitor:
             self.reference.restore(state["reference"])
         self.pinned = bool(state["pinned"])
         self._warming_up = False
-        self._pending = []
+        self._pending, self._pending_labels = [], []
         self.windows.restore(state["windows"])
+        self.outcomes.restore(state["outcomes"])
+
+    def _window(self, batch: Batch) -> tuple[int, int, list[ClosedWindow]]:
+        ids = self.windows.add(batch)
+        self.outcomes.expect(batch, ids, self._regression)
+        late = int((ids == LATE).sum())
+        return batch.n - late, late, self._close(final=False)
+
+    def _outcomes(self, final: bool) -> list[ClosedWindow]:
+        lateness = (
+            self.settings.window.allowed_lateness if self.settings.window.mode == "time" else 0.0
+        )
+        return [
+            ClosedWindow(self.model_id, e.bounds, 0, "outcomes", e.findings)
+            for e in self.outcomes.due(lateness, final)
+        ]
 
     def _fit(self, batch: Batch) -> None:
         self.binning.features.fit(batch.features)
@@ -135,6 +176,11 @@ class ModelMonitor:
         return [self._evaluate(b, s, n) for b, s, n in self.windows.pop_closed(final)]
 
     def _evaluate(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
+        closed = self._compare(bounds, state, n)
+        self.outcomes.closed(bounds, n, closed.role)
+        return closed
+
+    def _compare(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
         reference = self.reference
         if reference is None:
             self.reference = state

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from streamwatch.batch import Batch, FloatArray
 
 IdArray = NDArray[np.int64]
+LATE = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +58,17 @@ class Windows(ABC, Generic[S]):
         self._new_state = new_state
         self._open: dict[int, _Open[S]] = {}
 
-    def add(self, batch: Batch) -> int:
-        """Put a batch's events into their windows; return how many were late."""
-        ids, late = self._assign(batch.event_time)
+    def add(self, batch: Batch) -> IdArray:
+        """Put a batch's events into their windows; return each event's window index,
+        -1 for the late ones (dropped)."""
+        assigned, late = self._assign(batch.event_time)
+        assigned[late] = LATE
+        ids = assigned
         if late.any():
             keep = ~late
             batch, ids = batch.take(keep), ids[keep]
         if batch.n == 0:
-            return int(late.sum())
+            return assigned
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -78,7 +82,7 @@ class Windows(ABC, Generic[S]):
             window.n += part.n
             window.first = min(window.first, float(part.event_time.min()))
             window.last = max(window.last, float(part.event_time.max()))
-        return int(late.sum())
+        return assigned
 
     def pop_closed(self, final: bool = False) -> list[tuple[WindowBounds, S, int]]:
         """Remove and return the windows that are complete (all of them if ``final``)."""
@@ -178,7 +182,7 @@ class CountWindows(Windows[S]):
         self.seen = int(value)
 
     def _assign(self, event_time: FloatArray) -> tuple[IdArray, NDArray[np.bool_]]:
-        ids = (self.seen + np.arange(len(event_time), dtype=np.int64)) // self.size
+        ids: IdArray = (self.seen + np.arange(len(event_time), dtype=np.int64)) // self.size
         self.seen += len(event_time)
         return ids, np.zeros(len(event_time), dtype=np.bool_)
 

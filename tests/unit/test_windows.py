@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamwatch.batch import Batch
-from streamwatch.windows import CountWindows, TimeWindows, WindowBounds
+from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds
 from tests.factories import numeric_batch
 
 
@@ -30,6 +30,10 @@ class Times:
         self.times = list(state["times"])
 
 
+def late(ids: np.ndarray) -> int:
+    return int((ids == LATE).sum())
+
+
 def batch(*times: float) -> Batch:
     return numeric_batch(np.array(times, dtype=np.float64))
 
@@ -42,7 +46,7 @@ def closed(
 
 def test_events_go_to_tumbling_windows_by_event_time() -> None:
     windows = TimeWindows(Times, size=60, lateness=0)
-    assert windows.add(batch(0, 59.9, 60, 119, 121)) == 0
+    assert late(windows.add(batch(0, 59.9, 60, 119, 121))) == 0
     result = closed(windows)
     assert [(b.start, b.end) for b, _, _ in result] == [(0, 60), (60, 120)]
     assert [times for _, times, _ in result] == [[0, 59.9], [60, 119]]
@@ -52,20 +56,22 @@ def test_events_go_to_tumbling_windows_by_event_time() -> None:
 
 def test_out_of_order_events_within_lateness_are_kept() -> None:
     windows = TimeWindows(Times, size=60, lateness=30)
-    assert windows.add(batch(10, 70, 50, 85)) == 0  # 50 arrives after 70: fine, watermark 55
+    assert late(windows.add(batch(10, 70, 50, 85))) == 0  # 50 arrives after 70: fine, watermark 55
     assert closed(windows) == []  # watermark 85 - 30 = 55 < 60
-    assert windows.add(batch(55, 95)) == 0  # 55 still in time: the watermark only now passes 60
+    assert (
+        late(windows.add(batch(55, 95))) == 0
+    )  # 55 still in time: the watermark only now passes 60
     ((bounds, times, n),) = closed(windows)
     assert (bounds.start, sorted(times), n) == (0, [10, 50, 55], 3)
 
 
 def test_events_behind_the_watermark_are_late_and_dropped() -> None:
     windows = TimeWindows(Times, size=60, lateness=10)
-    assert windows.add(batch(5, 75, 40, 200)) == 1  # 40 arrives with the watermark at 65
+    assert late(windows.add(batch(5, 75, 40, 200))) == 1  # 40 arrives with the watermark at 65
     result = closed(windows)
     assert [(b.start, t) for b, t, _ in result] == [(0, [5]), (60, [75])]
     # The watermark is at 190: [60, 120) and [120, 180) are closed, [180, 240) is open.
-    assert windows.add(batch(100, 130, 185)) == 2
+    assert late(windows.add(batch(100, 130, 185))) == 2
     assert closed(windows, final=True)[0][1] == [200, 185]
 
 
@@ -102,9 +108,9 @@ def test_result_does_not_depend_on_how_the_stream_is_batched(
 ) -> None:
     def run(parts: list[list[float]]) -> tuple[list[tuple[int, list[float]]], int]:
         windows = TimeWindows(Times, size=50, lateness=20)
-        late = sum(windows.add(batch(*p)) for p in parts if p)
+        late_events = sum(late(windows.add(batch(*p))) for p in parts if p)
         result = closed(windows) + closed(windows, final=True)
-        return [(b.index, t) for b, t, _ in result], late
+        return [(b.index, t) for b, t, _ in result], late_events
 
     bounds = sorted({min(c, len(times)) for c in cuts} | {0, len(times)})
     parts = [times[a:b] for a, b in itertools.pairwise(bounds)]

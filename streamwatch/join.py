@@ -1,0 +1,172 @@
+"""The label join: predictions wait here, by event id, for labels that come later.
+
+Only what a label is joined with is kept: the prediction's event time, its window, the
+predicted class or value and the score. Labels may also come first (they are often on
+another topic, read at another pace): such a label waits for its prediction. Both
+buffers are bounded twice: by a capacity (the oldest entries make room) and by a time
+to live in event time. A label whose prediction never comes is counted as unknown, not
+an error. The buffers are part of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamwatch.batch import FloatArray, ObjectArray
+from streamwatch.windows import IdArray
+
+# (event time, window index, prediction, score); prediction is a class or a value.
+Entry = tuple[float, int, object, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Labels matched to their predictions, as columns."""
+
+    window: IdArray
+    prediction: ObjectArray
+    score: FloatArray
+    label: ObjectArray
+    delay: FloatArray  # label time minus prediction time, seconds
+
+    @property
+    def n(self) -> int:
+        return len(self.window)
+
+    def take(self, index: IdArray | np.ndarray) -> Joined:
+        return Joined(
+            self.window[index],
+            self.prediction[index],
+            self.score[index],
+            self.label[index],
+            self.delay[index],
+        )
+
+
+class LabelJoin:
+    def __init__(self, capacity: int, ttl: float) -> None:
+        if capacity < 1 or ttl <= 0:
+            raise ValueError("the label join needs a positive capacity and time to live")
+        self.capacity = capacity
+        self.ttl = ttl
+        self._pending: dict[str, Entry] = {}  # insertion order is arrival order
+        self._early: dict[str, tuple[object, float]] = {}  # labels before predictions
+        self.evicted = 0
+        self.expired = 0
+        self.unknown = 0  # labels that waited for a prediction in vain
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def expect(
+        self,
+        event_ids: ObjectArray,
+        event_time: FloatArray,
+        windows: IdArray,
+        predictions: Sequence[object],
+        scores: FloatArray,
+    ) -> Joined | None:
+        """Remember windowed predictions until their labels come; return the labels that
+        were already waiting for some of them, joined."""
+        pending = self._pending
+        pending.update(
+            zip(
+                event_ids.tolist(),
+                zip(
+                    event_time.tolist(), windows.tolist(), predictions, scores.tolist(), strict=True
+                ),
+                strict=True,
+            )
+        )
+        early = None
+        if self._early:
+            waiting = self._early.keys() & set(event_ids.tolist())
+            if waiting:
+                keys = sorted(waiting)
+                values = [self._early.pop(key) for key in keys]
+                early = self._join(keys, [v[0] for v in values], [v[1] for v in values])
+        overflow = len(pending) - self.capacity
+        if overflow > 0:
+            for key in list(itertools.islice(pending, overflow)):
+                del pending[key]
+            self.evicted += overflow
+        return early
+
+    def match(
+        self, event_ids: Sequence[str], labels: Sequence[object], label_time: Sequence[float]
+    ) -> Joined:
+        """Join labels to their predictions; a label whose prediction has not come (or is
+        gone: evicted, expired, or already labelled) waits for it."""
+        return self._join(event_ids, labels, label_time, keep_early=True)
+
+    def _join(
+        self,
+        event_ids: Sequence[str],
+        labels: Sequence[object],
+        label_time: Sequence[float],
+        keep_early: bool = False,
+    ) -> Joined:
+        if keep_early:
+            for key, label, when in zip(event_ids, labels, label_time, strict=True):
+                if key not in self._pending:
+                    self._early[key] = (label, when)
+            overflow = len(self._early) - self.capacity
+            if overflow > 0:
+                for key in list(itertools.islice(self._early, overflow)):
+                    del self._early[key]
+                self.unknown += overflow
+        found = [
+            (entry, label, when)
+            for key, label, when in zip(event_ids, labels, label_time, strict=True)
+            if (entry := self._pending.pop(key, None)) is not None
+        ]
+        n = len(found)
+        prediction = np.empty(n, dtype=np.object_)
+        label = np.empty(n, dtype=np.object_)
+        prediction[:] = [e[2] for e, _, _ in found]
+        label[:] = [value for _, value, _ in found]
+        return Joined(
+            np.fromiter((e[1] for e, _, _ in found), np.int64, n),
+            prediction,
+            np.fromiter((e[3] for e, _, _ in found), np.float64, n),
+            label,
+            np.fromiter((when - e[0] for e, _, when in found), np.float64, n),
+        )
+
+    def expire(self, predicted_until: float, labelled_until: float) -> None:
+        """Drop predictions, and waiting labels, older than their clock minus the time to
+        live. Arrival order is event-time order up to the allowed lateness, so each scan
+        stops at the first entry still in time."""
+        limit = predicted_until - self.ttl
+        stale = list(itertools.takewhile(lambda k: self._pending[k][0] < limit, self._pending))
+        for key in stale:
+            del self._pending[key]
+        self.expired += len(stale)
+        limit = labelled_until - self.ttl
+        gone = list(itertools.takewhile(lambda k: self._early[k][1] < limit, self._early))
+        for key in gone:
+            del self._early[key]
+        self.unknown += len(gone)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pending": [[key, *entry] for key, entry in self._pending.items()],
+            "early": [[key, label, when] for key, (label, when) in self._early.items()],
+            "evicted": self.evicted,
+            "expired": self.expired,
+            "unknown": self.unknown,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._pending = {
+            str(key): (float(t), int(w), prediction, float(score))
+            for key, t, w, prediction, score in state["pending"]
+        }
+        self._early = {str(key): (label, float(when)) for key, label, when in state["early"]}
+        self.evicted, self.expired = int(state["evicted"]), int(state["expired"])
+        self.unknown = int(state["unknown"])

@@ -1,0 +1,231 @@
+"""Labelled outcomes per window: labels join their predictions' windows, even closed ones.
+
+A window's outcomes are evaluated once the labels' own event time has passed the
+window's end plus the label horizon: labels may come on another topic, read at another
+pace than the predictions, so only their own clock says which have come. A model whose
+labels never come has its windows evaluated (label coverage 0%) once its predictions'
+time is a label time-to-live past that, and all are evaluated at the end of input.
+Outcomes of the windows pooled into the drift reference are pooled into the outcome
+reference. Labels for windows already evaluated are counted as late labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamwatch.batch import Batch
+from streamwatch.config import Settings
+from streamwatch.detectors import Finding
+from streamwatch.detectors.performance import Performance
+from streamwatch.events import Event
+from streamwatch.join import Joined, LabelJoin
+from streamwatch.severity import Severity
+from streamwatch.windows import IdArray, WindowBounds
+
+
+@dataclass(slots=True)
+class _Window:
+    performance: Performance
+    bounds: WindowBounds | None = None  # known once the window has closed
+    predictions: int = 0
+    role: str = ""
+    labels: int = 0
+    delay_total: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    bounds: WindowBounds
+    role: str
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelCounts:
+    joined: int
+    unknown: int  # waited for a prediction in vain: never seen, evicted or expired
+    late: int  # the prediction's window was evaluated already
+
+    def __sub__(self, before: LabelCounts) -> LabelCounts:
+        return LabelCounts(
+            self.joined - before.joined, self.unknown - before.unknown, self.late - before.late
+        )
+
+    def __add__(self, more: LabelCounts) -> LabelCounts:
+        return LabelCounts(
+            self.joined + more.joined, self.unknown + more.unknown, self.late + more.late
+        )
+
+
+class Outcomes:
+    def __init__(self, model_id: str, settings: Settings) -> None:
+        self.model_id = model_id
+        self.settings = settings
+        self.join = LabelJoin(settings.labels.max_pending, settings.labels.ttl)
+        self.windows: dict[int, _Window] = {}
+        self.reference: Performance | None = None
+        self.evaluated_through = -1  # window indexes up to this one are done
+        self.latest = -math.inf  # the largest prediction time seen
+        self.label_latest = -math.inf  # the largest label time seen
+        self.joined = 0
+        self.late = 0
+
+    @property
+    def counts(self) -> LabelCounts:
+        """Labels so far: joined, unknown, late (the monitor reports the differences)."""
+        return LabelCounts(self.joined, self.join.unknown, self.late)
+
+    def expect(self, batch: Batch, windows: IdArray, regression: bool) -> None:
+        """Remember a batch's windowed predictions for their labels."""
+        if batch.event_ids is None or batch.n == 0:
+            return
+        self.latest = max(self.latest, float(batch.event_time.max()))
+        kept = windows >= 0
+        outputs = batch.outputs
+        if regression:
+            column = outputs.numeric.get("prediction", np.full(batch.n, np.nan))
+            predictions: Sequence[object] = column[kept].tolist()
+        else:
+            predictions = outputs.categorical.get("prediction", np.full(batch.n, None, np.object_))[
+                kept
+            ].tolist()
+        scores = outputs.numeric.get("score", np.full(batch.n, np.nan))[kept]
+        waiting = self.join.expect(
+            batch.event_ids[kept], batch.event_time[kept], windows[kept], predictions, scores
+        )
+        if waiting is not None:
+            self._apply(waiting, regression)
+
+    def label(self, events: Sequence[Event], regression: bool) -> None:
+        if not events:
+            return
+        ids = [str(e.event_id) for e in events]
+        times = [e.epoch_seconds for e in events]
+        self.label_latest = max(self.label_latest, *times)
+        self._apply(self.join.match(ids, [e.label for e in events], times), regression)
+
+    def _apply(self, joined: Joined, regression: bool) -> None:
+        for index in np.unique(joined.window).tolist():
+            part = joined.take(joined.window == index)
+            if index <= self.evaluated_through:
+                self.late += part.n
+                continue
+            window = self._window(index)
+            window.performance.update(part, regression)
+            window.labels += part.n
+            window.delay_total += float(part.delay.sum())
+            self.joined += part.n
+
+    def closed(self, bounds: WindowBounds, n: int, role: str) -> None:
+        window = self._window(bounds.index)
+        window.bounds, window.predictions, window.role = bounds, n, role
+
+    def due(self, lateness: float, final: bool = False) -> list[Evaluated]:
+        """Evaluate the closed windows whose labels have had their horizon."""
+        horizon, ttl = self.settings.labels.horizon, self.settings.labels.ttl
+        if final:  # the end of input: nothing waits any more
+            self.join.expire(math.inf, math.inf)
+        else:
+            self.join.expire(self.latest - lateness, self.label_latest - lateness)
+        until = max(self.label_latest - lateness, self.latest - lateness - ttl)
+        ready = sorted(
+            index
+            for index, w in self.windows.items()
+            if w.bounds is not None and (final or w.bounds.end + horizon <= until)
+        )
+        return [self._evaluate(index) for index in ready]
+
+    def _evaluate(self, index: int) -> Evaluated:
+        window = self.windows.pop(index)
+        self.evaluated_through = max(self.evaluated_through, index)
+        assert window.bounds is not None
+        coverage = _coverage(self.model_id, window)
+        if window.role == "reference":
+            if self.reference is None:
+                self.reference = window.performance
+            else:
+                self.reference.merge(window.performance)
+            return Evaluated(window.bounds, "reference", [coverage])
+        findings = [coverage]
+        if self.reference is not None and self.settings.detectors.performance.enabled:
+            findings += window.performance.evaluate(self.model_id, window.bounds, self.reference)
+        return Evaluated(window.bounds, "evaluated", findings)
+
+    def _window(self, index: int) -> _Window:
+        window = self.windows.get(index)
+        if window is None:
+            window = self.windows[index] = _Window(Performance(self.settings.detectors.performance))
+        return window
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "join": self.join.snapshot(),
+            "windows": [
+                [
+                    index,
+                    None if w.bounds is None else [w.bounds.index, w.bounds.start, w.bounds.end],
+                    w.predictions,
+                    w.role,
+                    w.labels,
+                    w.delay_total,
+                    w.performance.snapshot(),
+                ]
+                for index, w in sorted(self.windows.items())
+            ],
+            "reference": None if self.reference is None else self.reference.snapshot(),
+            "evaluated_through": self.evaluated_through,
+            "latest": self.latest,
+            "label_latest": self.label_latest,
+            "joined": self.joined,
+            "late": self.late,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.join.restore(state["join"])
+        self.windows = {}
+        for index, bounds, predictions, role, labels, delay, performance in state["windows"]:
+            window = self._window(int(index))
+            window.bounds = None if bounds is None else WindowBounds(*bounds)
+            window.predictions, window.role = int(predictions), str(role)
+            window.labels, window.delay_total = int(labels), float(delay)
+            window.performance.restore(performance)
+        self.reference = None
+        if state["reference"] is not None:
+            self.reference = Performance(self.settings.detectors.performance)
+            self.reference.restore(state["reference"])
+        self.evaluated_through = int(state["evaluated_through"])
+        self.latest = float(state["latest"])
+        self.label_latest = float(state["label_latest"])
+        self.joined, self.late = int(state["joined"]), int(state["late"])
+
+
+def _coverage(model: str, window: _Window) -> Finding:
+    """Label coverage and delay of a window: a report, never an alarm."""
+    assert window.bounds is not None
+    coverage = window.labels / window.predictions if window.predictions else 0.0
+    delay = window.delay_total / window.labels if window.labels else math.nan
+    late = f", {delay / 60:.0f} min after the prediction on average" if window.labels else ""
+    return Finding(
+        model=model,
+        detector="labels",
+        subject="coverage",
+        statistic="label_coverage",
+        value=coverage,
+        threshold=0.0,
+        severity=Severity.OK,
+        n_reference=0,
+        n_current=window.labels,
+        window=window.bounds,
+        explanation=f"model '{model}': {window.labels:,} of {window.predictions:,} predictions "
+        f"labelled ({coverage:.0%}){late}.",
+        details={
+            "labels": window.labels,
+            "predictions": window.predictions,
+            "mean_delay_seconds": delay,
+        },
+    )
