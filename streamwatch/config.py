@@ -181,6 +181,18 @@ class PerformanceSettings(_Section):
     min_labels: int = Field(100, ge=2, description="fewer labels on either side: no verdict")
 
 
+class LabelShiftSettings(_Section):
+    """Label shift: observed once labels join, estimated (BBSE) from predictions."""
+
+    enabled: bool = True
+    warning: float = Field(0.1, gt=0, description="shift of the class priors that warns")
+    critical: float = Field(0.2, gt=0, description="shift of the class priors that is critical")
+    # One test per window (not a family under FDR control): a stricter level keeps false
+    # alarms to about one in a thousand windows.
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance level")
+    min_samples: int = Field(500, ge=10, description="labels (and predictions) needed")
+
+
 class LabelSettings(_Section):
     """The label join: predictions wait for their labels (see join.py)."""
 
@@ -197,6 +209,7 @@ class DetectorSettings(_Section):
     feature_drift: DriftSettings = DriftSettings()
     prediction_drift: DriftSettings = DriftSettings()
     performance: PerformanceSettings = PerformanceSettings()
+    label_shift: LabelShiftSettings = LabelShiftSettings()
     grid_sample: int = Field(
         2048, ge=16, description="events per model used to fix the fine numeric bin grid"
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
-from streamwatch.detectors import DetectorSet, Finding, ModelBinning
+from streamwatch.detectors import DetectorSet, Finding, ModelBinning, label_shift
 from streamwatch.events import Event
 from streamwatch.outcomes import LabelCounts, Outcomes
 from streamwatch.reference import Pinned
@@ -189,7 +189,20 @@ class ModelMonitor:
             reference.merge(state)  # still pooling the first windows into the reference
             return ClosedWindow(self.model_id, bounds, n, "reference")
         findings = state.evaluate(self.model_id, bounds, reference)
+        findings += self._estimated_label_shift(bounds, state)
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings)
+
+    def _estimated_label_shift(self, bounds: WindowBounds, state: DetectorSet) -> list[Finding]:
+        """BBSE needs a labelled reference and this window's predicted classes."""
+        labelled = self.outcomes.reference
+        predicted = state.predicted_classes()
+        settings = self.settings.detectors.label_shift
+        if labelled is None or predicted is None or not settings.enabled or self._regression:
+            return []
+        finding = label_shift.estimated(
+            self.model_id, bounds, labelled.confusion, predicted, settings
+        )
+        return [finding] if finding else []
 
     def _new_state(self) -> DetectorSet:
         return DetectorSet(self.settings.detectors, self.binning)

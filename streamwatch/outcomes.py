@@ -20,7 +20,7 @@ import numpy as np
 
 from streamwatch.batch import Batch
 from streamwatch.config import Settings
-from streamwatch.detectors import Finding
+from streamwatch.detectors import Finding, label_shift
 from streamwatch.detectors.performance import Performance
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
@@ -152,8 +152,18 @@ class Outcomes:
                 self.reference.merge(window.performance)
             return Evaluated(window.bounds, "reference", [coverage])
         findings = [coverage]
-        if self.reference is not None and self.settings.detectors.performance.enabled:
+        detectors = self.settings.detectors
+        if self.reference is not None and detectors.performance.enabled:
             findings += window.performance.evaluate(self.model_id, window.bounds, self.reference)
+        if self.reference is not None and detectors.label_shift.enabled:
+            shift = label_shift.observed(
+                self.model_id,
+                window.bounds,
+                window.performance.confusion,
+                self.reference.confusion,
+                detectors.label_shift,
+            )
+            findings += [shift] if shift else []
         return Evaluated(window.bounds, "evaluated", findings)
 
     def _window(self, index: int) -> _Window:

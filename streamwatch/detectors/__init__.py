@@ -60,6 +60,14 @@ class DetectorSet:
             for finding in detector.evaluate(model, window, reference.detectors[name])
         ]
 
+    def predicted_classes(self) -> Mapping[str, int] | None:
+        """Counts of the predicted classes in this window, where prediction drift keeps
+        them (the input of label-shift estimation)."""
+        drift = self.detectors.get("prediction_drift")
+        if not isinstance(drift, PredictionDrift) or "prediction" not in drift.categorical:
+            return None
+        return drift.categorical["prediction"].counts
+
     def snapshot(self) -> dict[str, Any]:
         return {"n": self.n, **{k: d.snapshot() for k, d in self.detectors.items()}}
 
