@@ -33,7 +33,7 @@ from streamwatch.detectors.base import Finding
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
-MAX_CONDITION = 100.0  # beyond this, C^-1 amplifies noise into nonsense
+MAX_CONDITION = 50.0  # beyond this, C^-1 amplifies noise into nonsense
 BOOTSTRAP = 1000
 
 
@@ -77,8 +77,13 @@ def bbse(
     counts = _joint(confusion, classes)
     n_ref, n_cur = int(counts.sum()), int(sum(predicted.get(c, 0) for c in classes))
     joint = counts / n_ref
-    condition = float(np.linalg.cond(joint))
-    if not math.isfinite(condition) or condition > MAX_CONDITION or n_cur == 0:
+    # How well the classifier tells the classes apart: the condition number of p(ŷ|y),
+    # which, unlike the joint's, does not grow just because one class is rare.
+    priors_ref = joint.sum(axis=0)
+    if n_cur == 0 or (priors_ref == 0).any():
+        return None
+    condition = float(np.linalg.cond(joint / priors_ref))
+    if not math.isfinite(condition) or condition > MAX_CONDITION:
         return None
     mu = np.array([predicted.get(c, 0) for c in classes], dtype=np.float64) / n_cur
     priors, reference = _priors(joint, mu), joint.sum(axis=0)
@@ -122,7 +127,14 @@ def estimated(
         details: dict[str, float] = {}
     else:
         value, pvalue = estimate.shift, estimate.pvalue
-        significant = pvalue <= settings.alpha
+        # Significant: the predictions moved, and the interval of some class's prior
+        # leaves out its reference value (a near-blind classifier gives intervals
+        # spanning everything: no verdict from it).
+        excluded = any(
+            not lo <= r <= hi
+            for lo, r, hi in zip(estimate.low, estimate.reference, estimate.high, strict=True)
+        )
+        significant = pvalue <= settings.alpha and excluded
         severity = Severity.of(value, settings.warning, settings.critical)
         severity = severity if significant else Severity.OK
         moves = ", ".join(
