@@ -81,6 +81,7 @@ class Batch:
     features: Columns
     outputs: Columns
     event_ids: ObjectArray | None = None
+    operational: Columns = field(default_factory=Columns)  # latency_ms, error (0/1)
 
     @property
     def n(self) -> int:
@@ -89,7 +90,11 @@ class Batch:
     def take(self, index: Index) -> Batch:
         ids = None if self.event_ids is None else self.event_ids[index]
         return Batch(
-            self.event_time[index], self.features.take(index), self.outputs.take(index), ids
+            self.event_time[index],
+            self.features.take(index),
+            self.outputs.take(index),
+            ids,
+            self.operational.take(index),
         )
 
     @staticmethod
@@ -101,6 +106,7 @@ class Batch:
             Columns.concat([b.features for b in batches], sizes),
             Columns.concat([b.outputs for b in batches], sizes),
             None if any(i is None for i in ids) else np.concatenate(ids),  # type: ignore[arg-type]
+            Columns.concat([b.operational for b in batches], sizes),
         )
 
 
@@ -129,7 +135,10 @@ class Schema:
         outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
         event_ids = np.empty(n, dtype=np.object_)
         event_ids[:] = [str(e.event_id) for e in events]
-        return Batch(event_time, features, outputs, event_ids)
+        latency = np.array([e.latency_ms for e in events], dtype=np.float64)  # None: NaN
+        error = np.array([e.error for e in events], dtype=np.float64)  # True 1, False 0
+        operational = Columns({"latency_ms": latency, "error": error})
+        return Batch(event_time, features, outputs, event_ids, operational)
 
     def _prediction_kind(self, events: Sequence[Event]) -> None:
         predictions = [e for e in events if e.prediction is not None]

@@ -181,6 +181,22 @@ class PerformanceSettings(_Section):
     min_labels: int = Field(100, ge=2, description="fewer labels on either side: no verdict")
 
 
+class OperationalSettings(_Section):
+    """Latency, error rate and volume against the reference (detectors/operational)."""
+
+    enabled: bool = True
+    latency_warning: float = Field(0.5, gt=0, description="relative p95/p99 rise that warns")
+    latency_critical: float = Field(1.0, gt=0, description="relative rise that is critical")
+    latency_p99_limit_ms: float | None = Field(None, gt=0, description="an absolute p99 limit")
+    error_warning: float = Field(0.01, gt=0, description="error-rate increase that warns")
+    error_critical: float = Field(0.05, gt=0, description="error-rate increase, critical")
+    volume_warning: float = Field(2.0, gt=1, description="fold change of volume that warns")
+    volume_critical: float = Field(4.0, gt=1, description="fold change that is critical")
+    # A handful of tests per window, not a family under FDR control: a strict level.
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance level")
+    min_samples: int = Field(100, ge=10, description="fewer events: no latency verdict")
+
+
 class LabelShiftSettings(_Section):
     """Label shift: observed once labels join, estimated (BBSE) from predictions."""
 
@@ -210,6 +226,7 @@ class DetectorSettings(_Section):
     prediction_drift: DriftSettings = DriftSettings()
     performance: PerformanceSettings = PerformanceSettings()
     label_shift: LabelShiftSettings = LabelShiftSettings()
+    operational: OperationalSettings = OperationalSettings()
     grid_sample: int = Field(
         2048, ge=16, description="events per model used to fix the fine numeric bin grid"
     )

@@ -14,13 +14,14 @@ from streamwatch.config import DetectorSettings
 from streamwatch.detectors.base import Detector, Finding
 from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Binning
+from streamwatch.detectors.operational import Operational
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
 __all__ = ["FAMILIES", "Detector", "DetectorSet", "Finding", "ModelBinning", "Severity"]
 
 # Every detector family, for the shared check suite (tests/unit/detectors/test_contract.py).
-FAMILIES = (FeatureDrift, PredictionDrift)
+FAMILIES = (FeatureDrift, PredictionDrift, Operational)
 
 
 class ModelBinning:
@@ -40,6 +41,8 @@ class DetectorSet:
             detectors.append(FeatureDrift(settings.feature_drift, binning.features))
         if settings.prediction_drift.enabled:
             detectors.append(PredictionDrift(settings.prediction_drift, binning.outputs))
+        if settings.operational.enabled:
+            detectors.append(Operational(settings.operational))
         self.detectors: dict[str, Detector] = {d.name: d for d in detectors}
         self.n = 0
 

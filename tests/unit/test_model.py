@@ -83,4 +83,5 @@ def test_a_pinned_reference_is_used_from_the_first_window() -> None:
     assert drift == {
         ("feature_drift", "x"): Severity.CRITICAL,
         ("prediction_drift", "score"): Severity.OK,  # the factory's constant score
+        ("operational", "volume"): Severity.WARNING,  # 800 events an hour, not 3,000
     }
