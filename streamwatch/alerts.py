@@ -1,7 +1,7 @@
 """Alerts: findings of a closed window turned into firing and resolved alerts.
 
-An alert is identified by its labels (alertname, model, detector, subject) and their
-fingerprint. It fires when its subject breaches, and resolves on the next conclusive
+An alert is identified by its labels (alertname, model, detector, subject, statistic:
+the check, as one feature has several) and their fingerprint. It fires when its subject breaches, and resolves on the next conclusive
 clean window. The findings of one model and window travel as one notification.
 """
 
@@ -132,6 +132,7 @@ class AlertPolicy:
             "model": finding.model,
             "detector": finding.detector,
             "subject": finding.subject,
+            "statistic": finding.statistic,
         }
         key = fingerprint(labels)
         active = self.active.get(key)

@@ -181,6 +181,16 @@ class PerformanceSettings(_Section):
     min_labels: int = Field(100, ge=2, description="fewer labels on either side: no verdict")
 
 
+class DataQualitySettings(_Section):
+    """Missing values, out-of-range values, unseen categories, schema changes."""
+
+    enabled: bool = True
+    warning: float = Field(0.05, gt=0, description="absolute rise of a rate that warns")
+    critical: float = Field(0.2, gt=0, description="absolute rise of a rate that is critical")
+    alpha: float = Field(0.01, gt=0, lt=1, description="false discovery rate per window")
+    min_samples: int = Field(100, ge=10, description="fewer events: no verdict")
+
+
 class OperationalSettings(_Section):
     """Latency, error rate and volume against the reference (detectors/operational)."""
 
@@ -227,6 +237,7 @@ class DetectorSettings(_Section):
     performance: PerformanceSettings = PerformanceSettings()
     label_shift: LabelShiftSettings = LabelShiftSettings()
     operational: OperationalSettings = OperationalSettings()
+    data_quality: DataQualitySettings = DataQualitySettings()
     grid_sample: int = Field(
         2048, ge=16, description="events per model used to fix the fine numeric bin grid"
     )

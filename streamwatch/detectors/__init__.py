@@ -11,6 +11,7 @@ from typing import Any
 
 from streamwatch.batch import Batch
 from streamwatch.config import DetectorSettings
+from streamwatch.detectors import quality
 from streamwatch.detectors.base import Detector, Finding
 from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Binning
@@ -44,6 +45,7 @@ class DetectorSet:
         if settings.operational.enabled:
             detectors.append(Operational(settings.operational))
         self.detectors: dict[str, Detector] = {d.name: d for d in detectors}
+        self.settings = settings
         self.n = 0
 
     def update(self, batch: Batch) -> None:
@@ -57,11 +59,22 @@ class DetectorSet:
             detector.merge(other.detectors[name])
 
     def evaluate(self, model: str, window: WindowBounds, reference: DetectorSet) -> list[Finding]:
-        return [
+        findings = [
             finding
             for name, detector in self.detectors.items()
             for finding in detector.evaluate(model, window, reference.detectors[name])
         ]
+        features, reference_features = (s.detectors.get("feature_drift") for s in (self, reference))
+        if (
+            self.settings.data_quality.enabled
+            and isinstance(features, FeatureDrift)
+            and isinstance(reference_features, FeatureDrift)
+        ):
+            # Data quality reads feature drift's aggregates rather than keeping its own.
+            findings += quality.evaluate(
+                model, window, features, reference_features, self.settings.data_quality
+            )
+        return findings
 
     def predicted_classes(self) -> Mapping[str, int] | None:
         """Counts of the predicted classes in this window, where prediction drift keeps

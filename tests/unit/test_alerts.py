@@ -69,6 +69,7 @@ def test_findings_of_one_window_are_one_notification() -> None:
         "alertname": "FeatureDrift",
         "model": "m",
         "detector": "feature_drift",
+        "statistic": "wasserstein",
     }
     assert body["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
     critical_only = n.at_least(Severity.CRITICAL)

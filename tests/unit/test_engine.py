@@ -84,18 +84,23 @@ def test_a_drifting_stream_alerts_through_the_sink() -> None:
     outcomes = [e.process(messages[k : k + 500]) for k in range(0, len(messages), 500)]
     outcomes.append(e.finish())
     fired = [
-        (n.window.index, a.labels["subject"])
+        (n.window.index, a.labels["detector"], a.labels["subject"], a.labels["statistic"])
         for o in outcomes
         for n in o.notifications
         for a in n.alerts
     ]
-    assert fired == [(12, "x")]
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [(line["labels"]["subject"], line["labels"]["severity"]) for line in lines] == [
-        ("x", "critical")
+    # The shift moves every value above the reference's range: drift and data quality.
+    assert fired == [
+        (12, "feature_drift", "x", "wasserstein"),
+        (12, "data_quality", "x", "out_of_range"),
     ]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {(line["labels"]["subject"], line["labels"]["severity"]) for line in lines} == {
+        ("x", "critical")
+    }
     assert e.metrics.total("streamwatch_windows_closed") == 20
-    assert e.metrics.total("streamwatch_alerts", status="firing") == 1
+    assert e.metrics.total("streamwatch_alerts", status="firing") == 2
+    assert e.metrics.total("streamwatch_alerts", status="resolved") == 0
 
 
 def test_events_of_models_past_the_limit_are_dead_letters() -> None:

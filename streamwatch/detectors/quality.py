@@ -1,0 +1,171 @@
+"""Data quality: missing values, values out of the reference's range, unseen categories,
+and schema changes (a feature appears or disappears), per feature and window.
+
+It reads the aggregates feature drift keeps (missing counts, the fine grid's open-ended
+bins, category counts), so nothing is counted twice. A rate alarms when it rose by an
+absolute margin over the reference's and the rise is significant (one-sided, two
+proportions), Benjamini-Hochberg-adjusted across every check of the window.
+
+"Out of range" means below or above the fine grid, whose outer edges are the
+reference sample's 1/128 and 127/128 quantiles; the reference's own share there (about
+1.6%) is the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.stats import norm
+
+from streamwatch.config import DataQualitySettings
+from streamwatch.detectors import statistics as st
+from streamwatch.detectors.base import Finding
+from streamwatch.detectors.drift import FeatureDrift
+from streamwatch.severity import Severity
+from streamwatch.windows import WindowBounds
+
+NAME = "data_quality"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    subject: str
+    check: str  # missing | out_of_range | unseen
+    current: int
+    n: int
+    reference: int
+    n_reference: int
+
+    @property
+    def rise(self) -> float:
+        return self.current / self.n - self.reference / self.n_reference
+
+    @property
+    def pvalue(self) -> float:
+        pooled = (self.current + self.reference) / (self.n + self.n_reference)
+        se = math.sqrt(pooled * (1 - pooled) * (1 / self.n + 1 / self.n_reference))
+        if se == 0:
+            return 0.0 if self.rise > 0 else 1.0
+        return float(norm.sf(self.rise / se))
+
+
+def evaluate(
+    model: str,
+    window: WindowBounds,
+    current: FeatureDrift,
+    reference: FeatureDrift,
+    settings: DataQualitySettings,
+) -> list[Finding]:
+    rates = _rates(current, reference, settings.min_samples)
+    qvalues = st.benjamini_hochberg([r.pvalue for r in rates])
+    findings = [
+        _rate_finding(model, window, r, q, settings) for r, q in zip(rates, qvalues, strict=True)
+    ]
+    return findings + _schema(model, window, current, reference, settings.min_samples)
+
+
+def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list[_Rate]:
+    rates = []
+    for name, hist in sorted(current.numeric.items()):
+        ref = reference.numeric.get(name)
+        if ref is None:
+            continue
+        total, ref_total = hist.n + hist.missing, ref.n + ref.missing
+        if min(total, ref_total) >= minimum:
+            rates.append(_Rate(name, "missing", hist.missing, total, ref.missing, ref_total))
+        if min(hist.n, ref.n) >= minimum and hist.counts.size and ref.counts.size:
+            outside = int(hist.counts[0] + hist.counts[-1])
+            ref_outside = int(ref.counts[0] + ref.counts[-1])
+            rates.append(_Rate(name, "out_of_range", outside, hist.n, ref_outside, ref.n))
+    for name, counts in sorted(current.categorical.items()):
+        ref_counts = reference.categorical.get(name)
+        if ref_counts is None:
+            continue
+        total, ref_total = counts.n + counts.missing, ref_counts.n + ref_counts.missing
+        if min(total, ref_total) >= minimum:
+            rates.append(
+                _Rate(name, "missing", counts.missing, total, ref_counts.missing, ref_total)
+            )
+        if min(counts.n, ref_counts.n) >= minimum:
+            unseen = sum(v for k, v in counts.counts.items() if k not in ref_counts.counts)
+            rates.append(_Rate(name, "unseen", unseen, counts.n, 0, ref_counts.n))
+    return rates
+
+
+_WORDS = {
+    "missing": "missing values",
+    "out_of_range": "values outside the reference's range",
+    "unseen": "categories unseen in the reference",
+}
+
+
+def _rate_finding(
+    model: str, window: WindowBounds, r: _Rate, qvalue: float, s: DataQualitySettings
+) -> Finding:
+    severity = Severity.of(r.rise, s.warning, s.critical) if qvalue <= s.alpha else Severity.OK
+    share, ref_share = r.current / r.n, r.reference / r.n_reference
+    return Finding(
+        model=model,
+        detector=NAME,
+        subject=r.subject,
+        statistic=r.check,
+        value=r.rise,
+        threshold=s.critical if severity is Severity.CRITICAL else s.warning,
+        severity=severity,
+        n_reference=r.n_reference,
+        n_current=r.n,
+        window=window,
+        explanation=f"feature '{r.subject}' of model '{model}': {_WORDS[r.check]} "
+        f"{ref_share:.1%} → {share:.1%}"
+        + ("" if severity is Severity.OK else f" ({severity.value}, q = {qvalue:.2g})")
+        + ".",
+        details={"share": share, "reference_share": ref_share, "q_value": qvalue},
+    )
+
+
+def _schema(
+    model: str, window: WindowBounds, current: FeatureDrift, reference: FeatureDrift, minimum: int
+) -> list[Finding]:
+    """Features the reference had values of: still here (ok, so that an alert can
+    resolve) or gone; and features with values now that the reference never had."""
+    before = {k for k in _names(reference) if _count(reference, k) >= minimum}
+    new = sorted(k for k in _names(current) - _names(reference) if _count(current, k) >= minimum)
+    return [
+        _schema_finding(model, window, name, _count(current, name) > 0) for name in sorted(before)
+    ] + [_schema_finding(model, window, name, None) for name in new]
+
+
+def _names(state: FeatureDrift) -> set[str]:
+    return set(state.numeric) | set(state.categorical)
+
+
+def _count(state: FeatureDrift, name: str) -> int:
+    """Values (not missing) of a column in a state; 0 when the column never came."""
+    numeric = state.numeric.get(name)
+    if numeric is not None:
+        return numeric.n
+    categorical = state.categorical.get(name)
+    return 0 if categorical is None else categorical.n
+
+
+def _schema_finding(model: str, window: WindowBounds, name: str, present: bool | None) -> Finding:
+    """``present`` True: as in the reference; False: disappeared; None: new."""
+    severity, what = {
+        True: (Severity.OK, "is present as in the reference"),
+        False: (Severity.CRITICAL, "disappeared: it had values in the reference, none now"),
+        None: (Severity.WARNING, "appeared: the reference never had it"),
+    }[present]
+    return Finding(
+        model=model,
+        detector=NAME,
+        subject=name,
+        statistic="schema",
+        value=0.0 if present else 1.0,
+        threshold=1.0,
+        severity=severity,
+        n_reference=0,
+        n_current=0,
+        window=window,
+        explanation=f"feature '{name}' of model '{model}' {what}.",
+    )
