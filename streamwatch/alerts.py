@@ -1,8 +1,9 @@
 """Alerts: findings of a closed window turned into firing and resolved alerts.
 
 An alert is identified by its labels (alertname, model, detector, subject, statistic:
-the check, as one feature has several) and their fingerprint. It fires when its subject breaches, and resolves on the next conclusive
-clean window. The findings of one model and window travel as one notification.
+the check, as one feature has several) and their fingerprint. It fires when its subject
+breaches, and resolves on the next conclusive clean window. The findings of one model
+and window travel as one notification.
 """
 
 from __future__ import annotations

@@ -207,6 +207,13 @@ class OperationalSettings(_Section):
     min_samples: int = Field(100, ge=10, description="fewer events: no latency verdict")
 
 
+class ConceptDriftSettings(_Section):
+    """A river change detector on each model's stream of errors (detectors/concept)."""
+
+    enabled: bool = True
+    detector: Literal["adwin", "page_hinkley", "ddm", "eddm"] = "adwin"
+
+
 class LabelShiftSettings(_Section):
     """Label shift: observed once labels join, estimated (BBSE) from predictions."""
 
@@ -235,6 +242,7 @@ class DetectorSettings(_Section):
     feature_drift: DriftSettings = DriftSettings()
     prediction_drift: DriftSettings = DriftSettings()
     performance: PerformanceSettings = PerformanceSettings()
+    concept_drift: ConceptDriftSettings = ConceptDriftSettings()
     label_shift: LabelShiftSettings = LabelShiftSettings()
     operational: OperationalSettings = OperationalSettings()
     data_quality: DataQualitySettings = DataQualitySettings()

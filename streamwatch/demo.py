@@ -24,8 +24,9 @@ SHIFT_AT = START + 6 * 3600 + 20 * 60  # 06:20, inside the 06:00 window
 
 # Ground truth: (model, detector, subject) that must alert, and nothing else, with the
 # windows (hours since START) where detection is expected: drift where the shift starts
-# or the next; fraud's accuracy a window later still, as its labels come an hour late
-# (the shift sends many more transactions over the fixed review threshold).
+# or the next; fraud's errors (the shift sends many more transactions over the fixed
+# review threshold) as its labels come in, an hour late: the change in its error stream
+# first, the accuracy of a whole window after.
 DRIFT_WINDOWS = (6, 7)
 EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
     ("fraud", "feature_drift", "amount"): DRIFT_WINDOWS,
@@ -33,6 +34,7 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
     ("fraud", "prediction_drift", "score"): DRIFT_WINDOWS,
     ("fraud", "prediction_drift", "prediction"): DRIFT_WINDOWS,
     ("fraud", "performance", "accuracy"): (6, 7, 8),
+    ("fraud", "concept_drift", "errors"): (6, 7, 8),
     ("eta", "feature_drift", "traffic_index"): DRIFT_WINDOWS,
     ("eta", "prediction_drift", "prediction"): DRIFT_WINDOWS,
 }

@@ -21,6 +21,7 @@ import numpy as np
 from streamwatch.batch import Batch
 from streamwatch.config import Settings
 from streamwatch.detectors import Finding, label_shift
+from streamwatch.detectors.concept import ConceptDrift
 from streamwatch.detectors.performance import Performance
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
@@ -67,6 +68,7 @@ class Outcomes:
         self.model_id = model_id
         self.settings = settings
         self.join = LabelJoin(settings.labels.max_pending, settings.labels.ttl)
+        self.concept = ConceptDrift(settings.detectors.concept_drift)
         self.windows: dict[int, _Window] = {}
         self.reference: Performance | None = None
         self.evaluated_through = -1  # window indexes up to this one are done
@@ -110,6 +112,8 @@ class Outcomes:
         self._apply(self.join.match(ids, [e.label for e in events], times), regression)
 
     def _apply(self, joined: Joined, regression: bool) -> None:
+        if self.settings.detectors.concept_drift.enabled:
+            self.concept.update(joined, regression)
         for index in np.unique(joined.window).tolist():
             part = joined.take(joined.window == index)
             if index <= self.evaluated_through:
@@ -145,6 +149,7 @@ class Outcomes:
         self.evaluated_through = max(self.evaluated_through, index)
         assert window.bounds is not None
         coverage = _coverage(self.model_id, window)
+        concept = self.concept.evaluate(self.model_id, window.bounds)
         if window.role == "reference":
             if self.reference is None:
                 self.reference = window.performance
@@ -153,6 +158,8 @@ class Outcomes:
             return Evaluated(window.bounds, "reference", [coverage])
         findings = [coverage]
         detectors = self.settings.detectors
+        if detectors.concept_drift.enabled:
+            findings.append(concept)
         if self.reference is not None and detectors.performance.enabled:
             findings += window.performance.evaluate(self.model_id, window.bounds, self.reference)
         if self.reference is not None and detectors.label_shift.enabled:
@@ -188,6 +195,7 @@ class Outcomes:
                 for index, w in sorted(self.windows.items())
             ],
             "reference": None if self.reference is None else self.reference.snapshot(),
+            "concept": self.concept.snapshot(),
             "evaluated_through": self.evaluated_through,
             "latest": self.latest,
             "label_latest": self.label_latest,
@@ -208,6 +216,7 @@ class Outcomes:
         if state["reference"] is not None:
             self.reference = Performance(self.settings.detectors.performance)
             self.reference.restore(state["reference"])
+        self.concept.restore(state["concept"])
         self.evaluated_through = int(state["evaluated_through"])
         self.latest = float(state["latest"])
         self.label_latest = float(state["label_latest"])

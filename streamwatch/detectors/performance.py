@@ -68,7 +68,7 @@ class Performance:
             self._update_regression(joined)
             return
         predicted = [str(p) for p in joined.prediction.tolist()]
-        actual = [_label(v) for v in joined.label.tolist()]
+        actual = [class_label(v) for v in joined.label.tolist()]
         self.confusion.update(zip(predicted, actual, strict=True))
         scored = ~np.isnan(joined.score)
         if scored.any():
@@ -204,7 +204,8 @@ class Performance:
         )
 
 
-def _label(value: object) -> str:
+def class_label(value: object) -> str:
+    """A label as the class it names: 1, 1.0 and "1" are one class."""
     if value is True:
         return "true"
     if value is False:
