@@ -24,6 +24,7 @@ ObjectArray = NDArray[np.object_]
 Index = NDArray[np.intp] | NDArray[np.bool_]
 
 MAX_PROBABILITY_CLASSES = 32
+MAX_SEGMENTS = 16
 MAX_NAME_CHARS = 256
 # Larger magnitudes are input errors, and their squares would overflow the moments.
 MAX_MAGNITUDE = 1e100
@@ -82,6 +83,7 @@ class Batch:
     outputs: Columns
     event_ids: ObjectArray | None = None
     operational: Columns = field(default_factory=Columns)  # latency_ms, error (0/1)
+    segments: Columns = field(default_factory=Columns)  # slice attributes, categorical
 
     @property
     def n(self) -> int:
@@ -95,6 +97,7 @@ class Batch:
             self.outputs.take(index),
             ids,
             self.operational.take(index),
+            self.segments.take(index),
         )
 
     @staticmethod
@@ -107,6 +110,7 @@ class Batch:
             Columns.concat([b.outputs for b in batches], sizes),
             None if any(i is None for i in ids) else np.concatenate(ids),  # type: ignore[arg-type]
             Columns.concat([b.operational for b in batches], sizes),
+            Columns.concat([b.segments for b in batches], sizes),
         )
 
 
@@ -123,6 +127,7 @@ class Schema:
         self.outputs: dict[str, Kind] = {}
         self.max_columns = max_columns
         self.ignored: set[str] = set()
+        self.segments: set[str] = set()  # segment keys, at most MAX_SEGMENTS
 
     def build(self, events: Sequence[Event]) -> Batch:
         """Turn decoded prediction events of one model into a columnar batch."""
@@ -138,7 +143,18 @@ class Schema:
         latency = np.array([e.latency_ms for e in events], dtype=np.float64)  # None: NaN
         error = np.array([e.error for e in events], dtype=np.float64)  # True 1, False 0
         operational = Columns({"latency_ms": latency, "error": error})
-        return Batch(event_time, features, outputs, event_ids, operational)
+        return Batch(event_time, features, outputs, event_ids, operational, self._segments(events))
+
+    def _segments(self, events: Sequence[Event]) -> Columns:
+        rows = [e.segments or {} for e in events]
+        names = set().union(*rows)
+        for name in sorted(names - self.segments):
+            if len(self.segments) < MAX_SEGMENTS and len(name) <= MAX_NAME_CHARS:
+                self.segments.add(name)
+        return Columns(
+            {},
+            {name: _categorical([row.get(name) for row in rows]) for name in names & self.segments},
+        )
 
     def _prediction_kind(self, events: Sequence[Event]) -> None:
         predictions = [e for e in events if e.prediction is not None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,9 @@ import numpy as np
 from streamwatch.batch import FloatArray, ObjectArray
 from streamwatch.windows import IdArray
 
-# (event time, window index, prediction, score); prediction is a class or a value.
-Entry = tuple[float, int, object, float]
+# (event time, window index, prediction, score, slice values); prediction is a class or
+# a value; the slice values line up with the model's slice dimensions.
+Entry = tuple[float, int, object, float, tuple[str | None, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Joined:
     score: FloatArray
     label: ObjectArray
     delay: FloatArray  # label time minus prediction time, seconds
+    slices: list[tuple[str | None, ...]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -45,6 +47,7 @@ class Joined:
             self.score[index],
             self.label[index],
             self.delay[index],
+            [self.slices[i] for i in np.arange(len(self.slices))[index]] if self.slices else [],
         )
 
 
@@ -70,6 +73,7 @@ class LabelJoin:
         windows: IdArray,
         predictions: Sequence[object],
         scores: FloatArray,
+        slices: Sequence[tuple[str | None, ...]],
     ) -> Joined | None:
         """Remember windowed predictions until their labels come; return the labels that
         were already waiting for some of them, joined."""
@@ -78,7 +82,12 @@ class LabelJoin:
             zip(
                 event_ids.tolist(),
                 zip(
-                    event_time.tolist(), windows.tolist(), predictions, scores.tolist(), strict=True
+                    event_time.tolist(),
+                    windows.tolist(),
+                    predictions,
+                    scores.tolist(),
+                    slices,
+                    strict=True,
                 ),
                 strict=True,
             )
@@ -136,6 +145,7 @@ class LabelJoin:
             np.fromiter((e[3] for e, _, _ in found), np.float64, n),
             label,
             np.fromiter((when - e[0] for e, _, when in found), np.float64, n),
+            [e[4] for e, _, _ in found],
         )
 
     def expire(self, predicted_until: float, labelled_until: float) -> None:
@@ -164,8 +174,8 @@ class LabelJoin:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self._pending = {
-            str(key): (float(t), int(w), prediction, float(score))
-            for key, t, w, prediction, score in state["pending"]
+            str(key): (float(t), int(w), prediction, float(score), tuple(slices))
+            for key, t, w, prediction, score, slices in state["pending"]
         }
         self._early = {str(key): (label, float(when)) for key, label, when in state["early"]}
         self.evicted, self.expired = int(state["evicted"]), int(state["expired"])

@@ -50,7 +50,7 @@ class ModelMonitor:
         self.binning = ModelBinning(settings.detectors)
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference: DetectorSet | None = None
-        self.outcomes = Outcomes(model_id, settings)
+        self.outcomes = Outcomes(model_id, settings, self.binning.features)
         self.pinned = pinned is not None
         self._pending: list[Batch] = []
         self._pending_labels: list[Event] = []
@@ -114,6 +114,7 @@ class ModelMonitor:
                 "features": self.schema.features,
                 "outputs": self.schema.outputs,
                 "ignored": sorted(self.schema.ignored),
+                "segments": sorted(self.schema.segments),
             },
             "binning": {
                 "features": self.binning.features.snapshot(),
@@ -129,6 +130,7 @@ class ModelMonitor:
         self.schema.features = dict(state["schema"]["features"])
         self.schema.outputs = dict(state["schema"]["outputs"])
         self.schema.ignored = set(state["schema"]["ignored"])
+        self.schema.segments = set(state["schema"]["segments"])
         self.binning.features.restore(state["binning"]["features"])
         self.binning.outputs.restore(state["binning"]["outputs"])
         self.reference = None

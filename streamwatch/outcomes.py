@@ -22,7 +22,9 @@ from streamwatch.batch import Batch
 from streamwatch.config import Settings
 from streamwatch.detectors import Finding, label_shift
 from streamwatch.detectors.concept import ConceptDrift
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.histogram import Binning
+from streamwatch.detectors.performance import Performance, class_label
+from streamwatch.detectors.slices import Slices, bucket_labels, quartile_cuts
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
 from streamwatch.severity import Severity
@@ -32,6 +34,7 @@ from streamwatch.windows import IdArray, WindowBounds
 @dataclass(slots=True)
 class _Window:
     performance: Performance
+    slices: Slices
     bounds: WindowBounds | None = None  # known once the window has closed
     predictions: int = 0
     role: str = ""
@@ -64,9 +67,12 @@ class LabelCounts:
 
 
 class Outcomes:
-    def __init__(self, model_id: str, settings: Settings) -> None:
+    def __init__(self, model_id: str, settings: Settings, binning: Binning) -> None:
         self.model_id = model_id
         self.settings = settings
+        self.binning = binning  # the features', for bucketing numeric slice features
+        self.dimensions: list[str] = []  # slice dimensions, in the order first seen
+        self.vocabulary: dict[str, set[str]] = {}  # slice values per dimension
         self.join = LabelJoin(settings.labels.max_pending, settings.labels.ttl)
         self.concept = ConceptDrift(settings.detectors.concept_drift)
         self.windows: dict[int, _Window] = {}
@@ -97,11 +103,39 @@ class Outcomes:
                 kept
             ].tolist()
         scores = outputs.numeric.get("score", np.full(batch.n, np.nan))[kept]
+        slices = self._slice_values(batch, kept)
         waiting = self.join.expect(
-            batch.event_ids[kept], batch.event_time[kept], windows[kept], predictions, scores
+            batch.event_ids[kept],
+            batch.event_time[kept],
+            windows[kept],
+            predictions,
+            scores,
+            slices,
         )
         if waiting is not None:
             self._apply(waiting, regression)
+
+    def _slice_values(self, batch: Batch, kept: np.ndarray) -> list[tuple[str | None, ...]]:
+        """Each kept prediction's value of every slice dimension (None where it has none)."""
+        for name in [*self.settings.detectors.slices.features, *sorted(batch.segments.categorical)]:
+            if name not in self.dimensions:
+                self.dimensions.append(name)  # append only: stored tuples stay aligned
+        columns = [self._slice_column(batch, name)[kept].tolist() for name in self.dimensions]
+        return list(zip(*columns, strict=True)) if columns else [()] * int(kept.sum())
+
+    def _slice_column(self, batch: Batch, name: str) -> np.ndarray:
+        for group in (batch.segments.categorical, batch.features.categorical):
+            if name in group:
+                return group[name]
+        values = batch.features.numeric.get(name)
+        edges = self.binning.edges.get(name)
+        column = np.full(batch.n, None, dtype=np.object_)
+        if values is not None and edges is not None and edges.size >= 4:
+            cuts = quartile_cuts(edges)
+            labels = np.array(bucket_labels(cuts.tolist()), dtype=np.object_)
+            present = ~np.isnan(values)
+            column[present] = labels[np.searchsorted(cuts, values[present], side="right")]
+        return column
 
     def label(self, events: Sequence[Event], regression: bool) -> None:
         if not events:
@@ -121,6 +155,12 @@ class Outcomes:
                 continue
             window = self._window(index)
             window.performance.update(part, regression)
+            if not regression and part.slices:
+                predicted = [str(p) for p in part.prediction.tolist()]
+                actual = [class_label(v) for v in part.label.tolist()]
+                window.slices.update(
+                    self.dimensions, part.slices, predicted, actual, self.vocabulary
+                )
             window.labels += part.n
             window.delay_total += float(part.delay.sum())
             self.joined += part.n
@@ -162,6 +202,8 @@ class Outcomes:
             findings.append(concept)
         if self.reference is not None and detectors.performance.enabled:
             findings += window.performance.evaluate(self.model_id, window.bounds, self.reference)
+        if detectors.slices.enabled:
+            findings += window.slices.evaluate(self.model_id, window.bounds)
         if self.reference is not None and detectors.label_shift.enabled:
             shift = label_shift.observed(
                 self.model_id,
@@ -176,7 +218,11 @@ class Outcomes:
     def _window(self, index: int) -> _Window:
         window = self.windows.get(index)
         if window is None:
-            window = self.windows[index] = _Window(Performance(self.settings.detectors.performance))
+            detectors = self.settings.detectors
+            window = self.windows[index] = _Window(
+                Performance(detectors.performance),
+                Slices(detectors.slices, detectors.performance.positive_class),
+            )
         return window
 
     def snapshot(self) -> dict[str, Any]:
@@ -191,11 +237,14 @@ class Outcomes:
                     w.labels,
                     w.delay_total,
                     w.performance.snapshot(),
+                    w.slices.snapshot(),
                 ]
                 for index, w in sorted(self.windows.items())
             ],
             "reference": None if self.reference is None else self.reference.snapshot(),
             "concept": self.concept.snapshot(),
+            "dimensions": self.dimensions,
+            "vocabulary": {k: sorted(v) for k, v in self.vocabulary.items()},
             "evaluated_through": self.evaluated_through,
             "latest": self.latest,
             "label_latest": self.label_latest,
@@ -206,17 +255,22 @@ class Outcomes:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.join.restore(state["join"])
         self.windows = {}
-        for index, bounds, predictions, role, labels, delay, performance in state["windows"]:
+        for index, bounds, predictions, role, labels, delay, performance, slices in state[
+            "windows"
+        ]:
             window = self._window(int(index))
             window.bounds = None if bounds is None else WindowBounds(*bounds)
             window.predictions, window.role = int(predictions), str(role)
             window.labels, window.delay_total = int(labels), float(delay)
             window.performance.restore(performance)
+            window.slices.restore(slices)
         self.reference = None
         if state["reference"] is not None:
             self.reference = Performance(self.settings.detectors.performance)
             self.reference.restore(state["reference"])
         self.concept.restore(state["concept"])
+        self.dimensions = list(state["dimensions"])
+        self.vocabulary = {k: set(v) for k, v in state["vocabulary"].items()}
         self.evaluated_through = int(state["evaluated_through"])
         self.latest = float(state["latest"])
         self.label_latest = float(state["label_latest"])

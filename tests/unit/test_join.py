@@ -15,6 +15,7 @@ def expect(join: LabelJoin, ids: list[str], times: list[float], window: int = 0)
         np.full(n, window, dtype=np.int64),
         ["1"] * n,
         np.full(n, 0.7),
+        [("EU",)] * n,
     )
 
 
