@@ -226,6 +226,22 @@ class SliceSettings(_Section):
     impact_critical: float = Field(0.6, gt=0, le=1, description="below this: critical")
 
 
+class ShadowSettings(_Section):
+    """Challenger versions against the champion (detectors/shadow)."""
+
+    enabled: bool = True
+    champions: dict[str, str] = Field(
+        default_factory=dict, description="model id -> champion version; else the first seen"
+    )
+    disagreement_warning: float = Field(0.05, gt=0, description="disagreement that warns")
+    disagreement_critical: float = Field(0.15, gt=0, description="disagreement, critical")
+    score_warning: float = Field(0.05, gt=0, description="mean score difference that warns")
+    score_critical: float = Field(0.1, gt=0, description="mean score difference, critical")
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance level")
+    min_pairs: int = Field(100, ge=10, description="fewer pairs in a window: no verdict")
+    max_waiting: int = Field(100_000, ge=1, description="challengers waiting for the champion")
+
+
 class ConceptDriftSettings(_Section):
     """A river change detector on each model's stream of errors (detectors/concept)."""
 
@@ -263,6 +279,7 @@ class DetectorSettings(_Section):
     performance: PerformanceSettings = PerformanceSettings()
     concept_drift: ConceptDriftSettings = ConceptDriftSettings()
     slices: SliceSettings = SliceSettings()
+    shadow: ShadowSettings = ShadowSettings()
     label_shift: LabelShiftSettings = LabelShiftSettings()
     operational: OperationalSettings = OperationalSettings()
     data_quality: DataQualitySettings = DataQualitySettings()

@@ -106,6 +106,10 @@ class LabelJoin:
             self.evicted += overflow
         return early
 
+    def peek(self, event_id: str) -> Entry | None:
+        """The prediction waiting under ``event_id``, left in place (shadow pairing)."""
+        return self._pending.get(event_id)
+
     def match(
         self, event_ids: Sequence[str], labels: Sequence[object], label_time: Sequence[float]
     ) -> Joined:

@@ -7,6 +7,7 @@ a first small poll happened to bring; then they are windowed like all later even
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Finding, ModelBinning, label_shift
+from streamwatch.detectors.performance import class_label
+from streamwatch.detectors.shadow import Shadow
 from streamwatch.events import Event
 from streamwatch.outcomes import LabelCounts, Outcomes
 from streamwatch.reference import Pinned
@@ -51,6 +54,8 @@ class ModelMonitor:
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference: DetectorSet | None = None
         self.outcomes = Outcomes(model_id, settings, self.binning.features)
+        self.shadow = Shadow(settings.detectors.shadow)
+        self.champion: str | None = settings.detectors.shadow.champions.get(model_id)
         self.pinned = pinned is not None
         self._pending: list[Batch] = []
         self._pending_labels: list[Event] = []
@@ -63,7 +68,9 @@ class ModelMonitor:
 
     def process(self, predictions: Sequence[Event], labels: Sequence[Event] = ()) -> Processed:
         """Window a batch of this model's predictions, join its labels, then evaluate what
-        closed and whose labels are due: labels first joined, then judged."""
+        closed and whose labels are due: labels first joined, then judged. Predictions of
+        other versions than the champion are only compared with the champion's."""
+        predictions = self._champion_only(predictions)
         if self._warming_up:
             if predictions:
                 self._pending.append(self.schema.build(predictions))
@@ -124,6 +131,8 @@ class ModelMonitor:
             "pinned": self.pinned,
             "windows": self.windows.snapshot(),
             "outcomes": self.outcomes.snapshot(),
+            "shadow": self.shadow.snapshot(),
+            "champion": self.champion,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -142,10 +151,45 @@ class ModelMonitor:
         self._pending, self._pending_labels = [], []
         self.windows.restore(state["windows"])
         self.outcomes.restore(state["outcomes"])
+        self.shadow.restore(state["shadow"])
+        self.champion = state["champion"]
+
+    def _champion_only(self, predictions: Sequence[Event]) -> Sequence[Event]:
+        if self.champion is None:
+            first = next(
+                (e.model_version for e in predictions if e.model_version is not None), None
+            )
+            self.champion = None if first is None else str(first)
+        champion = self.champion
+        if all(e.model_version is None or str(e.model_version) == champion for e in predictions):
+            return predictions
+        kept = []
+        for event in predictions:
+            if event.model_version is None or str(event.model_version) == champion:
+                kept.append(event)
+            elif self.settings.detectors.shadow.enabled:
+                self._challenger(event)
+        return kept
+
+    def _challenger(self, event: Event) -> None:
+        prediction = event.prediction if self._regression else class_label(event.prediction)
+        score = math.nan if event.score is None else event.score
+        key, version = str(event.event_id), str(event.model_version)
+        entry = self.outcomes.join.peek(key)
+        if entry is None:
+            self.shadow.wait(key, version, prediction, score)
+        else:
+            self.shadow.pair(entry[1], version, (entry[2], entry[3]), (prediction, score))
 
     def _window(self, batch: Batch) -> tuple[int, int, list[ClosedWindow]]:
         ids = self.windows.add(batch)
         self.outcomes.expect(batch, ids, self._regression)
+        if self.shadow.waiting and batch.event_ids is not None:
+            for key in self.shadow.waiting.keys() & set(batch.event_ids.tolist()):
+                entry = self.outcomes.join.peek(key)
+                version, prediction, score = self.shadow.waiting.pop(key)
+                if entry is not None:
+                    self.shadow.pair(entry[1], version, (entry[2], entry[3]), (prediction, score))
         late = int((ids == LATE).sum())
         return batch.n - late, late, self._close(final=False)
 
@@ -180,6 +224,7 @@ class ModelMonitor:
     def _evaluate(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
         closed = self._compare(bounds, state, n)
         self.outcomes.closed(bounds, n, closed.role)
+        closed.findings.extend(self.shadow.evaluate(self.model_id, bounds))  # needs no reference
         return closed
 
     def _compare(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:

@@ -1,0 +1,80 @@
+"""Shadow comparison through the engine: challengers paired with the champion by event id."""
+
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from streamwatch.config import Settings, WindowSettings
+from streamwatch.detectors import Severity
+from streamwatch.engine import Engine
+from streamwatch.events import Origin
+from streamwatch.metrics import Metrics
+from tests.factories import event
+
+
+def stream(
+    rng: np.random.Generator, minutes: int, flip: float, challenger_first: bool
+) -> list[bytes]:
+    """Version 1 (the champion) and version 2 score every event; version 2 flips
+    ``flip`` of the predicted classes."""
+    lines = []
+    for minute in range(minutes):
+        for i in range(300):
+            t = minute * 60_000 + i * 200
+            score = float(rng.uniform())
+            prediction = int(score > 0.5)
+            other = 1 - prediction if rng.random() < flip else prediction
+            pair = [
+                event(
+                    f"{minute}-{i}",
+                    timestamp=t,
+                    model_version="1",
+                    prediction=prediction,
+                    score=round(score, 4),
+                ),
+                event(
+                    f"{minute}-{i}",
+                    timestamp=t,
+                    model_version="2",
+                    prediction=other,
+                    score=round(score, 4),
+                ),
+            ]
+            lines += pair[::-1] if challenger_first else pair
+    return lines
+
+
+def run(lines: list[bytes]) -> tuple[Engine, dict[int, dict[str, Severity]]]:
+    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0.0), sinks={})
+    engine = Engine(settings, [], Metrics(CollectorRegistry()))
+    outcomes = [
+        engine.process([(raw, Origin("t", 0, k + i)) for i, raw in enumerate(lines[k : k + 1000])])
+        for k in range(0, len(lines), 1000)
+    ] + [engine.finish()]
+    verdicts: dict[int, dict[str, Severity]] = {}
+    for outcome in outcomes:
+        for window in outcome.closed:
+            for f in window.findings:
+                if f.detector == "shadow":
+                    verdicts.setdefault(window.bounds.index, {})[f.statistic] = f.severity
+    return engine, verdicts
+
+
+def test_a_challenger_agreeing_98_percent_never_alarms() -> None:
+    engine, verdicts = run(stream(np.random.default_rng(1), 100, flip=0.02, challenger_first=False))
+    assert len(verdicts) == 100
+    assert {s for v in verdicts.values() for s in v.values()} == {Severity.OK}
+    # Only the champion's predictions are windowed: the challenger's are compared only.
+    assert engine.metrics.total("streamwatch_events") == 100 * 300
+
+
+def test_a_challenger_flipping_20_percent_alarms_every_window_and_30_is_critical() -> None:
+    for challenger_first in (False, True):  # pairing works whichever version comes first
+        rng = np.random.default_rng(2)
+        _, verdicts = run(stream(rng, 10, flip=0.2, challenger_first=challenger_first))
+        assert len(verdicts) == 10
+        assert all(v["disagreement"] is not Severity.OK for v in verdicts.values())
+        assert all(v["score_difference"] is Severity.OK for v in verdicts.values())
+    _, verdicts = run(stream(np.random.default_rng(3), 10, flip=0.3, challenger_first=False))
+    assert all(v["disagreement"] is Severity.CRITICAL for v in verdicts.values())
