@@ -34,15 +34,20 @@ _TEXT = frozenset({str, type(None)})
 
 @dataclass(slots=True)
 class Columns:
-    """Named columns of one batch: floats (NaN = missing), objects (None = missing)."""
+    """Named columns of one batch: floats (NaN = missing), objects (None = missing).
+
+    ``wrong_type`` marks, for the columns that had any, the values that were there but
+    of the other kind (text in a numeric feature, say): missing, but told apart."""
 
     numeric: dict[str, FloatArray] = field(default_factory=dict)
     categorical: dict[str, ObjectArray] = field(default_factory=dict)
+    wrong_type: dict[str, NDArray[np.bool_]] = field(default_factory=dict)
 
     def take(self, index: Index) -> Columns:
         return Columns(
             {k: v[index] for k, v in self.numeric.items()},
             {k: v[index] for k, v in self.categorical.items()},
+            {k: v[index] for k, v in self.wrong_type.items()},
         )
 
     @staticmethod
@@ -68,6 +73,15 @@ class Columns:
                     ]
                 )
                 for name in categorical
+            },
+            {
+                name: np.concatenate(
+                    [
+                        p.wrong_type.get(name, np.zeros(n, np.bool_))
+                        for p, n in zip(parts, sizes, strict=True)
+                    ]
+                )
+                for name in {name for p in parts for name in p.wrong_type}
             },
         )
 
@@ -192,9 +206,16 @@ class Schema:
                 continue  # no value yet: the column's kind is still unknown
             kinds[name] = kind
             if kind == "numeric":
-                columns.numeric[name] = _numeric(values)
+                numbers = columns.numeric[name] = _numeric(values)
+                missing = np.isnan(numbers)
             else:
-                columns.categorical[name] = _categorical(values)
+                labels = columns.categorical[name] = _categorical(values)
+                missing = labels == None  # noqa: E711
+            # Cheap check first (both counts run in C): more missing than absent values
+            # means some were there but of the wrong type.
+            if int(missing.sum()) > values.count(None):
+                present = np.fromiter((v is not None for v in values), np.bool_, len(values))
+                columns.wrong_type[name] = present & missing
         return columns
 
 

@@ -96,6 +96,10 @@ class DriftDetector(ABC):
                 name, CategoryCounts()
             )
             counts.update(labels, name, self.binning)
+        for name, wrong in columns.wrong_type.items():
+            state = self.numeric.get(name) or self.categorical.get(name)
+            if state is not None:
+                state.wrong_type += int(wrong.sum())
 
     def merge(self, other: Self) -> None:
         for name, hist in other.numeric.items():

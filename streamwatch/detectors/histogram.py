@@ -103,11 +103,12 @@ class Binning:
 class NumericHistogram:
     """Counts on the fine grid (bin ``i`` is ``edges[i-1] <= x < edges[i]``) and moments."""
 
-    __slots__ = ("counts", "m2", "mean", "missing", "n")
+    __slots__ = ("counts", "m2", "mean", "missing", "n", "wrong_type")
 
     def __init__(self) -> None:
         self.counts = np.zeros(0, dtype=np.int64)
-        self.missing = 0
+        self.missing = 0  # absent, or there with the wrong type (counted in both)
+        self.wrong_type = 0
         self.n = 0  # moments of the non-missing values (Chan et al. for merging)
         self.mean = 0.0
         self.m2 = 0.0
@@ -128,6 +129,7 @@ class NumericHistogram:
         if other.counts.size:
             self.counts = self.counts + other.counts if self.counts.size else other.counts.copy()
         self.missing += other.missing
+        self.wrong_type += other.wrong_type
         self._add_moments(other.n, other.mean, other.m2)
 
     def _add_moments(self, n: int, mean: float, m2: float) -> None:
@@ -147,6 +149,7 @@ class NumericHistogram:
         return {
             "counts": self.counts.tolist(),
             "missing": self.missing,
+            "wrong_type": self.wrong_type,
             "n": self.n,
             "mean": self.mean,
             "m2": self.m2,
@@ -157,6 +160,7 @@ class NumericHistogram:
         hist = cls()
         hist.counts = np.asarray(state["counts"], dtype=np.int64)
         hist.missing, hist.n = int(state["missing"]), int(state["n"])
+        hist.wrong_type = int(state["wrong_type"])
         hist.mean, hist.m2 = float(state["mean"]), float(state["m2"])
         return hist
 
@@ -164,11 +168,12 @@ class NumericHistogram:
 class CategoryCounts:
     """Counts per category of the model's vocabulary for one column."""
 
-    __slots__ = ("counts", "missing")
+    __slots__ = ("counts", "missing", "wrong_type")
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.missing = 0
+        self.missing = 0  # absent, of the wrong type, or overlong (counted in both)
+        self.wrong_type = 0
 
     @property
     def n(self) -> int:
@@ -184,13 +189,15 @@ class CategoryCounts:
     def merge(self, other: CategoryCounts) -> None:
         self.counts.update(other.counts)
         self.missing += other.missing
+        self.wrong_type += other.wrong_type
 
     def snapshot(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "missing": self.missing}
+        return {"counts": dict(self.counts), "missing": self.missing, "wrong_type": self.wrong_type}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any]) -> CategoryCounts:
         counts = cls()
         counts.counts = Counter({str(k): int(v) for k, v in state["counts"].items()})
         counts.missing = int(state["missing"])
+        counts.wrong_type = int(state["wrong_type"])
         return counts

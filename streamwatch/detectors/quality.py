@@ -1,5 +1,6 @@
-"""Data quality: missing values, values out of the reference's range, unseen categories,
-and schema changes (a feature appears or disappears), per feature and window.
+"""Data quality: missing values, values of the wrong type (text in a numeric feature, a
+number among categories), values out of the reference's range, unseen categories, and
+schema changes (a feature appears or disappears), per feature and window.
 
 It reads the aggregates feature drift keeps (missing counts, the fine grid's open-ended
 bins, category counts), so nothing is counted twice. A rate alarms when it rose by an
@@ -74,6 +75,9 @@ def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list
         total, ref_total = hist.n + hist.missing, ref.n + ref.missing
         if min(total, ref_total) >= minimum:
             rates.append(_Rate(name, "missing", hist.missing, total, ref.missing, ref_total))
+            rates.append(
+                _Rate(name, "wrong_type", hist.wrong_type, total, ref.wrong_type, ref_total)
+            )
         if min(hist.n, ref.n) >= minimum and hist.counts.size and ref.counts.size:
             outside = int(hist.counts[0] + hist.counts[-1])
             ref_outside = int(ref.counts[0] + ref.counts[-1])
@@ -87,6 +91,11 @@ def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list
             rates.append(
                 _Rate(name, "missing", counts.missing, total, ref_counts.missing, ref_total)
             )
+            rates.append(
+                _Rate(
+                    name, "wrong_type", counts.wrong_type, total, ref_counts.wrong_type, ref_total
+                )
+            )
         if min(counts.n, ref_counts.n) >= minimum:
             unseen = sum(v for k, v in counts.counts.items() if k not in ref_counts.counts)
             rates.append(_Rate(name, "unseen", unseen, counts.n, 0, ref_counts.n))
@@ -95,6 +104,7 @@ def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list
 
 _WORDS = {
     "missing": "missing values",
+    "wrong_type": "values of the wrong type",
     "out_of_range": "values outside the reference's range",
     "unseen": "categories unseen in the reference",
 }

@@ -85,3 +85,30 @@ def test_a_feature_that_disappears_is_critical_and_one_that_appears_warns() -> N
     extra = batch(rng, 3000)
     extra.features.numeric["w"] = rng.normal(0, 1, 3000)
     assert alarms(state(extra, binning), reference) == {("w", "schema"): Severity.WARNING}
+
+
+def test_values_of_the_wrong_type_are_told_apart_from_missing_ones() -> None:
+    from streamwatch.batch import Schema
+    from streamwatch.events import Event, decode
+    from tests.factories import event, origin
+
+    def events(wrong: float, rng: np.random.Generator) -> list[Event]:
+        out = []
+        for i in range(3000):
+            value: object = float(rng.normal()) if rng.random() >= wrong else "n/a"
+            decoded = decode(event(f"e{i}", features={"x": value, "k": "a"}), origin(), 1 << 20)
+            assert isinstance(decoded, Event)
+            out.append(decoded)
+        return out
+
+    rng = np.random.default_rng(6)
+    schema, binning = Schema(), Binning(max_categories=200)
+    reference = state(schema.build(events(0.0, rng)), binning)
+    current = state(schema.build(events(0.1, rng)), binning)
+    assert (current.numeric["x"].wrong_type, reference.numeric["x"].wrong_type) == (
+        current.numeric["x"].missing,
+        0,
+    )
+    found = alarms(current, reference)
+    assert found[("x", "wrong_type")] is Severity.WARNING
+    assert found[("x", "missing")] is Severity.WARNING  # wrong types are missing as well
