@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, norm, poisson
+from scipy.stats import binomtest, poisson
 
 from streamwatch.batch import Batch
 from streamwatch.config import OperationalSettings
+from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Finding
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -200,10 +201,7 @@ class Operational:
 
     def _errors(self, model: str, window: WindowBounds, ref: Operational) -> Finding:
         rate, ref_rate = self.errors / self.flagged, ref.errors / ref.flagged
-        pooled = (self.errors + ref.errors) / (self.flagged + ref.flagged)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / self.flagged + 1 / ref.flagged))
-        z = (rate - ref_rate) / se if se > 0 else (math.inf if rate > ref_rate else 0.0)
-        pvalue = float(norm.sf(z))
+        pvalue = st.higher_rate_pvalue(self.errors, self.flagged, ref.errors, ref.flagged)
         return self._finding(
             model,
             window,

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from streamwatch.config import PerformanceSettings
 from streamwatch.detectors import statistics as st
@@ -229,21 +228,12 @@ def _recall(confusion: Counter[tuple[str, str]], positive: str) -> tuple[int, in
     return confusion[(positive, positive)], actual
 
 
-def _one_sided(difference: float, se: float) -> float:
-    """P-value of a degradation of at least ``difference`` (positive = worse)."""
-    if se <= 0:
-        return 0.0 if difference > 0 else 1.0
-    return float(norm.sf(difference / se))
-
-
 def _proportion(name: str, k: int, n: int, k_ref: int, n_ref: int) -> _Metric:
     """Two-proportion z-test (pooled) that the current rate is lower."""
     if n == 0 or n_ref == 0:
         return _Metric(name, math.nan, math.nan, 1.0, True)
-    p, p_ref = k / n, k_ref / n_ref
-    pooled = (k + k_ref) / (n + n_ref)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_ref))
-    return _Metric(name, p, p_ref, _one_sided(p_ref - p, se), True)
+    # Lower now is the reference's rate being higher.
+    return _Metric(name, k / n, k_ref / n_ref, st.higher_rate_pvalue(k_ref, n_ref, k, n), True)
 
 
 def _f1_and_variance(confusion: Counter[tuple[str, str]], positive: str) -> tuple[float, float]:
@@ -265,7 +255,7 @@ def _f1_and_variance(confusion: Counter[tuple[str, str]], positive: str) -> tupl
 def _f1(current: Counter[tuple[str, str]], ref: Counter[tuple[str, str]], positive: str) -> _Metric:
     f1, var = _f1_and_variance(current, positive)
     f1_ref, var_ref = _f1_and_variance(ref, positive)
-    return _Metric("f1", f1, f1_ref, _one_sided(f1_ref - f1, math.sqrt(var + var_ref)), True)
+    return _Metric("f1", f1, f1_ref, st.one_sided(f1_ref - f1, math.sqrt(var + var_ref)), True)
 
 
 def _auc(counts: np.ndarray) -> tuple[float, float]:
@@ -286,7 +276,7 @@ def _auc_metric(current: np.ndarray, ref: np.ndarray) -> _Metric:
     auc, var = _auc(current)
     auc_ref, var_ref = _auc(ref)
     return _Metric(
-        "roc_auc", auc, auc_ref, _one_sided(auc_ref - auc, math.sqrt(var + var_ref)), True
+        "roc_auc", auc, auc_ref, st.one_sided(auc_ref - auc, math.sqrt(var + var_ref)), True
     )
 
 
@@ -301,7 +291,7 @@ def _mean_metric(
     mean, mean_ref = total / n, total_ref / n_ref
     var = max(squares / n - mean * mean, 0.0) / n
     var_ref = max(squares_ref / n_ref - mean_ref * mean_ref, 0.0) / n_ref
-    pvalue = _one_sided(mean - mean_ref, math.sqrt(var + var_ref))
+    pvalue = st.one_sided(mean - mean_ref, math.sqrt(var + var_ref))
     show = transform or (lambda x: x)
     return [_Metric(name, show(mean), show(mean_ref), pvalue, False)]
 

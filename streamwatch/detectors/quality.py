@@ -14,15 +14,13 @@ reference sample's 1/128 and 127/128 quantiles; the reference's own share there 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-
-from scipy.stats import norm
 
 from streamwatch.config import DataQualitySettings
 from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Finding
 from streamwatch.detectors.drift import FeatureDrift
+from streamwatch.detectors.histogram import CategoryCounts, NumericHistogram
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
@@ -44,11 +42,7 @@ class _Rate:
 
     @property
     def pvalue(self) -> float:
-        pooled = (self.current + self.reference) / (self.n + self.n_reference)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / self.n + 1 / self.n_reference))
-        if se == 0:
-            return 0.0 if self.rise > 0 else 1.0
-        return float(norm.sf(self.rise / se))
+        return st.higher_rate_pvalue(self.current, self.n, self.reference, self.n_reference)
 
 
 def evaluate(
@@ -72,12 +66,7 @@ def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list
         ref = reference.numeric.get(name)
         if ref is None:
             continue
-        total, ref_total = hist.n + hist.missing, ref.n + ref.missing
-        if min(total, ref_total) >= minimum:
-            rates.append(_Rate(name, "missing", hist.missing, total, ref.missing, ref_total))
-            rates.append(
-                _Rate(name, "wrong_type", hist.wrong_type, total, ref.wrong_type, ref_total)
-            )
+        rates += _presence(name, hist, ref, minimum)
         if min(hist.n, ref.n) >= minimum and hist.counts.size and ref.counts.size:
             outside = int(hist.counts[0] + hist.counts[-1])
             ref_outside = int(ref.counts[0] + ref.counts[-1])
@@ -86,20 +75,27 @@ def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list
         ref_counts = reference.categorical.get(name)
         if ref_counts is None:
             continue
-        total, ref_total = counts.n + counts.missing, ref_counts.n + ref_counts.missing
-        if min(total, ref_total) >= minimum:
-            rates.append(
-                _Rate(name, "missing", counts.missing, total, ref_counts.missing, ref_total)
-            )
-            rates.append(
-                _Rate(
-                    name, "wrong_type", counts.wrong_type, total, ref_counts.wrong_type, ref_total
-                )
-            )
+        rates += _presence(name, counts, ref_counts, minimum)
         if min(counts.n, ref_counts.n) >= minimum:
             unseen = sum(v for k, v in counts.counts.items() if k not in ref_counts.counts)
             rates.append(_Rate(name, "unseen", unseen, counts.n, 0, ref_counts.n))
     return rates
+
+
+def _presence(
+    name: str,
+    current: NumericHistogram | CategoryCounts,
+    reference: NumericHistogram | CategoryCounts,
+    minimum: int,
+) -> list[_Rate]:
+    """Missing values and values of the wrong type, of any column."""
+    total, ref_total = current.n + current.missing, reference.n + reference.missing
+    if min(total, ref_total) < minimum:
+        return []
+    return [
+        _Rate(name, "missing", current.missing, total, reference.missing, ref_total),
+        _Rate(name, "wrong_type", current.wrong_type, total, reference.wrong_type, ref_total),
+    ]
 
 
 _WORDS = {

@@ -19,13 +19,11 @@ gathered for some predictions (only flagged ones reviewed, say), they are biased
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from streamwatch.config import SliceSettings
 from streamwatch.detectors import statistics as st
@@ -134,12 +132,12 @@ class Slices:
                 ):
                     if min(n, n_rest) == 0:
                         continue
-                    rate, rest_rate = k / n, k_rest / n_rest
-                    worse = rest_rate - rate if higher_is_better else rate - rest_rate
-                    pooled = (k + k_rest) / (n + n_rest)
-                    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_rest))
-                    pvalue = float(norm.sf(worse / se)) if se > 0 else float(worse <= 0)
-                    gaps.append(_Gap(dimension, value, metric, rate, rest_rate, pvalue))
+                    pvalue = (
+                        st.higher_rate_pvalue(k_rest, n_rest, k, n)  # the slice's is lower
+                        if higher_is_better
+                        else st.higher_rate_pvalue(k, n, k_rest, n_rest)
+                    )
+                    gaps.append(_Gap(dimension, value, metric, k / n, k_rest / n_rest, pvalue))
         return gaps
 
     def _gap_finding(self, model: str, window: WindowBounds, g: _Gap, qvalue: float) -> Finding:

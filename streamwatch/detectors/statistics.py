@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
-from scipy.stats import chi2_contingency, false_discovery_control, kstwo
+from scipy.stats import chi2_contingency, false_discovery_control, kstwo, norm
 
 from streamwatch.batch import FloatArray
 
@@ -130,6 +130,21 @@ def coarse_groups(reference: Counts, bins: int) -> NDArray[np.intp]:
 
 def regroup(counts: Counts, groups: NDArray[np.intp], bins: int) -> FloatArray:
     return np.bincount(groups, weights=counts, minlength=bins).astype(np.float64)
+
+
+def one_sided(difference: float, se: float) -> float:
+    """P-value of a positive ``difference`` at least this large, normally distributed
+    with standard error ``se`` under the null."""
+    if se <= 0:
+        return 0.0 if difference > 0 else 1.0
+    return float(norm.sf(difference / se))
+
+
+def higher_rate_pvalue(k: float, n: float, k_ref: float, n_ref: float) -> float:
+    """One-sided pooled two-proportion z-test that the rate k/n exceeds k_ref/n_ref."""
+    pooled = (k + k_ref) / (n + n_ref)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_ref))
+    return one_sided(k / n - k_ref / n_ref, se)
 
 
 def benjamini_hochberg(pvalues: list[float]) -> list[float]:
