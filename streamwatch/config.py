@@ -231,7 +231,8 @@ class ShadowSettings(_Section):
 
     enabled: bool = True
     champions: dict[str, str] = Field(
-        default_factory=dict, description="model id -> champion version; else the first seen"
+        default_factory=dict,
+        description="model id -> champion version; only then are other versions compared",
     )
     disagreement_warning: float = Field(0.05, gt=0, description="disagreement that warns")
     disagreement_critical: float = Field(0.15, gt=0, description="disagreement, critical")
@@ -253,6 +254,10 @@ class LabelShiftSettings(_Section):
     """Label shift: observed once labels join, estimated (BBSE) from predictions."""
 
     enabled: bool = True
+    # BBSE holds only under label shift (p(x|y) unchanged); under covariate shift it
+    # reads moved predictions as moved priors. Turn it on where label shift is the
+    # expected kind of change.
+    estimate: bool = Field(False, description="estimate priors from predictions (BBSE)")
     warning: float = Field(0.1, gt=0, description="shift of the class priors that warns")
     critical: float = Field(0.2, gt=0, description="shift of the class priors that is critical")
     # One test per window (not a family under FDR control): a stricter level keeps false

@@ -155,13 +155,12 @@ class ModelMonitor:
         self.champion = state["champion"]
 
     def _champion_only(self, predictions: Sequence[Event]) -> Sequence[Event]:
-        if self.champion is None:
-            first = next(
-                (e.model_version for e in predictions if e.model_version is not None), None
-            )
-            self.champion = None if first is None else str(first)
+        # Only a configured champion splits versions: guessing one would, after a
+        # rollout, take the new version for a challenger and stop windowing it.
         champion = self.champion
-        if all(e.model_version is None or str(e.model_version) == champion for e in predictions):
+        if champion is None or all(
+            e.model_version is None or str(e.model_version) == champion for e in predictions
+        ):
             return predictions
         kept = []
         for event in predictions:
@@ -244,7 +243,9 @@ class ModelMonitor:
         labelled = self.outcomes.reference
         predicted = state.predicted_classes()
         settings = self.settings.detectors.label_shift
-        if labelled is None or predicted is None or not settings.enabled or self._regression:
+        if not (settings.enabled and settings.estimate) or self._regression:
+            return []
+        if labelled is None or predicted is None:
             return []
         finding = label_shift.estimated(
             self.model_id, bounds, labelled.confusion, predicted, settings

@@ -190,11 +190,15 @@ class Outcomes:
         assert window.bounds is not None
         coverage = _coverage(self.model_id, window)
         concept = self.concept.evaluate(self.model_id, window.bounds)
-        if window.role == "reference":
-            if self.reference is None:
-                self.reference = window.performance
-            else:
-                self.reference.merge(window.performance)
+        # The first labelled windows make the outcome reference, until it holds the
+        # reference's minimum: whatever their drift role (a pinned drift reference, or
+        # labels that started late, must not leave label-based detectors without one).
+        if self.reference is None or self.reference.n < self.settings.reference.min_events:
+            if window.performance.n:
+                if self.reference is None:
+                    self.reference = window.performance
+                else:
+                    self.reference.merge(window.performance)
             return Evaluated(window.bounds, "reference", [coverage])
         findings = [coverage]
         detectors = self.settings.detectors

@@ -43,7 +43,11 @@ class ConceptDrift:
         self.changes: dict[int, int] = {}  # window index -> changes found in its labels
 
     def update(self, joined: Joined, regression: bool) -> None:
-        """Feed errors in arrival order; remember in which windows changes were found."""
+        """Feed errors in arrival order; remember in which windows changes were found.
+        DDM and EDDM take misses (0 or 1) only: a regressor's errors go to ADWIN or
+        Page-Hinkley, or nowhere."""
+        if regression and self.settings.detector in {"ddm", "eddm"}:
+            return
         if regression:
             errors = [
                 abs(float(p) - float(y))

@@ -86,7 +86,9 @@ class Performance:
         yhat = np.array(
             [v if isinstance(v, int | float) else np.nan for v in joined.prediction.tolist()]
         )
-        ok = np.isfinite(y) & np.isfinite(yhat)
+        # Errors beyond 1e50 are input errors; their fourth powers (in the variance of
+        # the squared error) would overflow.
+        ok = np.isfinite(y) & np.isfinite(yhat) & (np.abs(yhat - y) < 1e50)
         error = yhat[ok] - y[ok]
         self._add("abs_error", np.abs(error))
         self._add("sq_error", np.square(error))

@@ -151,4 +151,6 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     """Adjusted p-values (q-values) controlling the false discovery rate."""
     if not pvalues:
         return []
-    return [float(q) for q in false_discovery_control(np.asarray(pvalues), method="bh")]
+    # A p-value that could not be computed (NaN) is no evidence at all: 1.
+    clean = np.nan_to_num(np.asarray(pvalues, dtype=np.float64), nan=1.0)
+    return [float(q) for q in false_discovery_control(clean, method="bh")]

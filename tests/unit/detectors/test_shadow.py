@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from streamwatch.config import Settings, WindowSettings
+from streamwatch.config import DetectorSettings, Settings, ShadowSettings, WindowSettings
 from streamwatch.detectors import Severity
 from streamwatch.engine import Engine
 from streamwatch.events import Origin
@@ -46,7 +46,11 @@ def stream(
 
 
 def run(lines: list[bytes]) -> tuple[Engine, dict[int, dict[str, Severity]]]:
-    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0.0), sinks={})
+    settings = Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0.0),
+        detectors=DetectorSettings(shadow=ShadowSettings(champions={"m": "1"})),
+        sinks={},
+    )
     engine = Engine(settings, [], Metrics(CollectorRegistry()))
     outcomes = [
         engine.process([(raw, Origin("t", 0, k + i)) for i, raw in enumerate(lines[k : k + 1000])])
