@@ -224,7 +224,9 @@ def _outputs(event: Event) -> dict[str, object]:
     if event.score is not None:
         out["score"] = event.score
     if event.prediction is not None:
-        out["prediction"] = event.prediction
+        # A boolean class is 1 or 0, as its label will be (detectors.performance).
+        prediction = event.prediction
+        out["prediction"] = int(prediction) if type(prediction) is bool else prediction
     if event.probabilities:
         for i, (cls, p) in enumerate(event.probabilities.items()):
             if i == MAX_PROBABILITY_CLASSES:

@@ -124,20 +124,19 @@ class LabelJoin:
         label_time: Sequence[float],
         keep_early: bool = False,
     ) -> Joined:
+        found = []
+        for key, label, when in zip(event_ids, labels, label_time, strict=True):
+            entry = self._pending.pop(key, None)
+            if entry is not None:
+                found.append((entry, label, when))
+            elif keep_early:  # its prediction has not come (or was labelled already)
+                self._early[key] = (label, when)
         if keep_early:
-            for key, label, when in zip(event_ids, labels, label_time, strict=True):
-                if key not in self._pending:
-                    self._early[key] = (label, when)
             overflow = len(self._early) - self.capacity
             if overflow > 0:
                 for key in list(itertools.islice(self._early, overflow)):
                     del self._early[key]
                 self.unknown += overflow
-        found = [
-            (entry, label, when)
-            for key, label, when in zip(event_ids, labels, label_time, strict=True)
-            if (entry := self._pending.pop(key, None)) is not None
-        ]
         n = len(found)
         prediction = np.empty(n, dtype=np.object_)
         label = np.empty(n, dtype=np.object_)

@@ -75,6 +75,10 @@ class ModelMonitor:
             if predictions:
                 self._pending.append(self.schema.build(predictions))
             self._pending_labels += labels  # their predictions may be held back too
+            overflow = len(self._pending_labels) - self.settings.labels.max_pending
+            if overflow > 0:  # bounded like the join: the oldest go, counted as unknown
+                del self._pending_labels[:overflow]
+                self.outcomes.join.unknown += overflow
             return self.settle() if self._pending and self._warmed_up() else Processed(0, 0, [])
         before = self.outcomes.counts
         windowed, late, closed = 0, 0, list[ClosedWindow]()

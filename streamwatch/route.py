@@ -22,6 +22,11 @@ def route(events: Sequence[Event]) -> dict[str, ModelEvents]:
         group = routed.get(event.model_id)
         if group is None:
             group = routed[event.model_id] = ModelEvents()
-        (group.labels if event.is_label else group.predictions).append(event)
+        if event.is_label:
+            group.labels.append(event)
+        else:
+            group.predictions.append(event)
+            if event.label is not None:  # a prediction that came with its label
+                group.labels.append(event)
         group.positions.append(position)
     return routed

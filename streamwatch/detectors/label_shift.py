@@ -1,7 +1,7 @@
 """Label shift: the class priors moved, with labels (observed) or without (estimated).
 
 With labels, the labelled window's class distribution is compared with the reference's
-like a categorical feature (Jensen-Shannon distance, chi-square). Without labels, Black
+(the L1 distance between class shares, a chi-square test). Without labels, Black
 Box Shift Estimation (Lipton, Wang and Smola, 2018): under label shift p(x|y) is fixed,
 so the current predicted-class distribution mu = C w, where C[i, j] = p(ŷ=i, y=j) on
 the reference; solving for the importance weights w gives the current priors
@@ -187,7 +187,9 @@ def observed(
     classes = sorted(cur.keys() | ref.keys())
     ref_counts = np.array([ref[c] for c in classes], dtype=np.float64)
     cur_counts = np.array([cur[c] for c in classes], dtype=np.float64)
-    distance = st.js_distance(ref_counts, cur_counts)
+    # L1 between the class shares: the scale of the BBSE estimate, so that one pair of
+    # thresholds means the same shift of the priors for both.
+    distance = float(np.abs(cur_counts / cur_counts.sum() - ref_counts / ref_counts.sum()).sum())
     pvalue = st.chi_square_pvalue(ref_counts, cur_counts)
     significant = pvalue <= settings.alpha
     severity = (
@@ -201,7 +203,7 @@ def observed(
         model=model,
         detector="label_shift",
         subject="labels",
-        statistic="jensen_shannon",
+        statistic="l1_shift",
         value=distance,
         threshold=settings.critical if severity is Severity.CRITICAL else settings.warning,
         severity=severity,
@@ -209,7 +211,7 @@ def observed(
         n_current=int(cur_counts.sum()),
         window=window,
         explanation=f"model '{model}': labels {'steady' if severity is Severity.OK else 'shifted'}"
-        f": Jensen-Shannon {distance:.3f}, chi-square p = {pvalue:.2g}; {shares}.",
+        f": L1 {distance:.3f}, chi-square p = {pvalue:.2g}; {shares}.",
         details={"p_value": pvalue},
     )
 

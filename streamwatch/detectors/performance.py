@@ -206,11 +206,11 @@ class Performance:
 
 
 def class_label(value: object) -> str:
-    """A label as the class it names: 1, 1.0 and "1" are one class."""
+    """A label as the class it names: 1, 1.0, "1" and True are one class."""
     if value is True:
-        return "true"
+        return "1"
     if value is False:
-        return "false"
+        return "0"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -310,22 +310,17 @@ def _ece(counts: np.ndarray, sums: np.ndarray) -> float:
 
 
 def _ece_metric(current: Performance, ref: Performance) -> _Metric:
-    """ECE, with a parametric bootstrap of the current window's bin-by-label counts
-    (mean scores per bin held fixed) for the chance of an increase this large."""
+    """ECE, and how often a window of the current size drawn from the reference's
+    calibration (its bin-by-label cells, its mean score per bin) shows one this large:
+    the small-sample upward bias of ECE is then in the null, not read as drift."""
     ece = _ece(current.score_counts, current.score_sums)
     ece_ref = _ece(ref.score_counts, ref.score_sums)
-    counts = current.score_counts.ravel()
-    n = int(counts.sum())
+    cells = ref.score_counts.ravel().astype(np.float64)
+    n = int(current.score_counts.sum())
     rng = np.random.default_rng(0)  # deterministic: the same state gives the same verdict
-    resampled = rng.multinomial(n, counts / n, size=1000).reshape(1000, 2, SCORE_BINS)
-    means = np.divide(
-        current.score_sums,
-        current.score_counts.sum(axis=0),
-        out=np.zeros(SCORE_BINS),
-        where=current.score_counts.sum(axis=0) > 0,
-    )
-    null = [_ece(r, means * r.sum(axis=0)) for r in resampled]
-    # Centre the bootstrap on the reference's ECE: how often would noise alone reach ours?
-    spread = np.asarray(null) - float(np.mean(null))
-    pvalue = float((np.sum(ece_ref + spread >= ece) + 1) / (len(spread) + 1))
+    resampled = rng.multinomial(n, cells / cells.sum(), size=1000).reshape(1000, 2, SCORE_BINS)
+    totals = ref.score_counts.sum(axis=0)
+    means = np.divide(ref.score_sums, totals, out=np.zeros(SCORE_BINS), where=totals > 0)
+    null = np.array([_ece(r, means * r.sum(axis=0)) for r in resampled])
+    pvalue = float((np.sum(null >= ece) + 1) / (len(null) + 1))
     return _Metric("ece", ece, ece_ref, pvalue, False, absolute=True)

@@ -25,6 +25,7 @@ from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
 NAME = "data_quality"
+MIN_EXPECTED_ABSENT = 20  # P(none | 20 expected) is e^-20
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +135,26 @@ def _schema(
     model: str, window: WindowBounds, current: FeatureDrift, reference: FeatureDrift, minimum: int
 ) -> list[Finding]:
     """Features the reference had values of: still here (ok, so that an alert can
-    resolve) or gone; and features with values now that the reference never had."""
-    before = {k for k in _names(reference) if _count(reference, k) >= minimum}
+    resolve) or gone; and features with values now that the reference never had. Gone
+    means none where the reference's share predicts at least 20 (a rare feature absent
+    from a small window is chance, not a schema change)."""
+    window_size = max((_total(current, k) for k in _names(current)), default=0)
+    ref_size = max((_total(reference, k) for k in _names(reference)), default=0)
+    findings = []
+    for name in sorted(k for k in _names(reference) if _count(reference, k) >= minimum):
+        expected = _count(reference, name) / ref_size * window_size
+        if _count(current, name) > 0:
+            findings.append(_schema_finding(model, window, name, True))
+        elif expected >= MIN_EXPECTED_ABSENT:
+            findings.append(_schema_finding(model, window, name, False))
     new = sorted(k for k in _names(current) - _names(reference) if _count(current, k) >= minimum)
-    return [
-        _schema_finding(model, window, name, _count(current, name) > 0) for name in sorted(before)
-    ] + [_schema_finding(model, window, name, None) for name in new]
+    return findings + [_schema_finding(model, window, name, None) for name in new]
+
+
+def _total(state: FeatureDrift, name: str) -> int:
+    """Events a column was seen in, with a value or missing."""
+    column = state.numeric.get(name) or state.categorical.get(name)
+    return 0 if column is None else column.n + column.missing
 
 
 def _names(state: FeatureDrift) -> set[str]:
