@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Finding, ModelBinning, label_shift
-from streamwatch.detectors.performance import class_label
 from streamwatch.detectors.shadow import Shadow
 from streamwatch.events import Event
 from streamwatch.outcomes import LabelCounts, Outcomes
@@ -175,7 +176,7 @@ class ModelMonitor:
         return kept
 
     def _challenger(self, event: Event) -> None:
-        prediction = event.prediction if self._regression else class_label(event.prediction)
+        prediction = event.prediction  # compared as it is: the task may not be known yet
         score = math.nan if event.score is None else event.score
         key, version = str(event.event_id), str(event.model_version)
         entry = self.outcomes.join.peek(key)
@@ -186,13 +187,8 @@ class ModelMonitor:
 
     def _window(self, batch: Batch) -> tuple[int, int, list[ClosedWindow]]:
         ids = self.windows.add(batch)
+        self._pair_waiting(batch, ids)  # before the label join may take the entries
         self.outcomes.expect(batch, ids, self._regression)
-        if self.shadow.waiting and batch.event_ids is not None:
-            for key in self.shadow.waiting.keys() & set(batch.event_ids.tolist()):
-                entry = self.outcomes.join.peek(key)
-                version, prediction, score = self.shadow.waiting.pop(key)
-                if entry is not None:
-                    self.shadow.pair(entry[1], version, (entry[2], entry[3]), (prediction, score))
         late = int((ids == LATE).sum())
         return batch.n - late, late, self._close(final=False)
 
@@ -204,6 +200,29 @@ class ModelMonitor:
             ClosedWindow(self.model_id, e.bounds, 0, "outcomes", e.findings)
             for e in self.outcomes.due(lateness, final)
         ]
+
+    def _pair_waiting(self, batch: Batch, windows: np.ndarray) -> None:
+        """Challengers that came before their champion meet it in this batch."""
+        if not self.shadow.waiting or batch.event_ids is None:
+            return
+        waiting = self.shadow.waiting
+        here = {k: i for i, k in enumerate(batch.event_ids.tolist()) if k in waiting}
+        if not here:
+            return
+        outputs = batch.outputs
+        predictions = (
+            outputs.numeric.get("prediction")
+            if self._regression
+            else outputs.categorical.get("prediction")
+        )
+        scores = outputs.numeric.get("score")
+        for key, i in here.items():
+            version, prediction, score = waiting.pop(key)
+            if windows[i] == LATE or predictions is None:
+                continue
+            champion_score = math.nan if scores is None else float(scores[i])
+            champion = (predictions[i], champion_score)
+            self.shadow.pair(int(windows[i]), version, champion, (prediction, score))
 
     def _fit(self, batch: Batch) -> None:
         self.binning.features.fit(batch.features)

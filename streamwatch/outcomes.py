@@ -187,6 +187,10 @@ class Outcomes:
     def _evaluate(self, index: int) -> Evaluated:
         window = self.windows.pop(index)
         self.evaluated_through = max(self.evaluated_through, index)
+        # Changes found among late labels of windows judged already: nowhere to report.
+        stale = [w for w in self.concept.changes if w < index]
+        for w in stale:
+            del self.concept.changes[w]
         assert window.bounds is not None
         coverage = _coverage(self.model_id, window)
         concept = self.concept.evaluate(self.model_id, window.bounds)

@@ -20,6 +20,7 @@ from scipy.stats import norm
 
 from streamwatch.config import ShadowSettings
 from streamwatch.detectors.base import Finding
+from streamwatch.detectors.performance import class_label
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
@@ -42,6 +43,8 @@ class Shadow:
     settings: ShadowSettings
     windows: dict[int, dict[str, _Pairs]] = field(default_factory=dict)
     waiting: dict[str, tuple[str, object, float]] = field(default_factory=dict)
+    evaluated_through: int = -1  # pairs for windows up to here come too late
+    late: int = 0
 
     def pair(
         self,
@@ -50,6 +53,9 @@ class Shadow:
         champion: tuple[object, float],
         challenger: tuple[object, float],
     ) -> None:
+        if window <= self.evaluated_through:
+            self.late += 1  # its window was judged already: counted, not stranded
+            return
         pairs = self.windows.setdefault(window, {}).setdefault(version, _Pairs())
         pairs.n += 1
         pairs.agree += _same(champion[0], challenger[0])
@@ -67,6 +73,7 @@ class Shadow:
     def evaluate(self, model: str, window: WindowBounds) -> list[Finding]:
         findings = []
         s = self.settings
+        self.evaluated_through = max(self.evaluated_through, window.index)
         for version, p in sorted(self.windows.pop(window.index, {}).items()):
             if p.n < s.min_pairs:
                 continue
@@ -118,6 +125,8 @@ class Shadow:
                 for version, p in versions.items()
             ],
             "waiting": [[k, *v] for k, v in self.waiting.items()],
+            "evaluated_through": self.evaluated_through,
+            "late": self.late,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -127,12 +136,18 @@ class Shadow:
                 int(n), int(agree), int(scored), float(diff), float(diff_sq)
             )
         self.waiting = {str(k): (str(v), p, float(s)) for k, v, p, s in state["waiting"]}
+        self.evaluated_through, self.late = int(state["evaluated_through"]), int(state["late"])
 
 
 def _same(a: object, b: object) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return str(a) == str(b)
+    """Values within 0.1% of each other (regression), or the same class."""
+    if _number(a) and _number(b):
+        return math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-9)  # type: ignore[arg-type]
+    return class_label(a) == class_label(b)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _wilson_low(k: int, n: int) -> float:

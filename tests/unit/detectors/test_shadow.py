@@ -82,3 +82,30 @@ def test_a_challenger_flipping_20_percent_alarms_every_window_and_30_is_critical
         assert all(v["score_difference"] is Severity.OK for v in verdicts.values())
     _, verdicts = run(stream(np.random.default_rng(3), 10, flip=0.3, challenger_first=False))
     assert all(v["disagreement"] is Severity.CRITICAL for v in verdicts.values())
+
+
+def test_regression_versions_agreeing_within_a_tenth_of_a_percent_do_not_alarm() -> None:
+    lines = []
+    for minute in range(5):
+        for i in range(300):
+            t, value = minute * 60_000 + i * 200, float(20 + i % 13)
+            lines.append(event(f"{minute}-{i}", timestamp=t, model_version="1", prediction=value))
+            # Whole numbers sent as ints by the challenger, a hair off as floats otherwise.
+            other = int(value) if i % 2 else value * (1 + 1e-5)
+            lines.append(event(f"{minute}-{i}", timestamp=t, model_version="2", prediction=other))
+    _, verdicts = run(lines)
+    assert len(verdicts) == 5
+    assert {s for v in verdicts.values() for s in v.values()} == {Severity.OK}
+
+
+def test_a_challenger_waiting_while_the_label_came_first_is_still_paired() -> None:
+    lines = []
+    for minute in range(5):
+        for i in range(300):
+            t, eid = minute * 60_000 + i * 200, f"{minute}-{i}"
+            lines.append(event(eid, timestamp=t, model_version="2", prediction=0, score=0.1))
+            lines.append(event(eid, timestamp=t, label=1))
+            lines.append(event(eid, timestamp=t, model_version="1", prediction=1, score=0.9))
+    _, verdicts = run(lines)
+    assert len(verdicts) == 5
+    assert all(v["disagreement"] is Severity.CRITICAL for v in verdicts.values())
