@@ -245,7 +245,7 @@ class ModelMonitor:
 
     def _evaluate(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
         closed = self._compare(bounds, state, n)
-        self.outcomes.closed(bounds, n, closed.role)
+        self.outcomes.closed(bounds, n)
         closed.findings.extend(self.shadow.evaluate(self.model_id, bounds))  # needs no reference
         return closed
 

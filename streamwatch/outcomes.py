@@ -37,7 +37,6 @@ class _Window:
     slices: Slices
     bounds: WindowBounds | None = None  # known once the window has closed
     predictions: int = 0
-    role: str = ""
     labels: int = 0
     delay_total: float = 0.0
 
@@ -45,7 +44,6 @@ class _Window:
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     bounds: WindowBounds
-    role: str
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -165,9 +163,9 @@ class Outcomes:
             window.delay_total += float(part.delay.sum())
             self.joined += part.n
 
-    def closed(self, bounds: WindowBounds, n: int, role: str) -> None:
+    def closed(self, bounds: WindowBounds, n: int) -> None:
         window = self._window(bounds.index)
-        window.bounds, window.predictions, window.role = bounds, n, role
+        window.bounds, window.predictions = bounds, n
 
     def due(self, lateness: float, final: bool = False) -> list[Evaluated]:
         """Evaluate the closed windows whose labels have had their horizon."""
@@ -203,7 +201,7 @@ class Outcomes:
                     self.reference = window.performance
                 else:
                     self.reference.merge(window.performance)
-            return Evaluated(window.bounds, "reference", [coverage])
+            return Evaluated(window.bounds, [coverage])
         findings = [coverage]
         detectors = self.settings.detectors
         if detectors.concept_drift.enabled:
@@ -221,7 +219,7 @@ class Outcomes:
                 detectors.label_shift,
             )
             findings += [shift] if shift else []
-        return Evaluated(window.bounds, "evaluated", findings)
+        return Evaluated(window.bounds, findings)
 
     def _window(self, index: int) -> _Window:
         window = self.windows.get(index)
@@ -241,7 +239,6 @@ class Outcomes:
                     index,
                     None if w.bounds is None else [w.bounds.index, w.bounds.start, w.bounds.end],
                     w.predictions,
-                    w.role,
                     w.labels,
                     w.delay_total,
                     w.performance.snapshot(),
@@ -263,12 +260,10 @@ class Outcomes:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.join.restore(state["join"])
         self.windows = {}
-        for index, bounds, predictions, role, labels, delay, performance, slices in state[
-            "windows"
-        ]:
+        for index, bounds, predictions, labels, delay, performance, slices in state["windows"]:
             window = self._window(int(index))
             window.bounds = None if bounds is None else WindowBounds(*bounds)
-            window.predictions, window.role = int(predictions), str(role)
+            window.predictions = int(predictions)
             window.labels, window.delay_total = int(labels), float(delay)
             window.performance.restore(performance)
             window.slices.restore(slices)
