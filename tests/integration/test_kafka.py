@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import random
 import threading
 import urllib.request
 import uuid
@@ -113,7 +113,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reasons(
 ) -> None:
     source_topic, dlq = topics(2)
     garbage = [
-        os.urandom(200),
+        b"\xff" + random.Random(5).randbytes(199),  # binary junk, not JSON from byte 0
         b'{"event_id": "t1", "model_id": "m", "timestamp": 1, "score": 0.',  # truncated
         event("w1", score="high"),  # wrong type
         b'{"model_id": "m", "timestamp": 1, "score": 0.5}',  # no event_id
