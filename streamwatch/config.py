@@ -191,6 +191,18 @@ class DataQualitySettings(_Section):
     min_samples: int = Field(100, ge=10, description="fewer events: no verdict")
 
 
+class OutOfDistributionSettings(_Section):
+    """The share of events far from the reference in all features at once (detectors/ood)."""
+
+    enabled: bool = True
+    quantile: float = Field(0.99, gt=0.5, lt=1, description="reference distance quantile")
+    max_features: int = Field(50, ge=2, description="numeric features used, most present first")
+    warning: float = Field(0.02, gt=0, description="absolute rise of the share that warns")
+    critical: float = Field(0.1, gt=0, description="absolute rise of the share, critical")
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance level")
+    min_samples: int = Field(200, ge=10, description="fewer events: no fit, no verdict")
+
+
 class OperationalSettings(_Section):
     """Latency, error rate and volume against the reference (detectors/operational)."""
 
@@ -288,6 +300,7 @@ class DetectorSettings(_Section):
     label_shift: LabelShiftSettings = LabelShiftSettings()
     operational: OperationalSettings = OperationalSettings()
     data_quality: DataQualitySettings = DataQualitySettings()
+    out_of_distribution: OutOfDistributionSettings = OutOfDistributionSettings()
     grid_sample: int = Field(
         2048, ge=16, description="events per model used to fix the fine numeric bin grid"
     )

@@ -33,6 +33,7 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
     ("fraud", "feature_drift", "country"): DRIFT_WINDOWS,
     ("fraud", "prediction_drift", "score"): DRIFT_WINDOWS,
     ("fraud", "prediction_drift", "prediction"): DRIFT_WINDOWS,
+    ("fraud", "out_of_distribution", "inputs"): DRIFT_WINDOWS,
     ("fraud", "performance", "accuracy"): (6, 7, 8),
     ("fraud", "concept_drift", "errors"): (6, 7, 8),
     ("eta", "feature_drift", "traffic_index"): DRIFT_WINDOWS,

@@ -63,7 +63,7 @@ class ModelMonitor:
         self._warming_up = pinned is None
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
-            self._fit(pinned.batch)
+            self.binning.fit(pinned.batch)
             self.reference = self._new_state()
             self.reference.update(pinned.batch)
 
@@ -98,7 +98,7 @@ class ModelMonitor:
         windowed, late, closed = 0, 0, list[ClosedWindow]()
         if self._pending:
             batch, self._pending = Batch.concat(self._pending), []
-            self._fit(batch)
+            self.binning.fit(batch)
             windowed, late, closed = self._window(batch)
         self.outcomes.label(labels, self._regression)
         closed += self._outcomes(final=False)
@@ -128,10 +128,7 @@ class ModelMonitor:
                 "ignored": sorted(self.schema.ignored),
                 "segments": sorted(self.schema.segments),
             },
-            "binning": {
-                "features": self.binning.features.snapshot(),
-                "outputs": self.binning.outputs.snapshot(),
-            },
+            "binning": self.binning.snapshot(),
             "reference": None if self.reference is None else self.reference.snapshot(),
             "pinned": self.pinned,
             "windows": self.windows.snapshot(),
@@ -145,8 +142,7 @@ class ModelMonitor:
         self.schema.outputs = dict(state["schema"]["outputs"])
         self.schema.ignored = set(state["schema"]["ignored"])
         self.schema.segments = set(state["schema"]["segments"])
-        self.binning.features.restore(state["binning"]["features"])
-        self.binning.outputs.restore(state["binning"]["outputs"])
+        self.binning.restore(state["binning"])
         self.reference = None
         if state["reference"] is not None:
             self.reference = self._new_state()
@@ -223,10 +219,6 @@ class ModelMonitor:
             champion_score = math.nan if scores is None else float(scores[i])
             champion = (predictions[i], champion_score)
             self.shadow.pair(int(windows[i]), version, champion, (prediction, score))
-
-    def _fit(self, batch: Batch) -> None:
-        self.binning.features.fit(batch.features)
-        self.binning.outputs.fit(batch.outputs)
 
     def _warmed_up(self) -> bool:
         held = sum(b.n for b in self._pending)

@@ -22,7 +22,7 @@ import msgspec
 from streamwatch.config import Settings
 from streamwatch.errors import StateError
 
-FORMAT = 1
+FORMAT = 2  # 2: the model binning holds the inputs' Mahalanobis fit
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
 
 _SCHEMA = """

@@ -15,6 +15,7 @@ from streamwatch.detectors import quality
 from streamwatch.detectors.base import Detector, Finding
 from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Binning
+from streamwatch.detectors.ood import Mahalanobis, OutOfDistribution
 from streamwatch.detectors.operational import Operational
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -22,15 +23,34 @@ from streamwatch.windows import WindowBounds
 __all__ = ["FAMILIES", "Detector", "DetectorSet", "Finding", "ModelBinning", "Severity"]
 
 # Every detector family, for the shared check suite (tests/unit/detectors/test_contract.py).
-FAMILIES = (FeatureDrift, PredictionDrift, Operational)
+FAMILIES = (FeatureDrift, PredictionDrift, Operational, OutOfDistribution)
 
 
 class ModelBinning:
-    """How one model's features and outputs are binned, shared by all its windows."""
+    """How one model's features and outputs are binned, and where its inputs' centre
+    lies: fixed on its first events, shared by all its windows."""
 
     def __init__(self, settings: DetectorSettings) -> None:
         self.features = Binning(settings.feature_drift.max_categories)
         self.outputs = Binning(settings.prediction_drift.max_categories)
+        self.inputs = Mahalanobis(settings.out_of_distribution)
+
+    def fit(self, batch: Batch) -> None:
+        self.features.fit(batch.features)
+        self.outputs.fit(batch.outputs)
+        self.inputs.fit(batch.features)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "features": self.features.snapshot(),
+            "outputs": self.outputs.snapshot(),
+            "inputs": self.inputs.snapshot(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.features.restore(state["features"])
+        self.outputs.restore(state["outputs"])
+        self.inputs.restore(state["inputs"])
 
 
 class DetectorSet:
@@ -44,6 +64,8 @@ class DetectorSet:
             detectors.append(PredictionDrift(settings.prediction_drift, binning.outputs))
         if settings.operational.enabled:
             detectors.append(Operational(settings.operational))
+        if settings.out_of_distribution.enabled:
+            detectors.append(OutOfDistribution(settings.out_of_distribution, binning.inputs))
         self.detectors: dict[str, Detector] = {d.name: d for d in detectors}
         self.settings = settings
         self.n = 0

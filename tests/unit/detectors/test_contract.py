@@ -12,26 +12,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamwatch.batch import Batch, Columns
-from streamwatch.config import DriftSettings, OperationalSettings
-from streamwatch.detectors import FAMILIES, Severity
+from streamwatch.config import DetectorSettings, DriftSettings, OperationalSettings
+from streamwatch.detectors import FAMILIES, ModelBinning, Severity
 from streamwatch.detectors.drift import DriftDetector, FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Binning
+from streamwatch.detectors.ood import OutOfDistribution
 from streamwatch.detectors.operational import Operational
 from streamwatch.windows import WindowBounds
 
-Family = type[DriftDetector] | type[Operational]
+Family = type[DriftDetector] | type[Operational] | type[OutOfDistribution]
 BOUNDS = WindowBounds(0, 0.0, 600.0)
+SETTINGS = DetectorSettings()
 
 
-def build(family: Family, binning: Binning) -> Any:
+def build(family: Family, binning: ModelBinning) -> Any:
     """A fresh state of ``family``, sharing ``binning`` where it bins."""
     if issubclass(family, Operational):
         return Operational(OperationalSettings())
-    return family(DriftSettings(), binning)
+    if issubclass(family, OutOfDistribution):
+        return OutOfDistribution(SETTINGS.out_of_distribution, binning.inputs)
+    return family(DriftSettings(), binning.features)
 
 
 def test_every_family_is_checked() -> None:
-    assert set(FAMILIES) == {FeatureDrift, PredictionDrift, Operational}
+    assert set(FAMILIES) == {FeatureDrift, PredictionDrift, Operational, OutOfDistribution}
 
 
 def stream(seed: int, n: int) -> Batch:
@@ -47,10 +51,11 @@ def stream(seed: int, n: int) -> Batch:
     return Batch(np.arange(n, dtype=np.float64), columns, columns, None, operational)
 
 
-def fitted(family: Family, seed: int, n: int = 600) -> tuple[Binning, Batch]:
+def fitted(seed: int, n: int = 600) -> tuple[ModelBinning, Batch]:
     """A grid fixed on a first sample, and a stream to count on it."""
-    grid = Binning(max_categories=200)
-    build(family, grid).update(stream(seed + 1, 300))
+    grid = ModelBinning(SETTINGS)
+    grid.fit(stream(seed + 1, 300))
+    assert grid.inputs.fitted
     return grid, stream(seed, n)
 
 
@@ -59,7 +64,7 @@ def fitted(family: Family, seed: int, n: int = 600) -> tuple[Binning, Batch]:
 def test_merge_of_parts_equals_update_on_the_whole(
     family: Family, seed: int, cuts: list[int]
 ) -> None:
-    grid, batch = fitted(family, seed)
+    grid, batch = fitted(seed)
     whole = build(family, grid)
     whole.update(batch)
     bounds = sorted({0, batch.n, *cuts})
@@ -69,7 +74,7 @@ def test_merge_of_parts_equals_update_on_the_whole(
         part.update(batch.take(np.arange(lo, hi)))
         merged.merge(part)
     a, b = whole.snapshot(), merged.snapshot()
-    if family is Operational:
+    if family in (Operational, OutOfDistribution):
         assert a == b
         return
     for name, hist in a["numeric"].items():
@@ -86,7 +91,7 @@ def test_merge_of_parts_equals_update_on_the_whole(
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_snapshot_restores_through_json_to_the_same_verdicts(family: Family) -> None:
-    grid, batch = fitted(family, 1)
+    grid, batch = fitted(1)
     reference = build(family, grid)
     reference.update(batch)
     current = build(family, grid)
@@ -99,26 +104,27 @@ def test_snapshot_restores_through_json_to_the_same_verdicts(family: Family) -> 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_window_equal_to_its_reference_is_all_clear(family: Family) -> None:
-    grid, batch = fitted(family, 3)
+    grid, batch = fitted(3)
     reference, current = build(family, grid), build(family, grid)
     reference.update(batch)
     current.update(batch)
     findings = current.evaluate("m", BOUNDS, reference)
     assert findings
     assert all(f.severity is Severity.OK for f in findings)
-    if family is not Operational:
+    if family is OutOfDistribution:
+        assert {f.subject for f in findings} == {"inputs"}
+        assert all(f.value == 0.0 for f in findings)
+    elif family is not Operational:
         assert {f.subject for f in findings} == {"x", "y", "k"}
         assert all(f.value == 0.0 for f in findings)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_state_holds_no_raw_values(family: Family) -> None:
-    grid, batch = fitted(family, 4)
+    grid, batch = fitted(4)
     detector = build(family, grid)
     detector.update(batch)
-    stored = msgspec.json.encode(
-        [detector.snapshot(), {k: v.tolist() for k, v in grid.edges.items()}]
-    )
+    stored = msgspec.json.encode([detector.snapshot(), grid.snapshot()])
     for value in batch.features.numeric["x"][:50]:
         if np.isfinite(value):
             assert repr(float(value)).encode() not in stored
