@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from streamwatch.events import Event
+
+if TYPE_CHECKING:
+    from streamwatch.config import Settings, Task
 
 Kind = Literal["numeric", "categorical"]
 FloatArray = NDArray[np.float64]
@@ -136,12 +139,20 @@ class Schema:
     limit, and names longer than 256 characters, are ignored and counted.
     """
 
-    def __init__(self, max_columns: int = 500) -> None:
+    def __init__(self, max_columns: int = 500, task: Task = "auto") -> None:
         self.features: dict[str, Kind] = {}
         self.outputs: dict[str, Kind] = {}
+        if task != "auto":
+            self.outputs["prediction"] = "categorical" if task == "classification" else "numeric"
         self.max_columns = max_columns
         self.ignored: set[str] = set()
         self.segments: set[str] = set()  # segment keys, at most MAX_SEGMENTS
+
+    @classmethod
+    def of(cls, model_id: str, settings: Settings) -> Schema:
+        """A model's schema, with its task where the settings name one."""
+        performance = settings.detectors.performance
+        return cls(settings.max_columns, performance.tasks.get(model_id, performance.task))
 
     def build(self, events: Sequence[Event]) -> Batch:
         """Turn decoded prediction events of one model into a columnar batch."""

@@ -111,9 +111,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _engine(settings: Settings, sinks: list[RoutedSink], metrics: Metrics) -> Engine:
     reference = None
     if settings.reference.path is not None:
-        reference = load_reference(
-            settings.reference.path, settings.max_message_bytes, settings.max_columns
-        )
+        reference = load_reference(settings.reference.path, settings)
     return Engine(settings, sinks, metrics, reference)
 
 

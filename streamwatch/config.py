@@ -170,10 +170,17 @@ class DriftSettings(_Section):
         return (set_warning or warning, set_critical or critical)
 
 
+Task = Literal["auto", "classification", "regression"]
+
+
 class PerformanceSettings(_Section):
     """Performance against the reference once labels join (see detectors/performance)."""
 
     enabled: bool = True
+    # "auto" reads a model as a classifier when it sends scores, probabilities, or
+    # string or boolean predictions; a classifier sending bare integers needs saying so.
+    task: Task = Field("auto", description="classification, regression, or auto")
+    tasks: dict[str, Task] = Field(default_factory=dict, description="model id -> its task")
     positive_class: str = Field("1", description="the class precision, recall, F1 are of")
     warning: float = Field(0.05, gt=0, description="relative degradation that warns")
     critical: float = Field(0.15, gt=0, description="relative degradation that is critical")

@@ -50,7 +50,7 @@ class ModelMonitor:
     def __init__(self, model_id: str, settings: Settings, pinned: Pinned | None = None) -> None:
         self.model_id = model_id
         self.settings = settings
-        self.schema = pinned.schema if pinned else Schema(settings.max_columns)
+        self.schema = pinned.schema if pinned else Schema.of(model_id, settings)
         self.binning = ModelBinning(settings.detectors)
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference: DetectorSet | None = None

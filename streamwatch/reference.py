@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamwatch.batch import Batch, Schema
+from streamwatch.config import Settings
 from streamwatch.errors import ConfigError
 from streamwatch.events import decode_batch
 from streamwatch.route import route
@@ -26,18 +27,18 @@ class Pinned:
     batch: Batch
 
 
-def load_reference(path: Path, max_bytes: int, max_columns: int = 500) -> dict[str, Pinned]:
+def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
     """Read a reference file into columns per model; bad lines are skipped and counted."""
     source = ReplaySource([path])
     schemas: dict[str, Schema] = {}
     parts: dict[str, list[Batch]] = {}
     bad = 0
     while (messages := source.poll(10_000)) is not None:
-        decoded = decode_batch(messages, max_bytes)
+        decoded = decode_batch(messages, settings.max_message_bytes)
         bad += len(decoded.bad)
         for model_id, events in route(decoded.events).items():
             if events.predictions:
-                schema = schemas.setdefault(model_id, Schema(max_columns))
+                schema = schemas.setdefault(model_id, Schema.of(model_id, settings))
                 parts.setdefault(model_id, []).append(schema.build(events.predictions))
     if bad:
         log.warning("reference file has bad lines", extra={"path": str(path), "bad": bad})

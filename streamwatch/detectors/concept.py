@@ -7,7 +7,8 @@ error rate from 0.20 to 0.35 found within 63 labels), or Page-Hinkley, DDM or ED
 change found between window boundaries is reported with the window its label's
 prediction belonged to, when that window's outcomes are evaluated. Page-Hinkley, DDM
 and EDDM at their default settings alarm often on long streams (BENCHMARKS.md):
-calibrate them before use.
+calibrate them before use. A sequential test reads errors in their order, so its
+state has no merge: there is one detector per model, checkpointed whole.
 """
 
 from __future__ import annotations

@@ -35,6 +35,13 @@ class _Pairs:
     diff: float = 0.0
     diff_sq: float = 0.0
 
+    def merge(self, other: _Pairs) -> None:
+        self.n += other.n
+        self.agree += other.agree
+        self.scored += other.scored
+        self.diff += other.diff
+        self.diff_sq += other.diff_sq
+
 
 @dataclass(slots=True)
 class Shadow:
@@ -69,6 +76,17 @@ class Shadow:
         self.waiting[event_id] = (version, prediction, score)
         if len(self.waiting) > self.settings.max_waiting:
             del self.waiting[next(iter(self.waiting))]  # the oldest makes room
+
+    def merge(self, other: Shadow) -> None:
+        """Add the pairs counted on another part of the stream (same windows, versions)."""
+        for index, versions in other.windows.items():
+            mine = self.windows.setdefault(index, {})
+            for version, pairs in versions.items():
+                mine.setdefault(version, _Pairs()).merge(pairs)
+        self.late += other.late
+        self.evaluated_through = max(self.evaluated_through, other.evaluated_through)
+        for key, waiting in other.waiting.items():
+            self.wait(key, *waiting)
 
     def evaluate(self, model: str, window: WindowBounds) -> list[Finding]:
         findings = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamwatch.batch import Batch, Schema
+from streamwatch.config import DetectorSettings, PerformanceSettings, Settings
 from streamwatch.events import Event, decode
 from tests.factories import event, origin
 
@@ -49,6 +50,21 @@ def test_numbers_without_scores_are_a_regression_output_even_when_whole() -> Non
     assert schema.outputs["prediction"] == "numeric"
     np.testing.assert_array_equal(first.outputs.numeric["prediction"], [20.0, 21.0])
     np.testing.assert_array_equal(later.outputs.numeric["prediction"], [20.5, np.nan])
+
+
+def test_a_configured_task_overrides_the_guess_per_model() -> None:
+    settings = Settings(
+        detectors=DetectorSettings(
+            performance=PerformanceSettings(task="regression", tasks={"churn": "classification"})
+        )
+    )
+    churn, eta = Schema.of("churn", settings), Schema.of("eta", settings)
+    classes = churn.build(events(event(prediction=1), event(prediction=0)))
+    values = eta.build(events(event(prediction="7", score=0.5)))
+    assert churn.outputs["prediction"] == "categorical"
+    assert classes.outputs.categorical["prediction"].tolist() == ["1", "0"]
+    assert eta.outputs["prediction"] == "numeric"
+    np.testing.assert_array_equal(values.outputs.numeric["prediction"], [np.nan])
 
 
 def test_classes_with_probabilities_and_string_labels() -> None:

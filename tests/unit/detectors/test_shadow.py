@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as hst
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import DetectorSettings, Settings, ShadowSettings, WindowSettings
 from streamwatch.detectors import Severity
+from streamwatch.detectors.shadow import Shadow
 from streamwatch.engine import Engine
 from streamwatch.events import Origin
 from streamwatch.metrics import Metrics
@@ -109,3 +112,33 @@ def test_a_challenger_waiting_while_the_label_came_first_is_still_paired() -> No
     _, verdicts = run(lines)
     assert len(verdicts) == 5
     assert all(v["disagreement"] is Severity.CRITICAL for v in verdicts.values())
+
+
+@given(
+    pairs=hst.lists(
+        hst.tuples(
+            hst.integers(0, 3),
+            hst.sampled_from(["2", "3"]),
+            hst.integers(0, 1),
+            hst.integers(0, 1),
+            hst.floats(0, 1),
+            hst.floats(0, 1),
+        ),
+        max_size=60,
+    ),
+    cut=hst.integers(0, 60),
+)
+def test_merge_of_parts_equals_pairing_the_whole(
+    pairs: list[tuple[int, str, int, int, float, float]], cut: int
+) -> None:
+    def paired(part: list[tuple[int, str, int, int, float, float]]) -> Shadow:
+        shadow = Shadow(ShadowSettings())
+        for window, version, champion, challenger, a, b in part:
+            shadow.pair(window, version, (champion, a), (challenger, b))
+        return shadow
+
+    whole, merged = paired(pairs), paired(pairs[:cut])
+    merged.merge(paired(pairs[cut:]))
+    got, expected = sorted(merged.snapshot()["windows"]), sorted(whole.snapshot()["windows"])
+    assert [row[:5] for row in got] == [row[:5] for row in expected]  # window, version, counts
+    assert np.allclose([row[5:] for row in got], [row[5:] for row in expected])  # float sums
