@@ -48,6 +48,7 @@ class Alert:
     value: float
     threshold: float
     window: WindowBounds
+    repeated: bool = False  # still firing, sent again after the repeat interval
 
     @property
     def severity(self) -> Severity:
@@ -64,6 +65,7 @@ class Alert:
             "value": self.value,
             "threshold": self.threshold,
             "window": {"start": isoformat(self.window.start), "end": isoformat(self.window.end)},
+            "repeated": self.repeated,
         }
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -321,6 +322,13 @@ def _alerting(severity: Severity) -> Severity:
 
 class _SinkBase(_Section):
     min_severity: Annotated[Severity, AfterValidator(_alerting)] = Severity.WARNING
+    matchers: dict[str, str] = Field(
+        default_factory=dict, description="only alerts whose labels have these values"
+    )
+    timeout: Duration = Field(10.0, gt=0, description="one delivery attempt at most")
+    max_attempts: int = Field(8, ge=1, description="attempts before a notification is dead")
+    retry_base: Duration = Field(1.0, gt=0, description="first backoff; doubles per attempt")
+    retry_cap: Duration = Field(300.0, gt=0, description="longest backoff between attempts")
 
 
 class LogSinkSettings(_SinkBase):
@@ -332,7 +340,120 @@ class FileSinkSettings(_SinkBase):
     path: Path
 
 
-SinkSettings = Annotated[LogSinkSettings | FileSinkSettings, Field(discriminator="kind")]
+class AppriseSinkSettings(_SinkBase):
+    """Chat and email through apprise: mailto://, slack://, discord://, tgram://, ..."""
+
+    kind: Literal["apprise"]
+    urls: tuple[SecretStr, ...] = Field(min_length=1, description="apprise URLs (secrets)")
+
+
+class WebhookSinkSettings(_SinkBase):
+    """Alertmanager's webhook payload, signed the Standard Webhooks way."""
+
+    kind: Literal["webhook"]
+    url: str
+    secret: SecretStr | None = Field(None, description="whsec_... signing secret")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="extra headers")
+
+
+class RetrainSinkSettings(_SinkBase):
+    """A retraining run triggered by a firing alert, at most once per model per cooldown."""
+
+    kind: Literal["retrain"]
+    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Severity.CRITICAL
+    preset: Literal["github_workflow", "github_repository", "airflow", "generic"] = "generic"
+    url: str = Field(description="the dispatch, DAG-run or generic endpoint")
+    token: SecretStr | None = Field(None, description="bearer token (GitHub) or basic user:pass")
+    ref: str = Field("main", description="git ref of a workflow_dispatch")
+    event_type: str = Field("streamwatch-retrain", description="repository_dispatch type")
+    body: str | None = Field(None, description="generic preset: JSON template with $fields")
+    secret: SecretStr | None = Field(None, description="whsec_... signing secret (generic)")
+    cooldown: Duration = Field(86400.0, ge=0, description="one trigger per model per cooldown")
+
+
+class JiraSinkSettings(_SinkBase):
+    kind: Literal["jira"]
+    url: str = Field(description="base URL, e.g. https://example.atlassian.net")
+    project: str
+    issue_type: str = "Bug"
+    user: str = Field(description="account email (Cloud) or user name")
+    token: SecretStr
+    resolve_transition: str | None = Field(None, description="transition name on resolve")
+
+
+class GithubIssueSinkSettings(_SinkBase):
+    kind: Literal["github_issue"]
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
+    token: SecretStr
+    api_url: str = "https://api.github.com"
+    close_on_resolve: bool = True
+
+
+class KafkaSinkSettings(_SinkBase):
+    kind: Literal["kafka"]
+    topic: str
+    bootstrap_servers: str | None = Field(None, description="default: the source's brokers")
+
+
+SinkSettings = Annotated[
+    LogSinkSettings
+    | FileSinkSettings
+    | AppriseSinkSettings
+    | WebhookSinkSettings
+    | RetrainSinkSettings
+    | JiraSinkSettings
+    | GithubIssueSinkSettings
+    | KafkaSinkSettings,
+    Field(discriminator="kind"),
+]
+
+
+class Hysteresis(_Section):
+    """When an alert fires and resolves, counted in conclusive windows."""
+
+    fire_after: int = Field(1, ge=1, description="breaching windows among the last of_last")
+    of_last: int = Field(1, ge=1, description="the windows fire_after counts in")
+    resolve_after: int = Field(1, ge=1, description="clean windows in a row that resolve")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Hysteresis:
+        if self.fire_after > self.of_last:
+            raise ValueError(f"fire_after ({self.fire_after}) exceeds of_last ({self.of_last})")
+        return self
+
+
+class Silence(_Section):
+    """Alerts matching every label here are recorded but not sent, from starts to ends
+    (event time, epoch seconds or RFC 3339)."""
+
+    matchers: dict[str, str] = Field(min_length=1)
+    starts: AwareDatetime
+    ends: AwareDatetime
+    comment: str = ""
+
+
+class AlertSettings(_Section):
+    """The alert lifecycle (alerts.py): hysteresis, repeats, silences, extra labels."""
+
+    hysteresis: Hysteresis = Hysteresis()
+    detectors: dict[str, Hysteresis] = Field(
+        default_factory=dict, description="detector name -> its own hysteresis"
+    )
+    repeat_interval: Duration = Field(
+        4 * 3600.0, gt=0, description="a firing alert is repeated at most this often"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="added to every alert")
+    silences: tuple[Silence, ...] = ()
+
+    def hysteresis_of(self, detector: str) -> Hysteresis:
+        return self.detectors.get(detector, self.hysteresis)
+
+
+class OutboxSettings(_Section):
+    """Notifications waiting for delivery (outbox.py), beside the state file by default."""
+
+    path: Path | None = Field(None, description="default: the state path + .outbox")
+    drain_timeout: Duration = Field(30.0, ge=0, description="wait for sends at the end")
 
 
 def _default_sinks() -> dict[str, SinkSettings]:
@@ -371,6 +492,8 @@ class Settings(BaseSettings):
         default_factory=_default_sinks,
         description="named sinks, each with a kind",
     )
+    alerts: AlertSettings = AlertSettings()
+    outbox: OutboxSettings = OutboxSettings()
     server: ServerSettings = ServerSettings()
     state: StateSettings = StateSettings()
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")

@@ -15,16 +15,22 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryFailed:
+    """``retryable``: a network error, a timeout, 429 or 5xx; anything else will fail
+    the same way again. ``retry_after``: seconds the receiver asked us to wait."""
+
     sink: str
     reason: str
     retryable: bool
+    retry_after: float | None = None
 
 
 DeliveryResult = Delivered | DeliveryFailed
 
 
 class Sink(Protocol):
-    """Where notifications go. ``send`` reports failure as a value, it does not raise."""
+    """Where notifications go. ``send`` reports failure as a value, it does not raise,
+    and returns within the sink's timeout. The same notification may be sent again
+    after a failure or a restart: ``notification.id`` says it is the same one."""
 
     name: str
 

@@ -1,0 +1,78 @@
+"""HTTP delivery shared by the webhook, retrain and ticket sinks: one ``requests``
+session per sink, a timeout on every call, and failures told apart (retry on network
+errors, 429 and 5xx, honouring ``Retry-After``; give up on anything else)."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import requests
+
+from streamwatch.sinks.base import Delivered, DeliveryFailed
+
+USER_AGENT = "streamwatch"
+
+
+class HttpError(Exception):
+    """A call that did not succeed, already classified for the outbox."""
+
+    def __init__(self, failure: DeliveryFailed) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+class Http:
+    """Calls to one service on behalf of one sink."""
+
+    def __init__(self, sink: str, timeout: float, headers: dict[str, str] | None = None) -> None:
+        self.sink = sink
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, **(headers or {})})
+
+    def call(
+        self, method: str, url: str, ok: tuple[int, ...] = (), **kwargs: Any
+    ) -> requests.Response:
+        """The response of a 2xx (or an ``ok`` status); :class:`HttpError` otherwise."""
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            # The URL may hold a secret: name the kind of failure, not the request.
+            raise HttpError(
+                DeliveryFailed(self.sink, f"{method} failed: {type(exc).__name__}", True)
+            ) from None
+        if response.ok or response.status_code in ok:
+            return response
+        status = response.status_code
+        retryable = status == 429 or status >= 500
+        reason = f"{method} answered {status} {response.reason}: {response.text[:200]}"
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        raise HttpError(DeliveryFailed(self.sink, reason, retryable, retry_after))
+
+    def deliver(self, method: str, url: str, **kwargs: Any) -> Delivered | DeliveryFailed:
+        """One call as a delivery result."""
+        try:
+            self.call(method, url, **kwargs)
+        except HttpError as exc:
+            return exc.failure
+        return Delivered(self.sink)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
