@@ -1,21 +1,26 @@
-"""Alerts: findings of a closed window turned into firing and resolved alerts.
+"""Alerts: findings of closed windows turned into firing, repeated and resolved alerts.
 
-An alert is identified by its labels (alertname, model, detector, subject, statistic:
-the check, as one feature has several) and their fingerprint. It fires when its subject
-breaches, and resolves on the next conclusive clean window. The findings of one model
-and window travel as one notification.
+An alert is identified by its sorted labels (the configured extra labels, alertname,
+model, detector, subject, statistic: the check, as one feature has several) and their
+fingerprint. Counting conclusive windows only (a finding was made), it fires when
+``fire_after`` of the last ``of_last`` breach, is sent again when it escalates or
+every ``repeat_interval`` while it still breaches, and resolves after
+``resolve_after`` clean windows in a row. A critical alert of a model inhibits that
+model's warnings of the same detector. The alerts of one model and window travel as
+one notification.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 
+from streamwatch.config import AlertSettings
 from streamwatch.detectors import Finding, Severity
 from streamwatch.windows import WindowBounds
 
@@ -104,33 +109,82 @@ class Notification:
 
 
 @dataclass(slots=True)
-class _Active:
-    starts_at: float
-    severity: Severity
+class _Track:
+    """One alert's recent verdicts and lifecycle."""
+
+    labels: dict[str, str]
+    breaches: list[bool] = field(default_factory=list)  # the last ``of_last`` verdicts
+    clean: int = 0  # clean windows in a row
+    severity: Severity | None = None  # as announced while firing; None: not firing
+    starts_at: float = 0.0
+    sent_at: float | None = None  # window end of the last notification; None: unannounced
+
+    def snapshot(self) -> list[Any]:
+        severity = None if self.severity is None else self.severity.value
+        return [self.labels, self.breaches, self.clean, severity, self.starts_at, self.sent_at]
+
+    @classmethod
+    def restore(cls, state: list[Any]) -> _Track:
+        labels, breaches, clean, severity, starts_at, sent_at = state
+        return cls(
+            dict(labels),
+            [bool(b) for b in breaches],
+            int(clean),
+            None if severity is None else Severity(severity),
+            float(starts_at),
+            None if sent_at is None else float(sent_at),
+        )
 
 
 class AlertPolicy:
-    """Which findings start, escalate or end an alert; remembers what is firing."""
+    """Which findings start, repeat, escalate or end an alert; remembers each alert's
+    recent windows. Times are event times (window ends), so replaying the same input
+    after a crash yields the same notifications with the same ids."""
 
-    def __init__(self) -> None:
-        self.active: dict[str, _Active] = {}
+    def __init__(self, settings: AlertSettings | None = None) -> None:
+        self.settings = settings or AlertSettings()
+        self.tracks: dict[str, _Track] = {}
+
+    @property
+    def firing(self) -> dict[str, Severity]:
+        """Fingerprint -> severity of every alert firing now."""
+        return {k: t.severity for k, t in self.tracks.items() if t.severity is not None}
 
     def snapshot(self) -> dict[str, Any]:
-        return {key: [a.starts_at, a.severity.value] for key, a in self.active.items()}
+        return {key: track.snapshot() for key, track in self.tracks.items()}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.active = {key: _Active(float(s), Severity(v)) for key, (s, v) in state.items()}
+        self.tracks = {key: _Track.restore(track) for key, track in state.items()}
 
     def observe(
         self, model: str, window: WindowBounds, findings: Iterable[Finding]
     ) -> Notification | None:
-        alerts = [a for f in findings if (a := self._observe(f)) is not None]
+        """The notification of one model's window: what fired, repeated, escalated or
+        resolved in it, less warnings inhibited by a critical alert of their detector."""
+        changes = [c for f in findings if (c := self._observe(f)) is not None]
+        critical = {
+            (t.labels["model"], t.labels["detector"])
+            for t in self.tracks.values()
+            if t.severity is Severity.CRITICAL
+        }
+        alerts = []
+        for key, alert in changes:
+            inhibited = (
+                alert.status == "firing"
+                and alert.severity is Severity.WARNING
+                and (alert.labels["model"], alert.labels["detector"]) in critical
+            )
+            if not inhibited:
+                alerts.append(alert)
+                if alert.status == "firing":
+                    self.tracks[key].sent_at = window.end
         if not alerts:
             return None
         return Notification(_notification_id(model, window, alerts), model, window, tuple(alerts))
 
-    def _observe(self, finding: Finding) -> Alert | None:
+    def _observe(self, finding: Finding) -> tuple[str, Alert] | None:
         labels = {
+            **self.settings.labels,
             "alertname": _alertname(finding.detector),
             "model": finding.model,
             "detector": finding.detector,
@@ -138,17 +192,73 @@ class AlertPolicy:
             "statistic": finding.statistic,
         }
         key = fingerprint(labels)
-        active = self.active.get(key)
-        if finding.severity is Severity.OK:
-            if active is None:
+        track = self.tracks.get(key)
+        breach = finding.severity is not Severity.OK
+        if track is None:
+            if not breach:
+                return None  # nothing to remember about a clean subject
+            track = self.tracks[key] = _Track(labels)
+        rule = self.settings.hysteresis_of(finding.detector)
+        track.breaches = [*track.breaches, breach][-rule.of_last :]
+        track.clean = 0 if breach else track.clean + 1
+        alert = self._transition(key, track, finding, rule.fire_after, rule.resolve_after)
+        if track.severity is None and not any(track.breaches):
+            del self.tracks[key]  # not firing and nothing recent: forget it
+        return None if alert is None else (key, alert)
+
+    def _transition(
+        self, key: str, track: _Track, finding: Finding, fire_after: int, resolve_after: int
+    ) -> Alert | None:
+        end = finding.window.end
+        if track.severity is None:  # not firing
+            if sum(track.breaches) < fire_after or finding.severity is Severity.OK:
                 return None
-            del self.active[key]
-            return _alert("resolved", labels, key, finding, active.severity, active.starts_at)
-        if active is not None and finding.severity.rank <= active.severity.rank:
-            return None  # still firing, no worse than announced: nothing new to say
-        starts_at = active.starts_at if active else finding.window.end
-        self.active[key] = _Active(starts_at, finding.severity)
-        return _alert("firing", labels, key, finding, finding.severity, starts_at)
+            track.severity, track.starts_at, track.sent_at = finding.severity, end, None
+            return _alert("firing", track.labels, key, finding, finding.severity, end)
+        if track.clean >= resolve_after:
+            announced, severity = track.sent_at is not None, track.severity
+            track.severity, track.breaches = None, []
+            if not announced:
+                return None  # inhibited all along: nobody heard it fire
+            return _alert("resolved", track.labels, key, finding, severity, track.starts_at)
+        if finding.severity.rank > track.severity.rank:  # escalated
+            track.severity = finding.severity
+            return _alert("firing", track.labels, key, finding, finding.severity, track.starts_at)
+        if finding.severity is not Severity.OK and (
+            track.sent_at is None or end - track.sent_at >= self.settings.repeat_interval
+        ):
+            return _alert(
+                "firing", track.labels, key, finding, track.severity, track.starts_at, True
+            )
+        return None
+
+
+def sample_notification(now: float) -> Notification:
+    """A notification marked as a test in its every field, for ``streamwatch test-alert``."""
+    window = WindowBounds(0, now - 60.0, now)
+    labels = {
+        "alertname": "StreamwatchTest",
+        "model": "streamwatch-test",
+        "detector": "test",
+        "subject": "test",
+        "statistic": "test",
+        "severity": Severity.WARNING.value,
+    }
+    alert = Alert(
+        status="firing",
+        labels=labels,
+        summary="TEST: streamwatch test notification, no action needed",
+        description="This is a test sent by `streamwatch test-alert` to check this sink.",
+        starts_at=now,
+        ends_at=None,
+        fingerprint=fingerprint(labels),
+        value=0.0,
+        threshold=0.0,
+        window=window,
+    )
+    return Notification(
+        _notification_id("streamwatch-test", window, [alert]), "streamwatch-test", window, (alert,)
+    )
 
 
 def _alert(
@@ -158,6 +268,7 @@ def _alert(
     finding: Finding,
     severity: Severity,
     starts_at: float,
+    repeated: bool = False,
 ) -> Alert:
     what = f"{finding.detector.replace('_', ' ')} on {finding.subject} of {finding.model}"
     summary = f"{severity.value}: {what}" if status == "firing" else f"resolved: {what}"
@@ -172,6 +283,7 @@ def _alert(
         value=finding.value,
         threshold=finding.threshold,
         window=finding.window,
+        repeated=repeated,
     )
 
 

@@ -1,4 +1,4 @@
-"""``streamwatch run | replay | demo | produce-demo | check-config``: the command line."""
+"""``streamwatch run | replay | demo | produce-demo | check-config | test-alert``: the CLI."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 from tqdm import tqdm
 
 from streamwatch import demo, logs
+from streamwatch.alerts import sample_notification
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.engine import Engine, Outcome
 from streamwatch.errors import ConfigError, SourceError, StateError
 from streamwatch.metrics import Metrics
+from streamwatch.outbox import Outbox, outbox_path
 from streamwatch.reference import load_reference
-from streamwatch.sinks import RoutedSink, build_sinks
+from streamwatch.sinks import Delivered, RoutedSink, build_sinks
 from streamwatch.sources import ReplaySource, Source
 from streamwatch.sources.kafka import KafkaSource
 from streamwatch.state import StateStore
@@ -86,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = command("check-config", _check_config, "print the effective settings, or what is wrong")
     config_options(check)
+
+    test = command("test-alert", _test_alert, "send a test notification through the sinks")
+    test.add_argument(
+        "--sink", action="append", default=[], metavar="NAME", help="only this sink; repeatable"
+    )
+    config_options(test)
     return parser
 
 
@@ -98,29 +106,62 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test_alert(args: argparse.Namespace) -> int:
+    """Send a marked test notification straight through each sink (no outbox, no
+    retries) and say per sink whether it arrived. Retrain sinks start real runs, so
+    they are only tried when named with --sink."""
+    settings = _settings(args)
+    unknown = sorted(set(args.sink) - set(settings.sinks))
+    if unknown:
+        raise ConfigError(
+            f"no sink named {', '.join(unknown)}; configured: {sorted(settings.sinks)}"
+        )
+    notification = sample_notification(time.time())
+    failed = 0
+    for routed in build_sinks(settings):
+        name, kind = routed.sink.name, routed.settings.kind
+        if (args.sink and name not in args.sink) or (kind == "retrain" and name not in args.sink):
+            print(
+                f"{name:<16} skipped"
+                + (" (retrain: name it with --sink)" if kind == "retrain" else "")
+            )
+            continue
+        result = routed.sink.send(notification)
+        routed.sink.close()
+        if isinstance(result, Delivered):
+            print(f"{name:<16} delivered")
+        else:
+            failed += 1
+            print(f"{name:<16} FAILED: {result.reason}")
+    return 1 if failed else 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
     source = ReplaySource(args.files)
     metrics = Metrics(CollectorRegistry())
     started = time.perf_counter()
-    _run(settings, source, build_sinks(settings.sinks), metrics)
+    _run(settings, source, build_sinks(settings), metrics)
     print(_summary(metrics, time.perf_counter() - started))
     return 0
 
 
-def _engine(settings: Settings, sinks: list[RoutedSink], metrics: Metrics) -> Engine:
+def _engine(
+    settings: Settings, sinks: list[RoutedSink], metrics: Metrics, outbox: Outbox | None = None
+) -> Engine:
     reference = None
     if settings.reference.path is not None:
         reference = load_reference(settings.reference.path, settings)
-    return Engine(settings, sinks, metrics, reference)
+    return Engine(settings, sinks, metrics, reference, outbox)
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.configure(args.log_level, sys.stdout)
-    sinks = build_sinks(settings.sinks)
+    sinks = build_sinks(settings)
     registry = CollectorRegistry()
-    engine = _engine(settings, sinks, Metrics(registry))
+    outbox = Outbox(outbox_path(settings))
+    engine = _engine(settings, sinks, Metrics(registry), outbox)
     server = None
     if settings.server.enabled:
         server, _ = start_http_server(settings.server.port, settings.server.host, registry)
@@ -153,14 +194,14 @@ def _run_daemon(args: argparse.Namespace) -> int:
             raise
         log.info("stopped before Kafka could be reached")
         store.close()
+        outbox.close()
         return 0
     try:
         engine.run(source, store)
     finally:
         source.close()
         store.close()
-        for routed in sinks:
-            routed.sink.close()
+        outbox.close()
         if server is not None:
             server.shutdown()
     log.info("stopped", extra=engine.metrics.summary())
@@ -182,8 +223,6 @@ def _run(
     with bar:
         outcomes = engine.run(source, progress=bar.update)
     source.close()
-    for routed in sinks:
-        routed.sink.close()
     return outcomes
 
 
@@ -230,7 +269,7 @@ def _demo(args: argparse.Namespace) -> int:
         settings = demo.settings()
         metrics = Metrics(CollectorRegistry())
         started = time.perf_counter()
-        outcomes = _run(settings, ReplaySource([path]), build_sinks(settings.sinks), metrics)
+        outcomes = _run(settings, ReplaySource([path]), build_sinks(settings), metrics)
         print("\n" + _summary(metrics, time.perf_counter() - started))
     fired = demo.fired(outcomes)
     print("\nAlerts fired (window start, model, detector, subject):")

@@ -20,9 +20,11 @@ from streamwatch.events import BadEvent, decode_batch, gc_paused
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
 from streamwatch.model import ClosedWindow, ModelMonitor, Processed
+from streamwatch.outbox import Dispatcher, Outbox
 from streamwatch.reference import Pinned
 from streamwatch.route import route
-from streamwatch.sinks import Delivered, DeliveryFailed, RoutedSink
+from streamwatch.routing import Router
+from streamwatch.sinks import RoutedSink
 from streamwatch.sources import Message, Source
 from streamwatch.state import Offsets, StateStore
 
@@ -46,13 +48,16 @@ class Engine:
         sinks: Sequence[RoutedSink],
         metrics: Metrics,
         reference: Mapping[str, Pinned] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
-        self.sinks = sinks
         self.metrics = metrics
         self.reference = reference or {}
         self.models: dict[str, ModelMonitor] = {}
-        self.policy = AlertPolicy()
+        self.policy = AlertPolicy(settings.alerts)
+        self.outbox = outbox or Outbox()
+        self.router = Router(sinks, settings.alerts.silences, self.outbox)
+        self.dispatcher = Dispatcher(self.outbox, sinks, metrics)
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process
         self.stopping = threading.Event()
         self._bad_log = RateLimited()
@@ -67,6 +72,20 @@ class Engine:
     ) -> list[Outcome]:
         """Process the source until it ends (then close every window) or :attr:`stopping`
         is set (then checkpoint what was processed and stop)."""
+        self.dispatcher.start()
+        try:
+            return self._loop(source, store, progress)
+        finally:
+            if not self.dispatcher.drain(self.settings.outbox.drain_timeout):
+                log.warning(
+                    "notifications still pending at exit; a durable outbox sends them on restart",
+                    extra={"pending": self.outbox.pending()},
+                )
+            self.dispatcher.stop()
+
+    def _loop(
+        self, source: Source, store: StateStore | None, progress: Callable[[int], object]
+    ) -> list[Outcome]:
         outcomes = []
         last_checkpoint, unsaved = time.monotonic(), False
         while not self.stopping.is_set():
@@ -121,6 +140,7 @@ class Engine:
         return {
             "models": {model_id: m.snapshot() for model_id, m in self.models.items()},
             "policy": self.policy.snapshot(),
+            "router": self.router.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any], offsets: Offsets) -> None:
@@ -129,6 +149,7 @@ class Engine:
             monitor.restore(model_state)
             self.models[model_id] = monitor
         self.policy.restore(state["policy"])
+        self.router.restore(state["router"])
         self.positions = dict(offsets)
 
     # -- stages ---------------------------------------------------------------------
@@ -198,23 +219,11 @@ class Engine:
                 for alert in notification.alerts:
                     detector = alert.labels["detector"]
                     self.metrics.alerts.labels(window.model, detector, alert.status).inc()
-                self._deliver(notification)
+                self.router.route(notification)  # stored durably; workers send it
                 notifications.append(notification)
+        if notifications:
+            self.dispatcher.wake()
         return Outcome(closed, notifications)
-
-    def _deliver(self, notification: Notification) -> None:
-        for routed in self.sinks:
-            selected = notification.at_least(routed.min_severity)
-            if selected is None:
-                continue
-            result = routed.sink.send(selected)
-            sent = isinstance(result, Delivered)
-            self.metrics.notifications.labels(routed.sink.name, "sent" if sent else "failed").inc()
-            if isinstance(result, DeliveryFailed):
-                log.warning(
-                    "notification not delivered",
-                    extra={"sink": result.sink, "reason": result.reason},
-                )
 
     def _reject(self, bad: BadEvent) -> None:
         self.metrics.bad_events.labels(bad.reason).inc()

@@ -5,6 +5,7 @@ errors, 429 and 5xx, honouring ``Retry-After``; give up on anything else)."""
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from typing import Any
 
@@ -68,9 +69,11 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

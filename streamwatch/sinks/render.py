@@ -28,7 +28,7 @@ _ADVICE = {
 
 def title(notification: Notification) -> str:
     firing = [a for a in notification.alerts if a.status == "firing"]
-    worst = max((a.severity.value for a in firing), default="resolved", key=_RANK.get)
+    worst = max((a.severity.value for a in firing), default="resolved", key=lambda s: _RANK[s])
     what = f"{len(notification.alerts)} alert" + ("s" if len(notification.alerts) != 1 else "")
     return (
         f"[streamwatch] {worst.upper()}: model {notification.model}, {what}, window "

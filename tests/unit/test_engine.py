@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from streamwatch.config import Settings, WindowSettings
-from streamwatch.detectors import Severity
+from streamwatch.config import LogSinkSettings, Settings, WindowSettings
 from streamwatch.engine import Engine
 from streamwatch.events import Origin
 from streamwatch.metrics import Metrics
@@ -21,7 +20,7 @@ from tests.factories import event, origin
 
 def engine(out: io.StringIO | None = None, lateness: float = 0.0) -> Engine:
     settings = Settings(window=WindowSettings(size="1m", allowed_lateness=lateness))
-    sinks = [RoutedSink(LogSink("log", out or io.StringIO()), Severity.WARNING)]
+    sinks = [RoutedSink(LogSink("log", out or io.StringIO()), LogSinkSettings(kind="log"))]
     return Engine(settings, sinks, Metrics(CollectorRegistry()))
 
 
@@ -83,6 +82,9 @@ def test_a_drifting_stream_alerts_through_the_sink() -> None:
             messages.append((raw, origin(len(messages))))
     outcomes = [e.process(messages[k : k + 500]) for k in range(0, len(messages), 500)]
     outcomes.append(e.finish())
+    e.dispatcher.start()  # what run() does: the outbox's workers deliver
+    assert e.dispatcher.drain(10.0)
+    e.dispatcher.stop()
     fired = [
         (n.window.index, a.labels["detector"], a.labels["subject"], a.labels["statistic"])
         for o in outcomes

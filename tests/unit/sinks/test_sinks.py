@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from streamwatch.alerts import AlertPolicy, Notification
-from streamwatch.config import FileSinkSettings, LogSinkSettings
+from streamwatch.config import FileSinkSettings, LogSinkSettings, Settings
 from streamwatch.detectors import Finding, Severity
 from streamwatch.sinks import Delivered, DeliveryFailed, build_sink, build_sinks
 from streamwatch.sinks.file import FileSink
@@ -19,7 +19,7 @@ def notification() -> Notification:
     findings = [
         Finding(
             "fraud",
-            "feature_drift",
+            detector,
             subject,
             "wasserstein",
             value,
@@ -30,9 +30,9 @@ def notification() -> Notification:
             WINDOW,
             f"feature '{subject}' drifted",
         )
-        for subject, value, severity in [
-            ("amount", 0.4, Severity.CRITICAL),
-            ("country", 0.12, Severity.WARNING),
+        for detector, subject, value, severity in [
+            ("feature_drift", "amount", 0.4, Severity.CRITICAL),
+            ("data_quality", "country", 0.12, Severity.WARNING),
         ]
     ]
     n = AlertPolicy().observe("fraud", WINDOW, findings)
@@ -81,13 +81,8 @@ def test_file_sink_failure_is_typed_and_retryable(tmp_path: Path) -> None:
     assert result.retryable
 
 
-def test_sinks_are_built_by_kind_with_their_severity(tmp_path: Path) -> None:
-    assert isinstance(build_sink("a", LogSinkSettings(kind="log")), LogSink)
-    routed = build_sinks(
-        {
-            "audit": FileSinkSettings(
-                kind="file", path=tmp_path / "a", min_severity=Severity.CRITICAL
-            )
-        }
-    )
-    assert [(r.sink.name, r.min_severity) for r in routed] == [("audit", Severity.CRITICAL)]
+def test_sinks_are_built_by_kind_with_their_settings(tmp_path: Path) -> None:
+    assert isinstance(build_sink("a", LogSinkSettings(kind="log"), Settings()), LogSink)
+    audit = FileSinkSettings(kind="file", path=tmp_path / "a", min_severity=Severity.CRITICAL)
+    routed = build_sinks(Settings(sinks={"audit": audit}))
+    assert [(r.sink.name, r.settings) for r in routed] == [("audit", audit)]

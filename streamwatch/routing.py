@@ -1,0 +1,80 @@
+"""Which sink hears which alerts: silences, severity, label matchers, retrain cooldown.
+
+A notification is split once into what silences hold back (stored in the outbox as a
+record under ``SILENCED``, never sent) and the rest; each sink then gets the alerts at
+or above its ``min_severity`` whose labels match its ``matchers``, as one outbox row
+under the notification's id. A retrain sink fires at most once per model per
+``cooldown`` (event time; the last trigger times are part of the checkpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from streamwatch.alerts import Alert, Notification
+from streamwatch.config import RetrainSinkSettings, Silence
+from streamwatch.outbox import Outbox
+from streamwatch.sinks import RoutedSink
+
+SILENCED = "(silenced)"
+
+
+class Router:
+    def __init__(
+        self, sinks: Sequence[RoutedSink], silences: Sequence[Silence], outbox: Outbox
+    ) -> None:
+        self.sinks = sinks
+        self.silences = silences
+        self.outbox = outbox
+        self.triggered: dict[str, float] = {}  # "sink/model" -> window end of the last trigger
+
+    def route(self, notification: Notification) -> int:
+        """Store the notification for every sink that wants some of it; return how many
+        rows are new (0 when the same notification was routed before)."""
+        silenced = [a for a in notification.alerts if self._silenced(a, notification.window.end)]
+        if silenced:
+            self.outbox.add(replace(notification, alerts=tuple(silenced)), SILENCED, "silenced")
+        audible = [a for a in notification.alerts if a not in silenced]
+        added = 0
+        for routed in self.sinks:
+            settings = routed.settings
+            wanted = tuple(
+                a
+                for a in audible
+                if a.severity.rank >= settings.min_severity.rank
+                and all(a.labels.get(k) == v for k, v in settings.matchers.items())
+            )
+            if not wanted or not self._cooled_down(routed, notification, wanted):
+                continue
+            added += self.outbox.add(replace(notification, alerts=wanted), routed.sink.name)
+        return added
+
+    def _silenced(self, alert: Alert, when: float) -> bool:
+        return any(
+            s.starts.timestamp() <= when <= s.ends.timestamp()
+            and all(alert.labels.get(k) == v for k, v in s.matchers.items())
+            for s in self.silences
+        )
+
+    def _cooled_down(
+        self, routed: RoutedSink, notification: Notification, alerts: tuple[Alert, ...]
+    ) -> bool:
+        settings = routed.settings
+        if not isinstance(settings, RetrainSinkSettings):
+            return True
+        if not any(a.status == "firing" for a in alerts):
+            return False  # a resolved alert retrains nothing
+        key, now = f"{routed.sink.name}/{notification.model}", notification.window.end
+        last = self.triggered.get(key)
+        if last is not None and now - last < settings.cooldown:
+            return False
+        self.triggered[key] = now
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"triggered": self.triggered}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.triggered = {str(k): float(v) for k, v in state["triggered"].items()}

@@ -1,0 +1,161 @@
+"""The outbox and its delivery workers, with small fake sinks (the real ones and real
+receivers are in tests/integration)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamwatch.alerts import Notification, sample_notification
+from streamwatch.config import WebhookSinkSettings
+from streamwatch.metrics import Metrics
+from streamwatch.outbox import Dispatcher, Outbox
+from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
+
+
+class Scripted:
+    """Answers with the scripted results in turn, then Delivered; records each attempt."""
+
+    def __init__(self, name: str, *script: DeliveryResult | Exception) -> None:
+        self.name = name
+        self.script = list(script)
+        self.attempts: list[str] = []
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def send(self, notification: Notification) -> DeliveryResult:
+        with self.lock:
+            self.attempts.append(notification.id)
+            step = self.script.pop(0) if self.script else Delivered(self.name)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def routed(sink: Scripted, **settings: object) -> RoutedSink:
+    options = {"retry_base": 0.01, "retry_cap": 0.05, "max_attempts": 5, **settings}
+    return RoutedSink(sink, WebhookSinkSettings(kind="webhook", url="http://unused", **options))
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    yield box
+    box.close()
+
+
+def deliver(outbox: Outbox, metrics: Metrics, *sinks: RoutedSink, timeout: float = 10) -> bool:
+    dispatcher = Dispatcher(outbox, sinks, metrics, rng=random.Random(1))
+    dispatcher.start()
+    try:
+        return dispatcher.drain(timeout)
+    finally:
+        dispatcher.stop()
+
+
+def fail(retryable: bool = True, retry_after: float | None = None) -> DeliveryFailed:
+    return DeliveryFailed("hook", "503 Service Unavailable", retryable, retry_after)
+
+
+def test_a_notification_is_stored_once_per_sink_whatever_the_repeats(outbox: Outbox) -> None:
+    n = sample_notification(1_800_000_000.0)
+    assert outbox.add(n, "hook")
+    assert not outbox.add(n, "hook")  # the same window replayed after a crash
+    assert outbox.add(n, "chat")
+    assert outbox.counts() == {("hook", "pending"): 1, ("chat", "pending"): 1}
+
+
+def test_retryable_failures_are_retried_until_delivered_under_one_id(
+    outbox: Outbox, metrics: Metrics
+) -> None:
+    sink = Scripted("hook", fail(), fail(), fail())
+    n = sample_notification(1_800_000_000.0)
+    outbox.add(n, "hook")
+    assert deliver(outbox, metrics, routed(sink))
+    assert sink.attempts == [n.id] * 4
+    assert outbox.counts() == {("hook", "sent"): 1}
+    assert metrics.total("streamwatch_notifications", sink="hook", result="retried") == 3
+    assert metrics.total("streamwatch_notifications", sink="hook", result="sent") == 1
+    assert sink.closed
+
+
+def test_past_the_attempt_budget_or_on_a_permanent_failure_it_is_dead_and_counted(
+    outbox: Outbox, metrics: Metrics
+) -> None:
+    always = Scripted("hook", *[fail()] * 10)
+    permanent = Scripted("chat", fail(retryable=False))
+    n = sample_notification(1_800_000_000.0)
+    outbox.add(n, "hook")
+    outbox.add(n, "chat")
+    assert deliver(outbox, metrics, routed(always, max_attempts=3), routed(permanent))
+    assert len(always.attempts) == 3
+    assert len(permanent.attempts) == 1
+    assert outbox.counts() == {("hook", "dead"): 1, ("chat", "dead"): 1}
+    assert metrics.total("streamwatch_notifications", result="dead") == 2
+
+
+def test_retry_after_is_honoured(outbox: Outbox, metrics: Metrics) -> None:
+    clock = [0.0]
+    sink = Scripted("hook", fail(retry_after=30.0))
+    outbox.add(sample_notification(1_800_000_000.0), "hook")
+    dispatcher = Dispatcher(outbox, [routed(sink, retry_cap=60.0)], metrics, clock=lambda: clock[0])
+    dispatcher.start()
+    try:
+        assert not dispatcher.drain(0.5)  # waiting the 30 s the receiver asked for
+        assert len(sink.attempts) == 1
+        clock[0] = 30.0
+        assert dispatcher.drain(5.0)
+    finally:
+        dispatcher.stop()
+    assert len(sink.attempts) == 2
+
+
+def test_a_sink_that_raises_is_retried_and_its_worker_survives(
+    outbox: Outbox, metrics: Metrics
+) -> None:
+    sink = Scripted("hook", RuntimeError("bug"))
+    outbox.add(sample_notification(1_800_000_000.0), "hook")
+    assert deliver(outbox, metrics, routed(sink))
+    assert len(sink.attempts) == 2
+    assert outbox.counts() == {("hook", "sent"): 1}
+
+
+def test_one_sink_down_does_not_hold_up_another(outbox: Outbox, metrics: Metrics) -> None:
+    down = Scripted("hook", *[fail()] * 1000)
+    chat = Scripted("chat")
+    n = sample_notification(1_800_000_000.0)
+    outbox.add(n, "hook")
+    outbox.add(n, "chat")
+    deliver(
+        outbox, metrics, routed(down, max_attempts=1000, retry_cap=0.01), routed(chat), timeout=1
+    )
+    assert chat.attempts == [n.id]
+    assert outbox.counts()[("chat", "sent")] == 1
+
+
+def test_pending_rows_are_sent_after_a_restart_once(tmp_path: Path, metrics: Metrics) -> None:
+    path = tmp_path / "outbox.sqlite"
+    n = sample_notification(1_800_000_000.0)
+    before = Outbox(path)
+    before.add(n, "hook")
+    before.close()  # the process died before any send
+    after = Outbox(path)
+    sink = Scripted("hook")
+    assert deliver(after, metrics, routed(sink))
+    assert not after.add(n, "hook")  # the replayed window finds it already sent
+    assert deliver(after, metrics, routed(sink))
+    assert sink.attempts == [n.id]
+    after.close()
