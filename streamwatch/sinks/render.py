@@ -47,7 +47,7 @@ def body(notification: Notification) -> str:
         lines += [f"- {alert_line(alert)}"]
     advice = sorted({_ADVICE[d] for d in _detectors(notification) if d in _ADVICE})
     if advice and notification.status == "firing":
-        lines += ["", "**What to do**", *(f"- {a}" for a in advice)]
+        lines += ["", "**What to do**", "", *(f"- {a}" for a in advice)]
     lines += ["", f"Notification `{notification.id}`."]
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ from streamwatch.sinks.retrain import RetrainSink, run_id
 from streamwatch.windows import WindowBounds
 
 # The receiver and the independent signature check are the webhook tests' own.
-from tests.integration.test_sink_webhook import Received, Reply, receiving, verify
+from tests.integration.receivers import Received, Reply, receiving, verify
 
 pytestmark = pytest.mark.integration
 
