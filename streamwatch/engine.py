@@ -6,6 +6,7 @@ source (Kafka, replay files, the demo).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -14,8 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamwatch.alerts import AlertPolicy, Notification
+import msgspec
+
+from streamwatch.alerts import AlertPolicy, Notification, isoformat
 from streamwatch.config import Settings
+from streamwatch.detectors import Severity
 from streamwatch.events import BadEvent, decode_batch, gc_paused
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
@@ -214,6 +218,7 @@ class Engine:
                 self.metrics.windows_closed.labels(window.model, window.role).inc()
             for f in window.findings:
                 self.metrics.findings.labels(f.model, f.detector, f.severity.value).inc()
+            _log_window(window)
             notification = self.policy.observe(window.model, window.bounds, window.findings)
             if notification is not None:
                 for alert in notification.alerts:
@@ -238,3 +243,25 @@ class Engine:
                     "suppressed_since_last": suppressed,
                 },
             )
+
+
+def _log_window(window: ClosedWindow) -> None:
+    """One line per closed window: what it held and a digest of every statistic, so
+    that two runs over the same input can be compared window by window."""
+    statistics = sorted(
+        (f.detector, f.subject, f.statistic, f"{f.value:.6g}", f.severity.value)
+        for f in window.findings
+    )
+    log.info(
+        "window closed",
+        extra={
+            "model": window.model,
+            "window_start": isoformat(window.bounds.start),
+            "window_end": isoformat(window.bounds.end),
+            "role": window.role,
+            "events": window.n,
+            "findings": len(window.findings),
+            "breaches": sum(f.severity is not Severity.OK for f in window.findings),
+            "digest": hashlib.sha256(msgspec.json.encode(statistics)).hexdigest()[:16],
+        },
+    )
