@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
-from streamwatch import demo, logs
+from streamwatch import demo, health, logs
 from streamwatch.alerts import sample_notification
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.engine import Engine, Outcome
@@ -164,9 +164,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
     engine = _engine(settings, sinks, Metrics(registry), outbox)
     server = None
     if settings.server.enabled:
-        server, _ = start_http_server(settings.server.port, settings.server.host, registry)
+        server = health.serve(settings.server, registry, engine.health)
         address = f"{settings.server.host}:{server.server_port}"
-        log.info("serving /metrics", extra={"address": address})
+        log.info("serving /metrics, /livez, /readyz", extra={"address": address})
     store = StateStore(settings.state.path, settings)
     checkpoint = store.load()
     if checkpoint is not None:
@@ -179,8 +179,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
                 "offsets": {f"{t}:{p}": o for (t, p), o in checkpoint.offsets.items()},
             },
         )
+    engine.health.restored = True
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: engine.stopping.set())
+        signal.signal(signum, lambda *_: engine.stop())
     try:
         source = KafkaSource(
             settings.kafka,
@@ -193,9 +194,12 @@ def _run_daemon(args: argparse.Namespace) -> int:
         if not engine.stopping.is_set():
             raise
         log.info("stopped before Kafka could be reached")
+        if server is not None:
+            server.shutdown()
         store.close()
         outbox.close()
         return 0
+    engine.health.assigned = lambda: source.ready
     try:
         engine.run(source, store)
     finally:

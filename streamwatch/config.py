@@ -444,6 +444,9 @@ class AlertSettings(_Section):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="added to every alert")
     silences: tuple[Silence, ...] = ()
+    redact: tuple[str, ...] = Field(
+        (), description="feature names never written in an alert: a stable alias instead"
+    )
 
     def hysteresis_of(self, detector: str) -> Hysteresis:
         return self.detectors.get(detector, self.hysteresis)
@@ -461,11 +464,14 @@ def _default_sinks() -> dict[str, SinkSettings]:
 
 
 class ServerSettings(_Section):
-    """The HTTP server of /metrics."""
+    """The HTTP server of /metrics, /livez and /readyz (health.py)."""
 
     enabled: bool = True
     host: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from outside the pod")
     port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
+    liveness_timeout: Duration = Field(60.0, gt=0, description="/livez fails past this")
+    # Under Kubernetes' default terminationGracePeriodSeconds of 30.
+    grace_period: Duration = Field(25.0, gt=0, description="SIGTERM to exit, at most")
 
 
 class StateSettings(_Section):

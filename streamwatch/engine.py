@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from streamwatch.alerts import AlertPolicy, Notification, isoformat
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
 from streamwatch.events import BadEvent, decode_batch, gc_paused
+from streamwatch.health import Health
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
 from streamwatch.model import ClosedWindow, ModelMonitor, Processed
@@ -35,6 +37,9 @@ from streamwatch.state import Offsets, StateStore
 log = logging.getLogger("streamwatch.engine")
 
 POLL_RECORDS = 5000
+EXIT_MARGIN = 2.0  # seconds of the grace period kept for closing the consumer and files
+# Detectors with a subject per feature or slice: too many series for a gauge.
+PER_FEATURE = frozenset({"feature_drift", "data_quality", "slice_performance", "fairness"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,19 @@ class Engine:
         self.dispatcher = Dispatcher(self.outbox, sinks, metrics)
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process
         self.stopping = threading.Event()
+        self.health = Health(settings.server.liveness_timeout)
+        self._stop_requested: float | None = None
+        self._checkpointed_at: float | None = None
+        metrics.checkpoint_age.set_function(self._checkpoint_age)
         self._bad_log = RateLimited()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (SIGTERM): not ready, stop polling, finish the
+        batch, checkpoint, commit, then deliver for what is left of the grace period."""
+        self.health.draining = True
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
+        self.stopping.set()
 
     # -- the loop -------------------------------------------------------------------
 
@@ -80,12 +97,25 @@ class Engine:
         try:
             return self._loop(source, store, progress)
         finally:
-            if not self.dispatcher.drain(self.settings.outbox.drain_timeout):
+            if not self.dispatcher.drain(self._drain_budget()):
                 log.warning(
                     "notifications still pending at exit; a durable outbox sends them on restart",
                     extra={"pending": self.outbox.pending()},
                 )
             self.dispatcher.stop()
+
+    def _drain_budget(self) -> float:
+        """Seconds to wait for deliveries: what is left of the grace period after a
+        stop (less a margin to close cleanly), at most ``OUTBOX__DRAIN_TIMEOUT``."""
+        budget = self.settings.outbox.drain_timeout
+        if self._stop_requested is not None:
+            elapsed = time.monotonic() - self._stop_requested
+            budget = min(budget, self.settings.server.grace_period - elapsed - EXIT_MARGIN)
+        return max(budget, 0.0)
+
+    def _checkpoint_age(self) -> float:
+        at = self._checkpointed_at
+        return math.nan if at is None else time.monotonic() - at
 
     def _loop(
         self, source: Source, store: StateStore | None, progress: Callable[[int], object]
@@ -94,11 +124,13 @@ class Engine:
         last_checkpoint, unsaved = time.monotonic(), False
         while not self.stopping.is_set():
             messages = source.poll(POLL_RECORDS)
+            self.health.polled()
             if messages is None:
                 outcomes.append(self.finish())
                 break
             if messages:
-                outcomes.append(self.process(messages, source))
+                with self.metrics.processing_seconds.time():
+                    outcomes.append(self.process(messages, source))
                 progress(len(messages))
                 unsaved = True
             if store is None:
@@ -137,6 +169,7 @@ class Engine:
             closed += self._account(model_id, monitor.settle())
         self._conclude(closed)
         seconds = store.save(self.snapshot(), self.positions)
+        self._checkpointed_at = time.monotonic()
         self.metrics.checkpoint_seconds.observe(seconds)
         return dict(self.positions)
 
@@ -218,6 +251,9 @@ class Engine:
                 self.metrics.windows_closed.labels(window.model, window.role).inc()
             for f in window.findings:
                 self.metrics.findings.labels(f.model, f.detector, f.severity.value).inc()
+                if f.detector not in PER_FEATURE:
+                    labels = (f.model, f.detector, f.subject, f.statistic)
+                    self.metrics.statistic.labels(*labels).set(f.value)
             _log_window(window)
             notification = self.policy.observe(window.model, window.bounds, window.findings)
             if notification is not None:

@@ -6,7 +6,7 @@ reasons from a fixed list, severities and statuses.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -74,8 +74,31 @@ class Metrics:
         )
         self.notifications = Counter(
             "streamwatch_notifications",
-            "Notification deliveries",
+            "Notification delivery attempts by result: sent, retried, dead",
             ["sink", "result"],
+            registry=registry,
+        )
+        self.processing_seconds = Histogram(
+            "streamwatch_processing_seconds",
+            "Time to process one polled batch, decode to alerts",
+            registry=registry,
+        )
+        self.checkpoint_age = Gauge(
+            "streamwatch_checkpoint_age_seconds",
+            "Seconds since the last checkpoint was written",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "streamwatch_consumer_lag",
+            "Messages between the partition's end and the next one to process",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        # Only detectors whose subjects are few per model (not one per feature or slice).
+        self.statistic = Gauge(
+            "streamwatch_statistic",
+            "The latest value of a model-level detector statistic",
+            ["model", "detector", "subject", "statistic"],
             registry=registry,
         )
 

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, status, due);
 """
 IDLE_POLL = 1.0  # a worker looks for due rows at least this often
+STOP_WAIT = 5.0  # seconds a stopping worker may take to finish its attempt
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -177,7 +178,7 @@ class Dispatcher:
         self._stopping.set()
         self.wake()
         for thread in self._threads:
-            thread.join()
+            thread.join(STOP_WAIT)  # a send past its timeout is left behind (daemon thread)
         self._threads.clear()
         for routed in self.sinks:
             routed.sink.close()

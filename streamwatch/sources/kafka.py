@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,11 +143,25 @@ class KafkaSource:
 
     def poll(self, max_records: int) -> list[Message]:
         batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+        self._measure_lag(batches)
         return [
             (record.value or b"", Origin(tp.topic, tp.partition, record.offset))
             for tp, records in batches.items()
             for record in records
         ]
+
+    def _measure_lag(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Per assigned partition: its end (as of the last fetch) less the next offset
+        to process, after this batch."""
+        positions = self.positions()
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            records = batches.get(tp)
+            next_offset = (
+                records[-1].offset + 1 if records else positions.get((tp.topic, tp.partition))
+            )
+            if end is not None and next_offset is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
 
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         topic = self.settings.dlq_topic

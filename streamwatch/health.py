@@ -1,0 +1,83 @@
+"""The operator's endpoints on one small HTTP server: ``/metrics``, ``/livez``, ``/readyz``.
+
+``/livez`` is 200 while the loop has polled within ``SERVER__LIVENESS_TIMEOUT`` (a hung
+loop is worth a restart); ``/readyz`` is 200 once state is restored and partitions are
+assigned, and 503 again from the moment a shutdown starts draining. Both answer JSON
+saying why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from streamwatch.config import ServerSettings
+
+
+@dataclass
+class Health:
+    """What the loop reports about itself; read by the endpoints' threads."""
+
+    liveness_timeout: float
+    polled_at: float = field(default_factory=time.monotonic)
+    restored: bool = False
+    draining: bool = False
+    assigned: Callable[[], bool] = lambda: False
+
+    def polled(self) -> None:
+        self.polled_at = time.monotonic()
+
+    def live(self) -> tuple[bool, dict[str, object]]:
+        since = time.monotonic() - self.polled_at
+        return since <= self.liveness_timeout, {"seconds_since_poll": round(since, 3)}
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        try:
+            assigned = self.assigned()
+        except Exception:  # the consumer is closing or not made yet
+            assigned = False
+        checks: dict[str, object] = {
+            "restored": self.restored,
+            "assigned": assigned,
+            "draining": self.draining,
+        }
+        return self.restored and assigned and not self.draining, checks
+
+
+def serve(
+    settings: ServerSettings, registry: CollectorRegistry, health: Health
+) -> ThreadingHTTPServer:
+    """Start the server in a daemon thread; ``shutdown()`` it at exit."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path in ("/livez", "/readyz"):
+                ok, checks = health.live() if path == "/livez" else health.ready()
+                body = msgspec.json.encode({"ok": ok, **checks})
+                self._reply(200 if ok else 503, body, "application/json")
+            else:
+                self._reply(404, b"not found: /metrics, /livez, /readyz\n", "text/plain")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes every few seconds are not news."""
+
+    server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
