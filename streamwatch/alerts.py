@@ -13,6 +13,7 @@ one notification.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,6 +34,11 @@ def fingerprint(labels: dict[str, str]) -> str:
     """A stable 16-hex-digit id of a label set (order does not matter)."""
     canonical = msgspec.json.encode(sorted(labels.items()))
     return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def alias(name: str) -> str:
+    """What a redacted feature is called in alerts: stable, and not the name."""
+    return "redacted-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def isoformat(epoch_seconds: float) -> str:
@@ -161,7 +167,7 @@ class AlertPolicy:
     ) -> Notification | None:
         """The notification of one model's window: what fired, repeated, escalated or
         resolved in it, less warnings inhibited by a critical alert of their detector."""
-        changes = [c for f in findings if (c := self._observe(f)) is not None]
+        changes = [c for f in findings if (c := self._observe(self._redacted(f))) is not None]
         critical = {
             (t.labels["model"], t.labels["detector"])
             for t in self.tracks.values()
@@ -181,6 +187,18 @@ class AlertPolicy:
         if not alerts:
             return None
         return Notification(_notification_id(model, window, alerts), model, window, tuple(alerts))
+
+    def _redacted(self, finding: Finding) -> Finding:
+        """The finding with every name of ``ALERTS__REDACT`` replaced by its alias."""
+        subject, explanation = finding.subject, finding.explanation
+        for name in self.settings.redact:
+            if name in subject or name in explanation:
+                pattern = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
+                subject = pattern.sub(alias(name), subject)
+                explanation = pattern.sub(alias(name), explanation)
+        if subject == finding.subject and explanation == finding.explanation:
+            return finding
+        return replace(finding, subject=subject, explanation=explanation)
 
     def _observe(self, finding: Finding) -> tuple[str, Alert] | None:
         labels = {

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import msgspec
 
-from streamwatch.alerts import AlertPolicy, Notification, fingerprint
+from streamwatch.alerts import AlertPolicy, Notification, alias, fingerprint
 from streamwatch.config import AlertSettings, Hysteresis
 from streamwatch.detectors import Finding, Severity
 from streamwatch.windows import WindowBounds
@@ -171,3 +171,24 @@ def test_the_policy_resumes_from_a_snapshot_mid_hysteresis() -> None:
     resumed = AlertPolicy(settings(fire_after=2, of_last=3, resolve_after=2))
     resumed.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(whole.snapshot())))
     assert first + lifecycle(resumed, "__w..") == "----F-X"
+
+
+def test_redacted_features_never_appear_in_an_alert() -> None:
+    policy = AlertPolicy(AlertSettings(redact=("income",)))
+    sent = observe(
+        policy,
+        1,
+        finding("income", Severity.WARNING, 1),
+        finding("income_band", Severity.WARNING, 1, detector="data_quality"),  # another name
+    )
+    assert sent is not None
+    text = msgspec.json.encode(sent.to_dict(receiver="ops")).decode()
+    assert 'income"' not in text
+    assert "income " not in text
+    (redacted, other) = sent.alerts
+    assert redacted.labels["subject"] == alias("income")
+    assert redacted.description == f"{alias('income')} warning"
+    assert other.labels["subject"] == "income_band"
+    again = observe(policy, 2, finding("income", Severity.OK, 2))
+    assert again is not None
+    assert again.alerts[0].fingerprint == redacted.fingerprint  # one alert throughout
