@@ -14,6 +14,17 @@ class Severity(Enum):
     def rank(self) -> int:
         return _RANK[self]
 
+    def threshold(self, warning: float, critical: float) -> float:
+        """The threshold a finding of this severity reports: the one it crossed, or
+        the warning threshold when it is ok."""
+        return critical if self is Severity.CRITICAL else warning
+
+    def note(self, evidence: str = "") -> str:
+        """The end of an explanation: nothing when ok, else `` (warning, p = 0.001)``."""
+        if self is Severity.OK:
+            return ""
+        return f" ({self.value}, {evidence})" if evidence else f" ({self.value})"
+
     @classmethod
     def of(cls, value: float, warning: float, critical: float) -> Severity:
         if value >= critical:

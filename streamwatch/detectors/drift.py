@@ -185,7 +185,7 @@ class DriftDetector(ABC):
         value = c.statistics[statistic]
         significant = qvalue <= s.alpha
         severity = Severity.of(value, warning, critical) if significant else Severity.OK
-        threshold = critical if severity is Severity.CRITICAL else warning
+        threshold = severity.threshold(warning, critical)
         label = _LABELS[statistic]
         if severity is Severity.OK:
             why = "below" if value < warning else f"not significant ({_q(qvalue)}) at"

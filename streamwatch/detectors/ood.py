@@ -149,7 +149,7 @@ class OutOfDistribution:
                 subject=SUBJECT,
                 statistic="outlier_share",
                 value=rise,
-                threshold=s.critical if severity is Severity.CRITICAL else s.warning,
+                threshold=severity.threshold(s.warning, s.critical),
                 severity=severity,
                 n_reference=reference.n,
                 n_current=self.n,
@@ -157,7 +157,7 @@ class OutOfDistribution:
                 explanation=f"model '{model}': {share:.1%} of events lie beyond the "
                 f"reference's {s.quantile:.0%} Mahalanobis distance over ({features}), "
                 f"against {ref_share:.1%} in the reference"
-                + ("" if severity is Severity.OK else f" ({severity.value}, p = {pvalue:.2g})")
+                + severity.note(f"p = {pvalue:.2g}")
                 + ".",
                 details={"share": share, "reference_share": ref_share, "p_value": pvalue},
             )

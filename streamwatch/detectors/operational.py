@@ -148,14 +148,12 @@ class Operational:
             subject=subject,
             statistic=statistic,
             value=value,
-            threshold=critical if severity is Severity.CRITICAL else warning,
+            threshold=severity.threshold(warning, critical),
             severity=severity,
             n_reference=n_reference,
             n_current=n_current,
             window=window,
-            explanation=f"model '{model}': {text}"
-            + ("" if severity is Severity.OK else f" ({severity.value})")
-            + ".",
+            explanation=f"model '{model}': {text}" + severity.note() + ".",
             details=details,
         )
 

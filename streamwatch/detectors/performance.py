@@ -173,7 +173,7 @@ class Performance:
             worse = gap / abs(m.reference) if m.reference else (math.inf if gap > 0 else 0.0)
         significant = qvalue <= self.settings.alpha
         severity = Severity.of(worse, warning, critical) if significant else Severity.OK
-        threshold = critical if severity is Severity.CRITICAL else warning
+        threshold = severity.threshold(warning, critical)
         change = f"{m.name} {m.reference:.4g} → {m.current:.4g}"
         how = "in absolute terms" if m.absolute else "relative"
         if severity is Severity.OK:

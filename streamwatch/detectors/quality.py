@@ -118,15 +118,13 @@ def _rate_finding(
         subject=r.subject,
         statistic=r.check,
         value=r.rise,
-        threshold=s.critical if severity is Severity.CRITICAL else s.warning,
+        threshold=severity.threshold(s.warning, s.critical),
         severity=severity,
         n_reference=r.n_reference,
         n_current=r.n,
         window=window,
         explanation=f"feature '{r.subject}' of model '{model}': {_WORDS[r.check]} "
-        f"{ref_share:.1%} → {share:.1%}"
-        + ("" if severity is Severity.OK else f" ({severity.value}, q = {qvalue:.2g})")
-        + ".",
+        f"{ref_share:.1%} → {share:.1%}" + severity.note(f"q = {qvalue:.2g}") + ".",
         details={"share": share, "reference_share": ref_share, "q_value": qvalue},
     )
 

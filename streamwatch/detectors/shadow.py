@@ -194,12 +194,10 @@ def _finding(
         subject=f"version={version}",
         statistic=statistic,
         value=value,
-        threshold=critical if severity is Severity.CRITICAL else warning,
+        threshold=severity.threshold(warning, critical),
         severity=severity,
         n_reference=0,
         n_current=n,
         window=window,
-        explanation=f"model '{model}': challenger version {version} {text}"
-        + ("" if severity is Severity.OK else f" ({severity.value})")
-        + ".",
+        explanation=f"model '{model}': challenger version {version} {text}" + severity.note() + ".",
     )

@@ -151,14 +151,14 @@ class Slices:
             subject=f"{g.dimension}={g.value}",
             statistic=g.metric,
             value=worse,
-            threshold=s.critical if severity is Severity.CRITICAL else s.warning,
+            threshold=severity.threshold(s.warning, s.critical),
             severity=severity,
             n_reference=0,
             n_current=int(self.counts[(g.dimension, g.value)][N]),
             window=window,
             explanation=f"model '{model}': slice {g.dimension}={g.value} {words} "
             f"{g.rate:.1%} against {g.rest:.1%} for the rest"
-            + ("" if severity is Severity.OK else f" ({severity.value}, q = {qvalue:.2g})")
+            + severity.note(f"q = {qvalue:.2g}")
             + ".",
             details={"rate": g.rate, "rest": g.rest, "q_value": qvalue},
         )
@@ -222,14 +222,14 @@ class Slices:
                     subject=dimension,
                     statistic=statistic,
                     value=value,
-                    threshold=critical if severity is Severity.CRITICAL else warning,
+                    threshold=severity.threshold(warning, critical),
                     severity=severity,
                     n_reference=0,
                     n_current=int(table[:, N].sum()),
                     window=window,
                     explanation=f"model '{model}': {statistic.replace('_', ' ')} across "
                     f"{dimension} {shown:.3f} (p = {pvalue:.2g}); selection rates {rates}"
-                    + ("" if severity is Severity.OK else f" ({severity.value})")
+                    + severity.note()
                     + ".",
                     details={"value": shown, "p_value": pvalue},
                 )
