@@ -278,7 +278,7 @@ def _demo(args: argparse.Namespace) -> int:
     fired = demo.fired(outcomes)
     print("\nAlerts fired (window start, model, detector, subject):")
     for (model, detector, subject), hour in sorted(fired.items(), key=lambda kv: kv[1]):
-        print(f"  {hour:02d}:00  {model:<6} {detector:<17} {subject}")
+        print(f"  {hour:02d}:00  {model:<6} {detector:<20} {subject}")
     problems = demo.check(fired)
     if problems:
         print("\nMISMATCH: " + "; ".join(problems))
