@@ -11,7 +11,7 @@ def test_the_demo_fires_exactly_the_expected_alerts(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert "All expected alerts fired" in out
     for model, detector, subject in demo.EXPECTED:
-        assert f"{model:<6} {detector:<17} {subject}" in out
+        assert f"{model:<6} {detector:<20} {subject}" in out
     assert "bad events      4" in out
     assert "late events     20" in out
 
