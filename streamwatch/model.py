@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from streamwatch.batch import Batch, Schema
@@ -58,7 +59,9 @@ class ModelMonitor:
         self.shadow = Shadow(settings.detectors.shadow)
         self.champion: str | None = settings.detectors.shadow.champions.get(model_id)
         self.pinned = pinned is not None
-        self._pending: list[Batch] = []
+        # While warming up: predictions held back until the grid's sample is complete,
+        # and labels (their predictions may be among them). Part of the checkpoint.
+        self._pending: list[Event] = []
         self._pending_labels: list[Event] = []
         self._warming_up = pinned is None
         if pinned is not None:
@@ -73,14 +76,14 @@ class ModelMonitor:
         other versions than the champion are only compared with the champion's."""
         predictions = self._champion_only(predictions)
         if self._warming_up:
-            if predictions:
-                self._pending.append(self.schema.build(predictions))
+            self._pending += predictions
             self._pending_labels += labels  # their predictions may be held back too
             overflow = len(self._pending_labels) - self.settings.labels.max_pending
             if overflow > 0:  # bounded like the join: the oldest go, counted as unknown
                 del self._pending_labels[:overflow]
                 self.outcomes.join.unknown += overflow
-            return self.settle() if self._pending and self._warmed_up() else Processed(0, 0, [])
+            sample = self._sample_size()
+            return Processed(0, 0, []) if sample is None else self.settle(sample)
         before = self.outcomes.counts
         windowed, late, closed = 0, 0, list[ClosedWindow]()
         if predictions:
@@ -89,16 +92,16 @@ class ModelMonitor:
         closed += self._outcomes(final=False)
         return Processed(windowed, late, closed, self.outcomes.counts - before)
 
-    def settle(self) -> Processed:
-        """End the warm-up now: fit the grid on what is held back and window it (before
-        a snapshot, or at the end), so that no raw value waits outside a window."""
+    def settle(self, sample: int | None = None) -> Processed:
+        """End the warm-up: fit the grid on the first ``sample`` held-back events (all of
+        them at the end of input), then window everything held back."""
         self._warming_up = False
         before = self.outcomes.counts
         labels, self._pending_labels = self._pending_labels, []
         windowed, late, closed = 0, 0, list[ClosedWindow]()
         if self._pending:
-            batch, self._pending = Batch.concat(self._pending), []
-            self.binning.fit(batch)
+            batch, self._pending = self.schema.build(self._pending), []
+            self.binning.fit(batch if sample is None else batch.take(np.arange(sample)))
             windowed, late, closed = self._window(batch)
         self.outcomes.label(labels, self._regression)
         closed += self._outcomes(final=False)
@@ -118,10 +121,11 @@ class ModelMonitor:
         return self.schema.outputs.get("prediction") == "numeric"
 
     def snapshot(self) -> dict[str, Any]:
-        """The model's whole state as plain data; call :meth:`settle` first."""
-        if self._pending or self._pending_labels:
-            raise RuntimeError("settle() the model before taking a snapshot")
+        """The model's whole state as plain data (held-back events too, during warm-up)."""
         return {
+            "warming_up": self._warming_up,
+            "pending": msgspec.to_builtins(self._pending),
+            "pending_labels": msgspec.to_builtins(self._pending_labels),
             "schema": {
                 "features": self.schema.features,
                 "outputs": self.schema.outputs,
@@ -148,8 +152,9 @@ class ModelMonitor:
             self.reference = self._new_state()
             self.reference.restore(state["reference"])
         self.pinned = bool(state["pinned"])
-        self._warming_up = False
-        self._pending, self._pending_labels = [], []
+        self._warming_up = bool(state["warming_up"])
+        self._pending = msgspec.convert(state["pending"], list[Event])
+        self._pending_labels = msgspec.convert(state["pending_labels"], list[Event])
         self.windows.restore(state["windows"])
         self.outcomes.restore(state["outcomes"])
         self.shadow.restore(state["shadow"])
@@ -220,17 +225,24 @@ class ModelMonitor:
             champion = (predictions[i], champion_score)
             self.shadow.pair(int(windows[i]), version, champion, (prediction, score))
 
-    def _warmed_up(self) -> bool:
-        held = sum(b.n for b in self._pending)
-        if held >= self.settings.detectors.grid_sample:
-            return True
-        # Never hold back more than a window's worth, so no window close is delayed.
+    def _sample_size(self) -> int | None:
+        """How many of the first held-back events make the grid's sample, once they are
+        all here: ``grid_sample`` events, or fewer where they span a whole window (no
+        window close waits for the warm-up). Counted in arrival order, so that the
+        sample, and every statistic after it, does not depend on how input is batched."""
+        if not self._pending:
+            return None
         window = self.settings.window
+        size = self.settings.detectors.grid_sample
         if window.mode == "count":
-            return held >= window.events
-        first = min(float(b.event_time.min()) for b in self._pending if b.n)
-        last = max(float(b.event_time.max()) for b in self._pending if b.n)
-        return last - first >= window.seconds
+            size = min(size, window.events)
+        else:
+            times = np.fromiter((e.epoch_seconds for e in self._pending), np.float64)
+            span = np.maximum.accumulate(times) - np.minimum.accumulate(times)
+            spanned = np.flatnonzero(span >= window.seconds)
+            if spanned.size:
+                size = min(size, int(spanned[0]) + 1)
+        return size if len(self._pending) >= size else None
 
     def _close(self, final: bool) -> list[ClosedWindow]:
         return [self._evaluate(b, s, n) for b, s, n in self.windows.pop_closed(final)]

@@ -22,7 +22,7 @@ import msgspec
 from streamwatch.config import Settings
 from streamwatch.errors import StateError
 
-FORMAT = 2  # 2: the model binning holds the inputs' Mahalanobis fit
+FORMAT = 3  # 2: the inputs' Mahalanobis fit; 3: warm-up events held in the checkpoint
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
 
 _SCHEMA = """

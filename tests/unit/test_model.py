@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from streamwatch.batch import Schema
@@ -59,7 +60,7 @@ def test_first_windows_pool_into_the_reference_then_windows_are_evaluated() -> N
     assert severities == [[Severity.OK], [Severity.OK], [Severity.CRITICAL]]
 
 
-def test_events_are_held_back_until_the_grid_is_fitted_on_all_of_them() -> None:
+def test_events_are_held_back_until_the_grid_is_fitted_on_its_sample() -> None:
     rng = np.random.default_rng(1)
     monitor = ModelMonitor("m", settings())
     # The stream starts just before a window boundary: the first window gets 5 events.
@@ -69,7 +70,8 @@ def test_events_are_held_back_until_the_grid_is_fitted_on_all_of_them() -> None:
     assert monitor.binning.features.edges == {}
     processed = monitor.process(events[100:])
     assert processed.windowed == len(events)
-    values = np.array([e.features["x"] for e in events], dtype=np.float64)
+    # The sample is the first grid_sample (2,048) events, however they were batched.
+    values = np.array([e.features["x"] for e in events[:2048]], dtype=np.float64)
     np.testing.assert_array_equal(monitor.binning.features.edges["x"], fit_edges(values))
 
 
@@ -91,3 +93,34 @@ def test_a_pinned_reference_is_used_from_the_first_window() -> None:
         ("prediction_drift", "score"): Severity.OK,  # the factory's constant score
         ("operational", "volume"): Severity.WARNING,  # 800 events an hour, not 3,000
     }
+
+
+def run_in_batches(
+    events: list[Event], first: int, size: int, pause_at: int | None = None
+) -> list[tuple[int, str, str, str, float]]:
+    """Every finding of every window, feeding ``first`` events, then batches of ``size``;
+    at ``pause_at`` the model is checkpointed and a fresh monitor resumes from it."""
+    monitor = ModelMonitor("m", settings(min_events=1000))
+    closed = monitor.process(events[:first]).closed
+    for k in range(first, len(events), size):
+        if pause_at is not None and k >= pause_at:
+            resumed = ModelMonitor("m", monitor.settings)
+            resumed.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(monitor.snapshot())))
+            monitor, pause_at = resumed, None
+        closed += monitor.process(events[k : k + size]).closed
+    closed += monitor.flush().closed
+    return sorted(
+        (w.bounds.index, f.detector, f.subject, f.statistic, round(f.value, 9))
+        for w in closed
+        for f in w.findings
+    )
+
+
+def test_statistics_do_not_depend_on_batching_or_a_checkpoint_during_warm_up() -> None:
+    rng = np.random.default_rng(3)
+    events = [e for hour in range(6) for e in hour_of_events(rng, hour, 1500, shift=0.3 * hour)]
+    whole = run_in_batches(events, 5000, 5000)
+    assert whole  # windows were evaluated
+    assert run_in_batches(events, 1000, 700) == whole
+    # A checkpoint after 1,000 events: the warm-up (2,048 by default) is not over yet.
+    assert run_in_batches(events, 1000, 500, pause_at=1000) == whole
