@@ -97,15 +97,16 @@ class Mahalanobis:
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "whiten": self.whiten.tolist(),
-            "threshold": self.threshold,
+            "threshold": self.threshold if self.fitted else None,  # inf is not JSON
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.names = list(state["names"])
         self.mean = np.asarray(state["mean"], dtype=np.float64)
         self.scale = np.asarray(state["scale"], dtype=np.float64)
-        self.whiten = np.asarray(state["whiten"], dtype=np.float64).reshape(len(self.names), -1)
-        self.threshold = float(state["threshold"])
+        whiten = np.asarray(state["whiten"], dtype=np.float64)
+        self.whiten = whiten.reshape(len(self.names), -1) if self.names else np.empty((0, 0))
+        self.threshold = np.inf if state["threshold"] is None else float(state["threshold"])
 
 
 class OutOfDistribution:

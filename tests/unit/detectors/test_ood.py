@@ -133,6 +133,9 @@ def test_too_small_a_sample_or_one_feature_leaves_it_unfitted_and_silent() -> No
     one.fit(Columns({"x": rng.normal(size=5000)}))
     assert not few.fitted
     assert not one.fitted
+    restored = Mahalanobis(SETTINGS)
+    restored.restore(msgspec.json.decode(msgspec.json.encode(few.snapshot())))
+    assert not restored.fitted  # an unfitted model survives a checkpoint too
     state = window(few, features(rng, 1000))
     assert state.n == 0
     assert state.evaluate("m", BOUNDS, state) == []
