@@ -33,6 +33,11 @@ from streamwatch.sources.base import Message, Offsets
 log = logging.getLogger("streamwatch.kafka")
 
 POLL_TIMEOUT_MS = 1000
+# Commits and closing are bounded, so that a broker that is gone can neither stall the
+# loop past /livez's patience nor a shutdown past its grace period (engine.EXIT_MARGIN).
+COMMIT_TIMEOUT_MS = 10_000
+STOPPING_COMMIT_TIMEOUT_MS = 4_000
+CLOSE_TIMEOUT_MS = 3_000
 # A batch takes well under a second to process; five minutes leaves a wide margin.
 MAX_POLL_INTERVAL_MS = 300_000
 DETAIL_CHARS = 1000
@@ -212,7 +217,8 @@ class KafkaSource:
         if not commit:
             return
         try:
-            self.consumer.commit(offsets=commit)
+            timeout = STOPPING_COMMIT_TIMEOUT_MS if self.stopping.is_set() else COMMIT_TIMEOUT_MS
+            self.consumer.commit(offsets=commit, timeout_ms=timeout)
         except KafkaError as exc:
             log.warning(
                 "offset commit failed; it is retried at the next checkpoint",
@@ -221,8 +227,8 @@ class KafkaSource:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=self.settings.connect_timeout)
-        self.consumer.close(autocommit=False)
+            self._producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
+        self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
