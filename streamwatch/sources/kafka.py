@@ -66,6 +66,11 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         self.source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self.source.stopping.is_set():
+            # Closing after a stop: the engine has checkpointed and committed already,
+            # and an await here is not bounded by close()'s timeout.
+            log.info("partitions revoked at shutdown", extra={"partitions": _names(revoked)})
+            return
         offsets = self.source.on_revoke()
         commit = {
             tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)

@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import MemberToRemove
 
 
 def produce(
@@ -117,3 +119,44 @@ def wait_for(
 def env_file(path: Path, **variables: object) -> Path:
     path.write_text("".join(f"STREAMWATCH_{k.upper()}={v}\n" for k, v in variables.items()))
     return path
+
+
+def produce_bulk(kafka: str, topic: str, values: list[bytes]) -> None:
+    """Like :func:`produce`, in 1 MB batches: hundreds of thousands of records in a few
+    seconds rather than tens (kafka-python's cost is per request as much as per record)."""
+    producer = KafkaProducer(
+        bootstrap_servers=kafka, linger_ms=50, batch_size=1 << 20, max_request_size=16 << 20
+    )
+    try:
+        for value in values:
+            producer.send(topic, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def expel_members(kafka: str, group: str) -> None:
+    """Remove every member of ``group``, as ``kafka-consumer-groups`` or an operator would.
+
+    A SIGKILLed consumer stays a member until its session times out (45 s with
+    kafka-python 3), and a restarted one cannot join before: this spares a test the wait.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    try:
+        described = admin.describe_groups([group])[group]
+        members = [MemberToRemove(member_id=m["member_id"]) for m in described["members"]]
+        if members:
+            admin.remove_group_members(group, members)
+    finally:
+        admin.close()
+
+
+def create_topic(kafka: str) -> str:
+    """A fresh single-partition topic, like the ``topics`` fixture, for wider fixtures."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    try:
+        admin.create_topics({name: {"num_partitions": 1, "replication_factor": 1}})
+    finally:
+        admin.close()
+    return name
