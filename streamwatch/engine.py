@@ -26,7 +26,7 @@ from streamwatch.health import Health
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
 from streamwatch.model import ClosedWindow, ModelMonitor, Processed
-from streamwatch.outbox import Dispatcher, Outbox
+from streamwatch.outbox import STOP_WAIT, Dispatcher, Outbox
 from streamwatch.reference import Pinned
 from streamwatch.route import route
 from streamwatch.routing import Router
@@ -102,7 +102,7 @@ class Engine:
                     "notifications still pending at exit; a durable outbox sends them on restart",
                     extra={"pending": self.outbox.pending()},
                 )
-            self.dispatcher.stop()
+            self.dispatcher.stop(min(self._drain_budget(), STOP_WAIT))
 
     def _drain_budget(self) -> float:
         """Seconds to wait for deliveries: what is left of the grace period after a

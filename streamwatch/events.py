@@ -155,6 +155,11 @@ def decode_batch(
         elif result.epoch_seconds > latest:
             detail = f"timestamp {result.timestamp} is ahead of the clock"
             bad.append(BadEvent("future_timestamp", detail, raw, origin))
+        elif result.epoch_seconds < 0:
+            # As for the numeric forms (>= 0): a window before 1970 has no place here,
+            # and one before year 1 cannot even be written down.
+            detail = f"timestamp {result.timestamp} is before 1970"
+            bad.append(BadEvent("invalid_value", detail, raw, origin))
         else:
             events.append(result)
             raws.append(raw)

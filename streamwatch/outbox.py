@@ -173,17 +173,29 @@ class Dispatcher:
             time.sleep(0.05)
         return True
 
-    def stop(self) -> None:
-        """Stop the workers after their current attempt; pending rows stay for later."""
+    def stop(self, wait: float = STOP_WAIT) -> None:
+        """Stop the workers after their current attempt, waiting ``wait`` seconds at most
+        for all of them: a send still hanging then is left behind (a daemon thread), its
+        row pending for the next start."""
         self._stopping.set()
         self.wake()
+        deadline = time.monotonic() + wait
         for thread in self._threads:
-            thread.join(STOP_WAIT)  # a send past its timeout is left behind (daemon thread)
+            thread.join(max(deadline - time.monotonic(), 0.0))
         self._threads.clear()
         for routed in self.sinks:
             routed.sink.close()
 
     def _work(self, routed: RoutedSink) -> None:
+        try:
+            self._deliver(routed)
+        except sqlite3.ProgrammingError:
+            if not self._stopping.is_set():
+                raise
+            # Left behind at stop, it came back after the outbox closed: the row stays
+            # pending and is sent after the next start.
+
+    def _deliver(self, routed: RoutedSink) -> None:
         name, wake = routed.sink.name, self._wake[routed.sink.name]
         while not self._stopping.is_set():
             rows = self.outbox.due(name, self.clock())

@@ -62,6 +62,7 @@ class StateStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed pages keep no old values
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, fast
         self._db.executescript(_SCHEMA)
         self._check_meta()
