@@ -7,8 +7,12 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from streamwatch.alerts import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
 from streamwatch.events import Origin
+from streamwatch.windows import WindowBounds
+
+WINDOW = WindowBounds(5, 1_795_305_600.0, 1_795_309_200.0)
 
 
 def event(
@@ -36,3 +40,32 @@ def numeric_batch(event_time: np.ndarray, **columns: np.ndarray) -> Batch:
 def categorical_batch(event_time: np.ndarray, **columns: list[str | None]) -> Batch:
     cat = {k: np.array(v, dtype=np.object_) for k, v in columns.items()}
     return Batch(np.asarray(event_time, dtype=np.float64), Columns({}, cat), Columns())
+
+
+def drift_notification(
+    id_: str, model: str = "fraud", subjects: tuple[str, ...] = ("amount",)
+) -> Notification:
+    """A notification of critical feature drift on ``subjects``, for sink tests."""
+
+    def alert(subject: str) -> Alert:
+        labels = {
+            "alertname": "FeatureDrift",
+            "model": model,
+            "detector": "feature_drift",
+            "subject": subject,
+            "statistic": "wasserstein",
+        }
+        return Alert(
+            status="firing",
+            labels={**labels, "severity": "critical"},
+            summary=f"critical: feature drift on {subject} of {model}",
+            description=f"feature '{subject}' moved 0.41 reference sd",
+            starts_at=WINDOW.end,
+            ends_at=None,
+            fingerprint=fingerprint(labels),
+            value=0.41,
+            threshold=0.25,
+            window=WINDOW,
+        )
+
+    return Notification(id_, model, WINDOW, tuple(alert(s) for s in subjects))

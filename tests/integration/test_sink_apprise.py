@@ -17,41 +17,21 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from pydantic import SecretStr
 
-from streamwatch.alerts import Alert, Notification, fingerprint
+from streamwatch.alerts import Notification
 from streamwatch.config import AppriseSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.apprise import AppriseSink
 from streamwatch.sinks.base import Delivered, DeliveryFailed
-from streamwatch.windows import WindowBounds
+from tests.factories import drift_notification
 from tests.kafka_local import free_port
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "pw-9f3Kq-never-logged"
-WINDOW = WindowBounds(5, 1_795_305_600.0, 1_795_309_200.0)
 
 
 def notification(model: str = "fraud", subject: str = "amount") -> Notification:
-    labels = {
-        "alertname": "FeatureDrift",
-        "model": model,
-        "detector": "feature_drift",
-        "subject": subject,
-        "statistic": "wasserstein",
-    }
-    alert = Alert(
-        status="firing",
-        labels={**labels, "severity": "critical"},
-        summary=f"critical: feature drift on {subject} of {model}",
-        description=f"feature '{subject}' moved 0.41 reference sd",
-        starts_at=WINDOW.end,
-        ends_at=None,
-        fingerprint=fingerprint(labels),
-        value=0.41,
-        threshold=0.25,
-        window=WINDOW,
-    )
-    return Notification("5e1f" * 8, model, WINDOW, (alert,))
+    return drift_notification("5e1f" * 8, model, (subject,))
 
 
 def mailto(port: int, password: str = PASSWORD) -> SecretStr:

@@ -11,44 +11,21 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from streamwatch.alerts import Alert, Notification, fingerprint
+from streamwatch.alerts import Notification
 from streamwatch.config import KafkaSettings, KafkaSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryFailed
 from streamwatch.sinks.kafka import NOTIFICATION_HEADER, KafkaSink
-from streamwatch.windows import WindowBounds
+from tests.factories import drift_notification
 from tests.integration.helpers import consume_all
 from tests.kafka_local import free_port
 
 pytestmark = pytest.mark.integration
 Topics = Callable[[int], list[str]]
 
-WINDOW = WindowBounds(5, 1_795_305_600.0, 1_795_309_200.0)
-
 
 def notification(model: str = "fraud", subjects: tuple[str, ...] = ("amount",)) -> Notification:
-    def alert(subject: str) -> Alert:
-        labels = {
-            "alertname": "FeatureDrift",
-            "model": model,
-            "detector": "feature_drift",
-            "subject": subject,
-            "statistic": "wasserstein",
-        }
-        return Alert(
-            status="firing",
-            labels={**labels, "severity": "critical"},
-            summary=f"critical: feature drift on {subject} of {model}",
-            description=f"feature '{subject}' moved 0.41 reference sd",
-            starts_at=WINDOW.end,
-            ends_at=None,
-            fingerprint=fingerprint(labels),
-            value=0.41,
-            threshold=0.25,
-            window=WINDOW,
-        )
-
-    return Notification("7a3c" * 8, model, WINDOW, tuple(alert(s) for s in subjects))
+    return drift_notification("7a3c" * 8, model, subjects)
 
 
 def sink_settings(
