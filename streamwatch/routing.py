@@ -43,8 +43,7 @@ class Router:
             wanted = tuple(
                 a
                 for a in audible
-                if a.severity.rank >= settings.min_severity.rank
-                and all(a.labels.get(k) == v for k, v in settings.matchers.items())
+                if a.severity.rank >= settings.min_severity.rank and _matches(a, settings.matchers)
             )
             if not wanted or not self._cooled_down(routed, notification, wanted):
                 continue
@@ -53,8 +52,7 @@ class Router:
 
     def _silenced(self, alert: Alert, when: float) -> bool:
         return any(
-            s.starts.timestamp() <= when <= s.ends.timestamp()
-            and all(alert.labels.get(k) == v for k, v in s.matchers.items())
+            s.starts.timestamp() <= when <= s.ends.timestamp() and _matches(alert, s.matchers)
             for s in self.silences
         )
 
@@ -78,3 +76,8 @@ class Router:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.triggered = {str(k): float(v) for k, v in state["triggered"].items()}
+
+
+def _matches(alert: Alert, matchers: Mapping[str, str]) -> bool:
+    """Whether the alert has every label of ``matchers`` with its value."""
+    return all(alert.labels.get(k) == v for k, v in matchers.items())
