@@ -152,18 +152,20 @@ def decode_batch(
         result = decode(raw, origin, max_bytes)
         if isinstance(result, BadEvent):
             bad.append(result)
-        elif result.epoch_seconds > latest:
+            continue
+        seconds = result.epoch_seconds  # once: hot path
+        if 0 <= seconds <= latest:
+            events.append(result)
+            raws.append(raw)
+            origins.append(origin)
+        elif seconds > latest:
             detail = f"timestamp {result.timestamp} is ahead of the clock"
             bad.append(BadEvent("future_timestamp", detail, raw, origin))
-        elif result.epoch_seconds < 0:
+        else:
             # As for the numeric forms (>= 0): a window before 1970 has no place here,
             # and one before year 1 cannot even be written down.
             detail = f"timestamp {result.timestamp} is before 1970"
             bad.append(BadEvent("invalid_value", detail, raw, origin))
-        else:
-            events.append(result)
-            raws.append(raw)
-            origins.append(origin)
     return Decoded(events, raws, origins, bad)
 
 
