@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -210,8 +211,8 @@ class Schema:
         if names is None:
             names = set().union(*rows)
         columns = Columns()
-        for name in sorted(names):
-            values = [row.get(name) for row in rows]
+        ordered = sorted(names)
+        for name, values in zip(ordered, _transpose(rows, ordered), strict=True):
             kind = kinds.get(name) or _infer_kind(values)
             if kind is None:
                 continue  # no value yet: the column's kind is still unknown
@@ -230,6 +231,17 @@ class Schema:
         return columns
 
 
+def _transpose(rows: Sequence[Mapping[str, object]], names: list[str]) -> list[Sequence[object]]:
+    """The rows' values, column by column (None where a row lacks the name). Rows that
+    all carry every name, the usual case, are read in C by one ``itemgetter`` each."""
+    if len(names) > 1 and rows:
+        try:
+            return list(zip(*map(itemgetter(*names), rows), strict=True))
+        except KeyError:
+            pass  # some row lacks a name: look each value up
+    return [[row.get(name) for row in rows] for name in names]
+
+
 def _outputs(event: Event) -> dict[str, object]:
     out: dict[str, object] = {}
     if event.score is not None:
@@ -246,7 +258,7 @@ def _outputs(event: Event) -> dict[str, object]:
     return out
 
 
-def _infer_kind(values: list[object]) -> Kind | None:
+def _infer_kind(values: Sequence[object]) -> Kind | None:
     for v in values:
         if v is None:
             continue
@@ -255,7 +267,7 @@ def _infer_kind(values: list[object]) -> Kind | None:
     return None
 
 
-def _numeric(values: list[object]) -> FloatArray:
+def _numeric(values: Sequence[object]) -> FloatArray:
     if set(map(type, values)) <= _NUMBERS:
         column = np.array(values, dtype=np.float64)  # None becomes NaN
     else:  # a string or bool among numbers counts as missing, however it is batched
@@ -264,7 +276,7 @@ def _numeric(values: list[object]) -> FloatArray:
     return column
 
 
-def _categorical(values: list[object]) -> ObjectArray:
+def _categorical(values: Sequence[object]) -> ObjectArray:
     column = np.empty(len(values), dtype=np.object_)
     # Strings are taken as they are (overlong ones are refused once per category, when
     # the vocabulary admits it); anything else is converted value by value.

@@ -14,9 +14,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
+from threadpoolctl import threadpool_limits
 
 from streamwatch.alerts import AlertPolicy, Notification, isoformat
 from streamwatch.config import Settings
@@ -40,6 +42,7 @@ POLL_RECORDS = 5000
 EXIT_MARGIN = 6.0  # seconds of the grace period kept to close the consumer (bounded: 3 s)
 # Detectors with a subject per feature or slice: too many series for a gauge.
 PER_FEATURE = frozenset({"feature_drift", "data_quality", "slice_performance", "fairness"})
+_ORIGIN, _TOPIC = itemgetter(1), attrgetter("topic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,9 @@ class Engine:
         reference: Mapping[str, Pinned] | None = None,
         outbox: Outbox | None = None,
     ) -> None:
+        # numpy's BLAS would spread each small product (a batch's Mahalanobis distances)
+        # over every core, spinning more than it computes: the engine runs on one.
+        threadpool_limits(limits=1, user_api="blas")
         self.settings = settings
         self.metrics = metrics
         self.reference = reference or {}
@@ -145,7 +151,7 @@ class Engine:
         return outcomes
 
     def process(self, messages: Sequence[Message], source: Source | None = None) -> Outcome:
-        for topic, count in Counter(origin.topic for _, origin in messages).items():
+        for topic, count in Counter(map(_TOPIC, map(_ORIGIN, messages))).items():
             self.metrics.consumed.labels(topic).inc(count)
         with gc_paused():
             bad, closed = self._window(self._unseen(messages))
@@ -190,11 +196,15 @@ class Engine:
     def _unseen(self, messages: Sequence[Message]) -> Sequence[Message]:
         """Drop what was processed before (redelivered after a restart or rebalance) and
         advance the positions past this batch."""
-        positions = self.positions
-        fresh = [m for m in messages if m[1].offset >= positions.get(m[1].key, -1)]
-        for _, origin in fresh:
-            if origin.offset >= positions.get(origin.key, -1):
-                positions[origin.key] = origin.offset + 1
+        positions, before = self.positions, dict(self.positions)
+        fresh = []
+        for message in messages:
+            origin = message[1]
+            key = (origin.topic, origin.partition)
+            if origin.offset >= before.get(key, -1):
+                fresh.append(message)
+                if origin.offset >= positions.get(key, -1):
+                    positions[key] = origin.offset + 1
         skipped = len(messages) - len(fresh)
         if skipped:
             self.metrics.redelivered.inc(skipped)

@@ -89,9 +89,9 @@ BadReason = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a message came from: topic (or file), partition and offset (or line)."""
+class Origin(msgspec.Struct, frozen=True, gc=False):
+    """Where a message came from: topic (or file), partition and offset (or line). (A
+    struct: one is made per message, in C, several times faster than a dataclass.)"""
 
     topic: str
     partition: int
@@ -148,8 +148,13 @@ def decode_batch(
     raws: list[bytes] = []
     origins: list[Origin] = []
     bad: list[BadEvent] = []
+    decode_fast = _decoder.decode
     for raw, origin in messages:
-        result = decode(raw, origin, max_bytes)
+        result: Event | BadEvent
+        try:  # the usual case decodes in C, without a Python call per message
+            result = decode_fast(raw) if len(raw) <= max_bytes else decode(raw, origin, max_bytes)
+        except (ValueError, RecursionError):  # msgspec's errors, UnicodeDecodeError
+            result = decode(raw, origin, max_bytes)  # again, to say why: bad ones are rare
         if isinstance(result, BadEvent):
             bad.append(result)
             continue

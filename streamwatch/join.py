@@ -11,6 +11,7 @@ an error. The buffers are part of the checkpoint.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,16 +156,8 @@ class LabelJoin:
         """Drop predictions, and waiting labels, older than their clock minus the time to
         live. Arrival order is event-time order up to the allowed lateness, so each scan
         stops at the first entry still in time."""
-        limit = predicted_until - self.ttl
-        stale = list(itertools.takewhile(lambda k: self._pending[k][0] < limit, self._pending))
-        for key in stale:
-            del self._pending[key]
-        self.expired += len(stale)
-        limit = labelled_until - self.ttl
-        gone = list(itertools.takewhile(lambda k: self._early[k][1] < limit, self._early))
-        for key in gone:
-            del self._early[key]
-        self.unknown += len(gone)
+        self.expired += _expire(self._pending, predicted_until - self.ttl, 0)
+        self.unknown += _expire(self._early, labelled_until - self.ttl, 1)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -183,3 +176,16 @@ class LabelJoin:
         self._early = {str(key): (label, float(when)) for key, label, when in state["early"]}
         self.evicted, self.expired = int(state["evicted"]), int(state["expired"])
         self.unknown = int(state["unknown"])
+
+
+def _expire(entries: dict[str, Any], limit: float, when: int) -> int:
+    """Drop the entries (in arrival order) whose time, at position ``when``, is before
+    ``limit``, up to the first that is not; return how many went."""
+    if limit == math.inf:  # the end of input: all of them, at once
+        count = len(entries)
+        entries.clear()
+        return count
+    stale = list(itertools.takewhile(lambda k: entries[k][when] < limit, entries))
+    for key in stale:
+        del entries[key]
+    return len(stale)
