@@ -24,8 +24,7 @@ from streamwatch.metrics import Metrics
 from streamwatch.outbox import Outbox, outbox_path
 from streamwatch.reference import load_reference
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
-from streamwatch.sources import ReplaySource, Source
-from streamwatch.sources.kafka import KafkaSource
+from streamwatch.sources import ReplaySource, Source, kafka_source
 from streamwatch.state import StateStore
 
 log = logging.getLogger("streamwatch")
@@ -183,7 +182,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: engine.stop())
     try:
-        source = KafkaSource(
+        source = kafka_source(
             settings.kafka,
             engine.metrics,
             engine.stopping,

@@ -68,6 +68,11 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
+    client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Kafka client: kafka-python (pure Python) or confluent "
+        "(librdkafka: several times more events per core)",
+    )
     bootstrap_servers: str = Field("localhost:9092", description="host:port[,host:port...]")
     topics: tuple[str, ...] = Field(("predictions",), description="topics to consume")
     group_id: str = Field("streamwatch", description="consumer group id")

@@ -180,15 +180,7 @@ class KafkaSource:
         producer = self._dlq_producer()
         now = datetime.now(UTC).isoformat()
         for event in bad:
-            headers = [
-                ("streamwatch-reason", event.reason.encode()),
-                ("streamwatch-detail", event.detail[:DETAIL_CHARS].encode()),
-                ("streamwatch-source-topic", event.origin.topic.encode()),
-                ("streamwatch-source-partition", str(event.origin.partition).encode()),
-                ("streamwatch-source-offset", str(event.origin.offset).encode()),
-                ("streamwatch-failed-at", now.encode()),
-            ]
-            producer.send(topic, value=event.raw, headers=headers)
+            producer.send(topic, value=event.raw, headers=dead_letter_headers(event, now))
         self.metrics.dead_letters.inc(len(bad))
 
     def _dlq_producer(self) -> KafkaProducer:
@@ -234,6 +226,18 @@ class KafkaSource:
         if self._producer is not None:
             self._producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
         self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+
+
+def dead_letter_headers(event: BadEvent, failed_at: str) -> list[tuple[str, bytes]]:
+    """Why and where from: a dead letter's headers (its value is the message, unchanged)."""
+    return [
+        ("streamwatch-reason", event.reason.encode()),
+        ("streamwatch-detail", event.detail[:DETAIL_CHARS].encode()),
+        ("streamwatch-source-topic", event.origin.topic.encode()),
+        ("streamwatch-source-partition", str(event.origin.partition).encode()),
+        ("streamwatch-source-offset", str(event.origin.offset).encode()),
+        ("streamwatch-failed-at", failed_at.encode()),
+    ]
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:

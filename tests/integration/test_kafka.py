@@ -17,8 +17,7 @@ from streamwatch import demo
 from streamwatch.config import KafkaSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine
 from streamwatch.metrics import Metrics
-from streamwatch.sources import ReplaySource
-from streamwatch.sources.kafka import KafkaSource
+from streamwatch.sources import ReplaySource, kafka_source
 from streamwatch.state import StateStore
 from tests.factories import event
 from tests.integration.helpers import (
@@ -34,6 +33,8 @@ from tests.kafka_local import free_port
 
 pytestmark = pytest.mark.integration
 Topics = Callable[[int], list[str]]
+# Every test runs with both Kafka clients (STREAMWATCH_KAFKA__CLIENT).
+clients = pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 
 
 def daemon_env(path: Path, kafka: str, topics: list[str], group: str, **more: object) -> Path:
@@ -71,7 +72,10 @@ def fired(path: Path) -> dict[tuple[str, str, str], int]:
     }
 
 
-def test_the_daemon_fires_the_demo_alerts(kafka: str, topics: Topics, tmp_path: Path) -> None:
+@clients
+def test_the_daemon_fires_the_demo_alerts(
+    kafka: str, topics: Topics, tmp_path: Path, client: str
+) -> None:
     predictions, labels = topics(2)
     stream = demo.generate(events_per_hour=3000, seed=42)
     demo.produce(stream, kafka, predictions, labels)
@@ -82,6 +86,7 @@ def test_the_daemon_fires_the_demo_alerts(kafka: str, topics: Topics, tmp_path: 
         [predictions, labels],
         f"g-{uuid.uuid4().hex}",
         server__port=port,
+        kafka__client=client,
     )
     daemon = Daemon(env, tmp_path / "daemon.log").start()
     alerts = tmp_path / "alerts.jsonl"
@@ -108,8 +113,9 @@ def test_the_daemon_fires_the_demo_alerts(kafka: str, topics: Topics, tmp_path: 
     assert stopped["late"] == stream.late
 
 
+@clients
 def test_bad_messages_go_to_the_dead_letter_topic_with_reasons(
-    kafka: str, topics: Topics, tmp_path: Path
+    kafka: str, topics: Topics, tmp_path: Path, client: str
 ) -> None:
     source_topic, dlq = topics(2)
     garbage = [
@@ -133,13 +139,14 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reasons(
             topics=(source_topic,),
             group_id=f"g-{uuid.uuid4().hex}",
             dlq_topic=dlq,
+            client=client,
         ),
         window=WindowSettings(size="1m", allowed_lateness=0.0),
         sinks={},
     )
     metrics = Metrics(CollectorRegistry())
     engine = Engine(settings, [], metrics)
-    source = KafkaSource(settings.kafka, metrics, engine.stopping, lambda: engine.positions)
+    source = kafka_source(settings.kafka, metrics, engine.stopping, lambda: engine.positions)
 
     def stop_when_all_consumed(_: int) -> None:
         if metrics.total("streamwatch_messages") >= len(values):
@@ -179,8 +186,9 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reasons(
     assert committed(kafka, settings.kafka.group_id, source_topic) == len(values)
 
 
+@clients
 def test_killed_mid_stream_the_daemon_resumes_from_its_checkpoint(
-    kafka: str, topics: Topics, tmp_path: Path
+    kafka: str, topics: Topics, tmp_path: Path, client: str
 ) -> None:
     (predictions,) = topics(1)
     stream = demo.generate(events_per_hour=15_000, seed=7)  # 300,000 predictions
@@ -190,7 +198,7 @@ def test_killed_mid_stream_the_daemon_resumes_from_its_checkpoint(
     produce(kafka, predictions, lines)
     end = end_offset(kafka, predictions)
     group = f"g-{uuid.uuid4().hex}"
-    env = daemon_env(tmp_path / "d.env", kafka, [predictions], group)
+    env = daemon_env(tmp_path / "d.env", kafka, [predictions], group, kafka__client=client)
 
     daemon = Daemon(env, tmp_path / "first.log").start()
     wait_for(lambda: (committed(kafka, group, predictions) or 0) > end // 3, 120, "a third")
