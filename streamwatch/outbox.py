@@ -74,6 +74,7 @@ class Outbox:
         self._lock = threading.Lock()  # one connection, shared by the engine and workers
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a crash, fast
             self._db.executescript(_SCHEMA)
 
     def add(self, notification: Notification, sink: str, status: str = "pending") -> bool:

@@ -22,7 +22,9 @@ import msgspec
 from streamwatch.config import Settings
 from streamwatch.errors import StateError
 
-FORMAT = 3  # 2: the inputs' Mahalanobis fit; 3: warm-up events held in the checkpoint
+# 2: the inputs' Mahalanobis fit; 3: warm-up events held in the checkpoint; 4: the
+# label join stored column by column.
+FORMAT = 4
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
 
 _SCHEMA = """
@@ -106,9 +108,8 @@ class StateStore:
         except (msgspec.DecodeError, ValueError, TypeError) as exc:
             raise StateError(f"state file {self.path} is unreadable: {exc}") from exc
 
-    def save(self, state: Mapping[str, Any], offsets: Offsets, scope: str = "engine") -> float:
-        """Write one checkpoint atomically; return how long it took in seconds."""
-        started = time.perf_counter()
+    def save(self, state: Mapping[str, Any], offsets: Offsets, scope: str = "engine") -> None:
+        """Write one checkpoint atomically."""
         blob = msgspec.msgpack.encode(state)
         offset_rows = msgspec.msgpack.encode([[t, p, o] for (t, p), o in sorted(offsets.items())])
         with self._db:
@@ -117,7 +118,6 @@ class StateStore:
                 "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?, ?)",
                 (scope, time.time(), offset_rows, blob),
             )
-        return time.perf_counter() - started
 
     def close(self) -> None:
         self._db.close()

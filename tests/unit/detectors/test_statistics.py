@@ -30,6 +30,14 @@ def test_ks_is_exact_when_every_value_is_an_edge(rng: np.random.Generator) -> No
     assert st.ks_pvalue(d, len(a), len(b)) == pytest.approx(expected.pvalue, rel=1e-9)
 
 
+@pytest.mark.parametrize("size", [2_001, 5_000, 50_000, 500_000])
+def test_ks_p_value_of_large_samples_is_within_3_percent_of_scipys(size: int) -> None:
+    n = m = 2 * size  # effective size n*m/(n+m) = size, past scipy's own formula
+    for p in (0.5, 0.1, 0.01, 1e-3, 1e-4, 1e-6):
+        d = float(stats.kstwo.isf(p, size))
+        assert st.ks_pvalue(d, n, m) == pytest.approx(float(stats.kstwo.sf(d, size)), rel=0.03)
+
+
 def test_ks_on_the_fine_grid_is_within_a_bin_of_exact(rng: np.random.Generator) -> None:
     a, b = rng.normal(0, 1, 20_000), rng.normal(0.2, 1.1, 20_000)
     edges = fit_edges(a[:2048])
