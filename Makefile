@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The baselines (Evidently) live apart: never in the runtime or test environment.
+# The baselines (Evidently, NannyML) live apart: never in the runtime or test environment.
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
@@ -32,12 +32,16 @@ unit: $(STAMP)
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/pip install --quiet -e . "evidently==0.7.23" "pandas<3"
+	$(BENCH_VENV)/bin/pip install --quiet -e . "evidently==0.7.23" "pandas<3" "nannyml==0.13.1"
 	touch $(BENCH_STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/replay_throughput.py
 	$(BIN)/python bench/kafka_throughput.py
+	$(BIN)/python bench/window_close.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/alert_latency.py
+	$(BIN)/python bench/idle_cpu.py
 	$(BENCH_VENV)/bin/python bench/detection.py
 
 format: $(STAMP)
