@@ -310,7 +310,7 @@ def report(args: argparse.Namespace, run: Produced, arrivals: Arrivals, seen: Ob
     print(
         f"daemon in all: {batches:,.0f} batches, {1000 * batch_mean:.1f} ms each on average; "
         f"{checkpoints:.0f} checkpoints, whose writes took {1000 * checkpoint_mean:.0f} ms on "
-        f"average, {slow:.0f} over 0.25 s (the metric leaves out building the snapshot)"
+        f"average, {slow:.0f} over 0.25 s (snapshot and write)"
     )
     print(
         f"webhooks: {len(arrivals.posts)} received, {len(expected) - len(missing)} of "

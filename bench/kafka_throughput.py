@@ -5,7 +5,8 @@ shape of BENCHMARKS.md, generated as in replay_throughput.py) to a fresh one-par
 topic of a real broker (started from Maven Central's jars unless
 STREAMWATCH_TEST_BOOTSTRAP names one). Then reads it from the start, three times each
 way, interleaved: with a bare kafka-python KafkaConsumer that only polls, and through
-streamwatch's Kafka source and engine with all its detectors on, with each client
+streamwatch's Kafka source and engine with all its detectors on, checkpointing and
+committing as the daemon does, with each client
 (kafka-python, confluent). Prints the medians and their ratios to the raw poll.
 
     make bench      (or: .venv/bin/python bench/kafka_throughput.py [events])
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +32,7 @@ from streamwatch.config import KafkaSettings, Settings, WindowSettings
 from streamwatch.engine import POLL_RECORDS, Engine
 from streamwatch.metrics import Metrics
 from streamwatch.sources import kafka_source
+from streamwatch.state import StateStore
 from tests.kafka_local import Broker
 
 RUNS = 3
@@ -73,12 +76,16 @@ def streamwatch(bootstrap: str, topic: str, total: int, client: str) -> float:
         if metrics.total("streamwatch_messages") >= total:
             engine.stopping.set()
 
-    started = time.perf_counter()
-    try:
-        engine.run(source, progress=stop_at_end)
-        return time.perf_counter() - started
-    finally:
-        source.close()
+    # As the daemon runs: checkpoints every STATE__CHECKPOINT_INTERVAL, then commits.
+    with tempfile.TemporaryDirectory() as tmp:
+        store = StateStore(Path(tmp) / "state.sqlite", settings)
+        started = time.perf_counter()
+        try:
+            engine.run(source, store, progress=stop_at_end)
+            return time.perf_counter() - started
+        finally:
+            source.close()
+            store.close()
 
 
 def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
