@@ -306,9 +306,9 @@ def test_killed_at_five_random_points_the_daemon_ends_as_if_never_interrupted(
         # checkpoint interval, once the run has closed windows its state does not hold.
         past = int(end * rng.uniform(0.1 + 0.15 * k, 0.2 + 0.15 * k))
         daemon = deployment.start()
-        deployment.wait_until_past(past, every=0.05)
         # The previous run may have committed past ``past`` already: wait for this run
-        # to have said where it resumes before reading it.
+        # to commit work of its own, and to have said where it resumed.
+        deployment.wait_until_past(max(past, resumed_from), every=0.05)
         if resumed_from:
             wait_for(functools.partial(restored_from, daemon, topic), 60, "the state restored")
         assert restored_from(daemon, topic) == resumed_from
