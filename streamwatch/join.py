@@ -160,8 +160,8 @@ class LabelJoin:
         self.unknown += _expire(self._early, labelled_until - self.ttl, 1)
 
     def snapshot(self) -> dict[str, Any]:
-        """Column by column (transposed in C): a full buffer of 200,000 predictions
-        takes milliseconds, where a list per entry took the loop's half second."""
+        """Column by column (transposed in C): a full buffer of 200,000 predictions is
+        snapshotted and encoded in about 0.15 s, where a list per entry took 0.5-1 s."""
         return {
             "pending": [list(self._pending), *map(list, zip(*self._pending.values(), strict=True))],
             "early": [list(self._early), *map(list, zip(*self._early.values(), strict=True))],
