@@ -18,11 +18,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 from kafka import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.helpers import json_lines
 from tests.kafka_local import Broker, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -184,11 +186,5 @@ class Daemon:
             process.kill()
             return process.wait()
 
-    def logs(self) -> list[dict[str, object]]:
-        lines = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return lines
+    def logs(self) -> list[dict[str, Any]]:
+        return json_lines(self.log_path)

@@ -27,6 +27,7 @@ from streamwatch.sources.kafka import (
     MAX_POLL_INTERVAL_MS,
     POLL_TIMEOUT_MS,
     dead_letter_headers,
+    partition_names,
 )
 
 log = logging.getLogger("streamwatch.kafka")
@@ -88,7 +89,7 @@ class ConfluentSource:
         log.info("subscribed", extra={"topics": list(settings.topics), "client": "confluent"})
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": _names(partitions)})
+        log.info("partitions assigned", extra={"partitions": partition_names(partitions)})
         # Start where our state ends, when that is past the committed offset (a crash
         # between checkpoint and commit).
         known = self.positions()
@@ -99,17 +100,10 @@ class ConfluentSource:
         consumer.assign(partitions)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("partitions revoked", extra={"partitions": _names(partitions)})
+        log.info("partitions revoked", extra={"partitions": partition_names(partitions)})
         if self.stopping.is_set():
             return  # closing after a stop: checkpointed and committed already
-        offsets = self.on_revoke()
-        self._commit(
-            [
-                TopicPartition(tp.topic, tp.partition, offsets[(tp.topic, tp.partition)])
-                for tp in partitions
-                if (tp.topic, tp.partition) in offsets
-            ]
-        )
+        self._commit(partitions, self.on_revoke())
 
     @property
     def ready(self) -> bool:
@@ -190,19 +184,19 @@ class ConfluentSource:
                 )
                 self._undelivered = 0
                 return
-        self._commit(
-            [
-                TopicPartition(tp.topic, tp.partition, offsets[(tp.topic, tp.partition)])
-                for tp in self.consumer.assignment()
-                if (tp.topic, tp.partition) in offsets
-            ]
-        )
+        self._commit(self.consumer.assignment(), offsets)
 
-    def _commit(self, partitions: list[TopicPartition]) -> None:
-        if not partitions:
+    def _commit(self, partitions: list[TopicPartition], offsets: Offsets) -> None:
+        """Commit ``offsets`` of those of ``partitions`` they name."""
+        commit = [
+            TopicPartition(tp.topic, tp.partition, offsets[(tp.topic, tp.partition)])
+            for tp in partitions
+            if (tp.topic, tp.partition) in offsets
+        ]
+        if not commit:
             return
         try:
-            committed = self.consumer.commit(offsets=partitions, asynchronous=False) or []
+            committed = self.consumer.commit(offsets=commit, asynchronous=False) or []
         except KafkaException as exc:
             log.warning(
                 "offset commit failed; it is retried at the next checkpoint",
@@ -213,7 +207,7 @@ class ConfluentSource:
         if failed:
             log.warning(
                 "offset commit failed for some partitions; retried at the next checkpoint",
-                extra={"partitions": _names(failed)},
+                extra={"partitions": partition_names(failed)},
             )
 
     def close(self) -> None:
@@ -224,7 +218,3 @@ class ConfluentSource:
 
 def _log_error(error: KafkaError) -> None:
     log.error("Kafka client error", extra={"error": str(error), "fatal": error.fatal()})
-
-
-def _names(partitions: Sequence[TopicPartition]) -> list[str]:
-    return sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,7 +69,8 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         if self.source.stopping.is_set():
             # Closing after a stop: the engine has checkpointed and committed already,
             # and an await here is not bounded by close()'s timeout.
-            log.info("partitions revoked at shutdown", extra={"partitions": _names(revoked)})
+            names = partition_names(revoked)
+            log.info("partitions revoked at shutdown", extra={"partitions": names})
             return
         offsets = self.source.on_revoke()
         commit = {
@@ -77,7 +78,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             for tp in revoked
             if (tp.topic, tp.partition) in offsets
         }
-        log.info("partitions revoked", extra={"partitions": _names(revoked)})
+        log.info("partitions revoked", extra={"partitions": partition_names(revoked)})
         if commit:
             try:
                 await self.source.consumer.commit_async(offsets=commit)
@@ -85,7 +86,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("commit on revocation failed", extra={"error": str(exc)})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": _names(assigned)})
+        log.info("partitions assigned", extra={"partitions": partition_names(assigned)})
         # Start where our state ends, when that is past the committed offset (a crash
         # between checkpoint and commit); seek only sets the fetch position.
         known = self.source.positions()
@@ -240,5 +241,6 @@ def dead_letter_headers(event: BadEvent, failed_at: str) -> list[tuple[str, byte
     ]
 
 
-def _names(partitions: set[TopicPartition]) -> list[str]:
+def partition_names(partitions: Iterable[Any]) -> list[str]:
+    """ "topic:partition" of each (either client's TopicPartition), sorted, for logs."""
     return sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)

@@ -66,6 +66,17 @@ def end_offset(kafka: str, topic: str) -> int:
         consumer.close()
 
 
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a daemon's log, skipping any other output."""
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
 @dataclass
 class Daemon:
     """``streamwatch run`` in a subprocess, its JSON log lines collected to a file."""
@@ -83,13 +94,7 @@ class Daemon:
         return self
 
     def logs(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return lines
+        return json_lines(self.log_path)
 
     def stop(self, timeout: float = 30.0) -> int:
         assert self.process is not None
