@@ -8,7 +8,7 @@ from streamwatch.alerts import AlertPolicy, Notification
 from streamwatch.config import FileSinkSettings, LogSinkSettings, Settings
 from streamwatch.detectors import Finding, Severity
 from streamwatch.sinks import Delivered, DeliveryFailed, build_sink, build_sinks
-from streamwatch.sinks.file import FileSink
+from streamwatch.sinks.file import RECENT, FileSink
 from streamwatch.sinks.log import LogSink
 from streamwatch.windows import WindowBounds
 
@@ -67,12 +67,28 @@ def test_file_sink_appends_one_object_per_notification(tmp_path: Path) -> None:
     sink = FileSink("audit", path)
     first = notification()
     assert sink.send(first) == Delivered("audit")
-    assert sink.send(first) == Delivered("audit")
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(records) == 2
+    assert len(records) == 1
     assert records[0]["id"] == first.id
     assert records[0]["receiver"] == "audit"
     assert [a["labels"]["subject"] for a in records[0]["alerts"]] == ["amount", "country"]
+
+
+def test_file_sink_appends_a_notification_sent_again_after_a_crash_once(tmp_path: Path) -> None:
+    # The outbox records a delivery after the sink returns: a crash in between sends the
+    # same notification again, from a new process, after other notifications.
+    path = tmp_path / "alerts.jsonl"
+    first = notification()
+    assert FileSink("audit", path).send(first) == Delivered("audit")
+    path.write_bytes(path.read_bytes() + b'{"id":"another"}\n' * 50)
+    restarted = FileSink("audit", path)
+    assert restarted.send(first) == Delivered("audit")
+    ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    assert ids.count(first.id) == 1
+    # An id only further back than the sink searches is appended again.
+    path.write_bytes(path.read_bytes() + b" " * RECENT + b"\n")
+    assert restarted.send(first) == Delivered("audit")
+    assert path.read_text().count(first.id) == 2
 
 
 def test_file_sink_failure_is_typed_and_retryable(tmp_path: Path) -> None:
