@@ -484,6 +484,28 @@ class StateSettings(_Section):
     checkpoint_interval: Duration = 10.0
 
 
+class HistorySettings(_Section):
+    """Closed windows kept in the state file for reports and ``status`` (history.py)."""
+
+    enabled: bool = Field(True, description="keep a history of closed windows")
+    max_age: Duration = Field(
+        30 * 86400.0,
+        gt=0,
+        description="windows ending this long (event time) before a model's newest are pruned",
+    )
+    max_windows: int = Field(2000, ge=1, description="windows kept per model, the newest")
+
+
+class ReportSettings(_Section):
+    """The HTML report (report/): served at /report, linked from alerts."""
+
+    base_url: str | None = Field(
+        None,
+        description="the daemon's server as readers reach it (e.g. https://sw.example.com); "
+        "alerts then link to {base_url}/report?model=M&window=START",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -507,6 +529,8 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     server: ServerSettings = ServerSettings()
     state: StateSettings = StateSettings()
+    history: HistorySettings = HistorySettings()
+    report: ReportSettings = ReportSettings()
     max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")
     max_models: int = Field(
         1000, ge=1, description="models tracked; events of further models go to dead letters"
