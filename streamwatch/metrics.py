@@ -117,6 +117,14 @@ class Metrics:
             "alerts_resolved": self.total("streamwatch_alerts", status="resolved"),
         }
 
+    def lags(self) -> dict[str, int]:
+        """The consumer lag last measured per partition, as "topic:partition"."""
+        return {
+            f"{sample.labels['topic']}:{sample.labels['partition']}": int(sample.value)
+            for metric in self.lag.collect()
+            for sample in metric.samples
+        }
+
     def total(self, name: str, **labels: str) -> int:
         """The sum of a counter over the label values not given (0 if never counted)."""
         value = 0.0

@@ -17,7 +17,7 @@ import numpy as np
 
 from streamwatch.batch import Batch, Schema
 from streamwatch.config import Settings
-from streamwatch.detectors import DetectorSet, Finding, ModelBinning, label_shift
+from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, label_shift
 from streamwatch.detectors.shadow import Shadow
 from streamwatch.events import Event
 from streamwatch.outcomes import LabelCounts, Outcomes
@@ -34,6 +34,7 @@ class ClosedWindow:
     n: int
     role: str  # "reference" or "evaluated"; "outcomes" when its labels are evaluated
     findings: list[Finding] = field(default_factory=list)
+    distributions: list[Distribution] = field(default_factory=list)  # of breached columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +264,8 @@ class ModelMonitor:
             return ClosedWindow(self.model_id, bounds, n, "reference")
         findings = state.evaluate(self.model_id, bounds, reference)
         findings += self._estimated_label_shift(bounds, state)
-        return ClosedWindow(self.model_id, bounds, n, "evaluated", findings)
+        distributions = state.distributions(reference, findings)
+        return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
     def _estimated_label_shift(self, bounds: WindowBounds, state: DetectorSet) -> list[Finding]:
         """BBSE needs a labelled reference and this window's predicted classes."""

@@ -12,15 +12,23 @@ from typing import Any
 from streamwatch.batch import Batch
 from streamwatch.config import DetectorSettings
 from streamwatch.detectors import quality
-from streamwatch.detectors.base import Detector, Finding
-from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
+from streamwatch.detectors.base import Detector, Distribution, Finding
+from streamwatch.detectors.drift import DriftDetector, FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.ood import Mahalanobis, OutOfDistribution
 from streamwatch.detectors.operational import Operational
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
-__all__ = ["FAMILIES", "Detector", "DetectorSet", "Finding", "ModelBinning", "Severity"]
+__all__ = [
+    "FAMILIES",
+    "Detector",
+    "DetectorSet",
+    "Distribution",
+    "Finding",
+    "ModelBinning",
+    "Severity",
+]
 
 # Every detector family, for the shared check suite (tests/unit/detectors/test_contract.py).
 FAMILIES = (FeatureDrift, PredictionDrift, Operational, OutOfDistribution)
@@ -97,6 +105,19 @@ class DetectorSet:
                 model, window, features, reference_features, self.settings.data_quality
             )
         return findings
+
+    def distributions(self, reference: DetectorSet, findings: list[Finding]) -> list[Distribution]:
+        """Reference and current distributions of every column whose drift breached."""
+        shown = []
+        for f in findings:
+            detector = self.detectors.get(f.detector)
+            if f.severity is not Severity.OK and isinstance(detector, DriftDetector):
+                other = reference.detectors[f.detector]
+                assert isinstance(other, DriftDetector)
+                distribution = detector.distribution(f.subject, other)
+                if distribution is not None:
+                    shown.append(distribution)
+        return shown
 
     def predicted_classes(self) -> Mapping[str, int] | None:
         """Counts of the predicted classes in this window, where prediction drift keeps

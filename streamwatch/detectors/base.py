@@ -29,6 +29,19 @@ class Finding:
     details: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """A column's distribution in the reference and in one window, as shares, for a
+    reader to compare: numeric columns on ``edges`` of equal width (``labels`` are the
+    bins), categorical ones by category."""
+
+    subject: str
+    kind: str  # "numeric" or "categorical"
+    labels: tuple[str, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+
+
 class Detector(Protocol):
     """Aggregate state of one detector over one model's window (or its reference).
 

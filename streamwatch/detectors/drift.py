@@ -40,7 +40,7 @@ import numpy as np
 from streamwatch.batch import Batch, Columns
 from streamwatch.config import DriftSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding
+from streamwatch.detectors.base import Distribution, Finding
 from streamwatch.detectors.histogram import OTHER, Binning, CategoryCounts, NumericHistogram
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -48,6 +48,8 @@ from streamwatch.windows import WindowBounds
 UNSEEN = "__unseen__"
 RARE = "__rare__"  # categories too sparse to compare one by one, pooled
 OVERFLOW_MINIMUM_EXPECTED = 20.0
+SHOWN_BINS = 24  # equal-width bins of a numeric column's distribution, for reading
+SHOWN_CATEGORIES = 12  # the most frequent categories shown; the rest pooled
 
 _LABELS = {
     "wasserstein": "normalised Wasserstein distance",
@@ -131,6 +133,16 @@ class DriftDetector(ABC):
         ]
         qvalues = st.benjamini_hochberg([c.pvalue for c in compared])
         return [self._finding(model, window, c, q) for c, q in zip(compared, qvalues, strict=True)]
+
+    def distribution(self, name: str, reference: Self) -> Distribution | None:
+        """The column ``name`` here and in the reference, for a reader (not a test)."""
+        if name in self.numeric and name in reference.numeric:
+            return _numeric_shares(
+                name, self.binning.edges[name], reference.numeric[name], self.numeric[name]
+            )
+        if name in self.categorical and name in reference.categorical:
+            return _category_shares(name, reference.categorical[name], self.categorical[name])
+        return None
 
     def _numeric(self, name: str, ref: NumericHistogram, cur: NumericHistogram) -> _Comparison:
         edges = self.binning.edges[name]
@@ -227,6 +239,44 @@ def _largest_move(names: list[str], ref: st.Counts, cur: st.Counts) -> str:
         names[i], f"'{names[i]}'"
     )
     return f"largest change {name} {p[i]:.1%} → {q[i]:.1%}"
+
+
+def _numeric_shares(
+    name: str, edges: np.ndarray, ref: NumericHistogram, cur: NumericHistogram
+) -> Distribution | None:
+    """The fine grid's counts regrouped into equal-width bins between its outer edges
+    (the open bins beyond them join the first and the last)."""
+    if not (ref.counts.size and cur.counts.size and ref.n and cur.n):
+        return None
+    lo, hi = float(edges[0]), float(edges[-1])
+    if not hi > lo:
+        return None
+    centres = np.concatenate([[lo], (edges[:-1] + edges[1:]) / 2, [hi]])
+    bounds = np.linspace(lo, hi, SHOWN_BINS + 1)
+    index = np.clip(np.searchsorted(bounds, centres, side="right") - 1, 0, SHOWN_BINS - 1)
+    shares = [
+        np.bincount(index, weights=h.counts, minlength=SHOWN_BINS) / h.counts.sum()
+        for h in (ref, cur)
+    ]
+    labels = tuple(f"{a:.4g}" for a in bounds[:-1])
+    return Distribution(name, "numeric", labels, *(tuple(s.tolist()) for s in shares))
+
+
+def _category_shares(name: str, ref: CategoryCounts, cur: CategoryCounts) -> Distribution | None:
+    if not (ref.n and cur.n):
+        return None
+    total = ref.counts + cur.counts
+    shown = [k for k, _ in total.most_common(SHOWN_CATEGORIES)]
+    rest = [k for k in total if k not in shown]
+
+    def shares(counts: CategoryCounts) -> tuple[float, ...]:
+        values = [counts.counts[k] for k in shown]
+        if rest:
+            values.append(sum(counts.counts[k] for k in rest))
+        return tuple(v / counts.n for v in values)
+
+    labels = tuple(shown) + (("other categories",) if rest else ())
+    return Distribution(name, "categorical", labels, shares(ref), shares(cur))
 
 
 class FeatureDrift(DriftDetector):

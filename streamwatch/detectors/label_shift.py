@@ -155,8 +155,14 @@ def estimated(
             f"{verdict} estimated from predictions (BBSE): L1 {value:.3f}, "
             f"p = {pvalue:.2g}; class priors {moves}"
         )
-        details = {f"prior[{c}]": p for c, p in zip(estimate.classes, estimate.priors, strict=True)}
-        details |= {"p_value": pvalue, "condition": estimate.condition}
+        details = {"p_value": pvalue, "condition": estimate.condition}
+        for i, c in enumerate(estimate.classes):
+            details[f"prior[{c}]"] = estimate.priors[i]
+            details[f"prior_low[{c}]"], details[f"prior_high[{c}]"] = (
+                estimate.low[i],
+                estimate.high[i],
+            )
+            details[f"prior_reference[{c}]"] = estimate.reference[i]
     return Finding(
         model=model,
         detector="label_shift",
