@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -26,6 +27,21 @@ from streamwatch.detectors import Finding, Severity
 from streamwatch.windows import WindowBounds
 
 Status = Literal["firing", "resolved"]
+# Where the evidence of an alert is, by detector (the report has each of these).
+_LOOK_AT = {
+    "feature_drift": "the reference and current distributions of {subjects}",
+    "prediction_drift": "the reference and current distributions of the output {subjects}",
+    "data_quality": "missing and malformed values of {subjects} over time",
+    "out_of_distribution": "the inputs' distance from the reference over time",
+    "performance": "{subjects} over time, with label coverage",
+    "concept_drift": "the error rate over time, with label coverage",
+    "label_shift": "the estimated class priors and their intervals",
+    "labels": "label coverage over time",
+    "slice_performance": "the slice table ({subjects})",
+    "fairness": "the slice table ({subjects})",
+    "shadow": "champion and challenger disagreement over time",
+    "operational": "{subjects} over time",
+}
 # Alertmanager's "not ended" timestamp for firing alerts.
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -43,6 +59,12 @@ def alias(name: str) -> str:
 
 def isoformat(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def report_link(base_url: str, model: str, window: WindowBounds) -> str:
+    """The daemon's report page of one model, at one window."""
+    query = urllib.parse.urlencode({"model": model, "window": isoformat(window.start)})
+    return f"{base_url.rstrip('/')}/report?{query}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +110,24 @@ class Notification:
     model: str
     window: WindowBounds
     alerts: tuple[Alert, ...]
+    link: str | None = None  # the report of this model and window, with REPORT__BASE_URL
 
     @property
     def status(self) -> Status:
         return "firing" if any(a.status == "firing" for a in self.alerts) else "resolved"
+
+    def look_at(self) -> str:
+        """One line saying where the evidence is (in the report) for these alerts."""
+        subjects: dict[str, list[str]] = {}
+        for a in self.alerts:
+            subjects.setdefault(a.labels["detector"], []).append(a.labels["subject"])
+        parts = [
+            _LOOK_AT.get(d, "{detector} of {subjects}").format(
+                detector=d.replace("_", " "), subjects=", ".join(dict.fromkeys(names))
+            )
+            for d, names in sorted(subjects.items())
+        ]
+        return "Look at " + "; ".join(parts) + "."
 
     def at_least(self, minimum: Severity) -> Notification | None:
         """This notification restricted to alerts of ``minimum`` severity or worse."""
@@ -109,7 +145,8 @@ class Notification:
             "receiver": receiver,
             "groupLabels": {"model": self.model},
             "commonLabels": dict(sorted(common)),
-            "commonAnnotations": {},
+            "commonAnnotations": {"look_at": self.look_at()}
+            | ({"report_url": self.link} if self.link else {}),
             "alerts": [a.to_dict() for a in self.alerts],
         }
 
@@ -167,7 +204,7 @@ class AlertPolicy:
     ) -> Notification | None:
         """The notification of one model's window: what fired, repeated, escalated or
         resolved in it, less warnings inhibited by a critical alert of their detector."""
-        changes = [c for f in findings if (c := self._observe(self._redacted(f))) is not None]
+        changes = [c for f in findings if (c := self._observe(self.redacted(f))) is not None]
         critical = {
             (t.labels["model"], t.labels["detector"])
             for t in self.tracks.values()
@@ -188,7 +225,7 @@ class AlertPolicy:
             return None
         return Notification(_notification_id(model, window, alerts), model, window, tuple(alerts))
 
-    def _redacted(self, finding: Finding) -> Finding:
+    def redacted(self, finding: Finding) -> Finding:
         """The finding with every name of ``ALERTS__REDACT`` replaced by its alias."""
         subject, explanation = finding.subject, finding.explanation
         for name in self.settings.redact:

@@ -13,14 +13,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
 from threadpoolctl import threadpool_limits
 
-from streamwatch.alerts import AlertPolicy, Notification, isoformat
+from streamwatch import history
+from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
 from streamwatch.events import BadEvent, decode_batch, gc_paused
@@ -78,6 +79,7 @@ class Engine:
         self.health = Health(settings.server.liveness_timeout)
         self._stop_requested: float | None = None
         self._checkpointed_at: float | None = None
+        self._closed: list[history.WindowRecord] | None = None  # since the last checkpoint
         metrics.checkpoint_age.set_function(self._checkpoint_age)
         self._bad_log = RateLimited()
 
@@ -100,6 +102,8 @@ class Engine:
         """Process the source until it ends (then close every window) or :attr:`stopping`
         is set (then checkpoint what was processed and stop)."""
         self.dispatcher.start()
+        if store is not None and self.settings.history.enabled:
+            self._closed = []  # kept until each checkpoint writes them
         try:
             return self._loop(source, store, progress)
         finally:
@@ -171,7 +175,9 @@ class Engine:
     def checkpoint(self, store: StateStore) -> Offsets:
         """Write everything processed so far; return the offsets it covers (to commit)."""
         started = time.monotonic()
-        store.save(self.snapshot(), self.positions)
+        closed = self._closed or []
+        store.save(self.snapshot(), self.positions, closed=closed, lag=self.metrics.lags())
+        closed.clear()
         self._checkpointed_at = time.monotonic()
         self.metrics.checkpoint_seconds.observe(self._checkpointed_at - started)
         return dict(self.positions)
@@ -263,6 +269,12 @@ class Engine:
                     self.metrics.statistic.labels(*labels).set(f.value)
             _log_window(window)
             notification = self.policy.observe(window.model, window.bounds, window.findings)
+            base_url = self.settings.report.base_url
+            if notification is not None and base_url:
+                link = report_link(base_url, window.model, window.bounds)
+                notification = replace(notification, link=link)
+            if self._closed is not None:
+                self._closed.append(self._record(window, notification))
             if notification is not None:
                 for alert in notification.alerts:
                     detector = alert.labels["detector"]
@@ -272,6 +284,15 @@ class Engine:
         if notifications:
             self.dispatcher.wake()
         return Outcome(closed, notifications)
+
+    def _record(
+        self, window: ClosedWindow, notification: Notification | None
+    ) -> history.WindowRecord:
+        """The window's history record, with names redacted as in its alerts."""
+        redact = self.settings.alerts.redact
+        shown = [d for d in window.distributions if d.subject not in redact]
+        findings = map(self.policy.redacted, window.findings)
+        return history.record(replace(window, distributions=shown), findings, notification)
 
     def _reject(self, bad: BadEvent) -> None:
         self.metrics.bad_events.labels(bad.reason).inc()

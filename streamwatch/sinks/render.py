@@ -45,6 +45,9 @@ def body(notification: Notification) -> str:
     ]
     for alert in notification.alerts:
         lines += [f"- {alert_line(alert)}"]
+    lines += ["", notification.look_at()]
+    if notification.link:
+        lines += [f"Report: {notification.link}"]
     advice = sorted({_ADVICE[d] for d in _detectors(notification) if d in _ADVICE})
     if advice and notification.status == "firing":
         lines += ["", "**What to do**", "", *(f"- {a}" for a in advice)]
