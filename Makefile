@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint unit integration bench format clean
+.PHONY: demo test lint unit integration bench format clean chromium report-screenshot docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check streamwatch tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint chromium
 	$(BIN)/pytest -q
+
+# The report test renders the demo's report in headless Chromium (Debian's package).
+chromium:
+	scripts/ensure-chromium
+
+report-screenshot: $(STAMP) chromium
+	$(BIN)/streamwatch demo > /dev/null
+	$(BIN)/python -m tests.chromium streamwatch-demo/report.html streamwatch-demo/report.png
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -1,10 +1,12 @@
-"""``streamwatch run | replay | demo | produce-demo | check-config | test-alert``: the CLI."""
+"""``streamwatch run | replay | demo | report | status | produce-demo | check-config |
+test-alert``: the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shutil
 import signal
 import sys
 import tempfile
@@ -15,7 +17,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
-from streamwatch import demo, health, logs
+from streamwatch import demo, health, logs, status
 from streamwatch.alerts import sample_notification
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.engine import Engine, Outcome
@@ -77,6 +79,24 @@ def _parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--events-per-hour", type=int, default=3000)
     run_demo.add_argument("--seed", type=int, default=42)
     run_demo.add_argument("--write", type=Path, help="also save the stream to this JSONL file")
+    run_demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("streamwatch-demo"),
+        metavar="DIR",
+        help="where the run's state and report go (replaced)",
+    )
+
+    report = command("report", _report, "write the HTML report of a state file's history")
+    report.add_argument("--state", type=Path, help="state file (default: STATE__PATH)")
+    report.add_argument("--model", help="only this model")
+    report.add_argument("--since", help="windows ending within this of the newest, e.g. 24h")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE")
+    config_options(report)
+
+    show = command("status", _status, "summarise a state file: models, windows, alerts, lag")
+    show.add_argument("--state", type=Path, help="state file (default: STATE__PATH)")
+    config_options(show)
 
     produce = command("produce-demo", _produce_demo, "publish the demo stream to Kafka")
     produce.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
@@ -98,6 +118,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.env_file, args.secrets_dir)
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    return Path(args.state) if args.state else _settings(args).state.path
+
+
+def _report(args: argparse.Namespace) -> int:
+    from streamwatch import report  # matplotlib: loaded only to draw
+
+    records = report.write(_state_path(args), args.output, args.model, args.since)
+    models = sorted({r.model for r in records})
+    print(f"wrote {args.output}: {len(records)} windows of {', '.join(models) or 'no model'}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(status.summary(_state_path(args)))
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -163,7 +201,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     engine = _engine(settings, sinks, Metrics(registry), outbox)
     server = None
     if settings.server.enabled:
-        server = health.serve(settings.server, registry, engine.health)
+        server = health.serve(settings.server, registry, engine.health, settings.state.path)
         address = f"{settings.server.host}:{server.server_port}"
         log.info("serving /metrics, /livez, /readyz", extra={"address": address})
     store = StateStore(settings.state.path, settings)
@@ -219,12 +257,16 @@ def _produce_demo(args: argparse.Namespace) -> int:
 
 
 def _run(
-    settings: Settings, source: Source, sinks: list[RoutedSink], metrics: Metrics
+    settings: Settings,
+    source: Source,
+    sinks: list[RoutedSink],
+    metrics: Metrics,
+    store: StateStore | None = None,
 ) -> list[Outcome]:
     engine = _engine(settings, sinks, metrics)
     bar = tqdm(unit=" events", disable=not sys.stderr.isatty(), file=sys.stderr, leave=False)
     with bar:
-        outcomes = engine.run(source, progress=bar.update)
+        outcomes = engine.run(source, store, progress=bar.update)
     source.close()
     return outcomes
 
@@ -266,13 +308,18 @@ def _demo(args: argparse.Namespace) -> int:
         + "\nLabels for a fifth of fraud's predictions come an hour later."
         + "\n"
     )
+    shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: its own state
+    settings = demo.settings(args.out / "state.sqlite")
+    store = StateStore(settings.state.path, settings)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.write or Path(tmp) / "demo.jsonl"
         path.write_bytes(b"\n".join(stream.lines) + b"\n")
-        settings = demo.settings()
         metrics = Metrics(CollectorRegistry())
         started = time.perf_counter()
-        outcomes = _run(settings, ReplaySource([path]), build_sinks(settings), metrics)
+        try:
+            outcomes = _run(settings, ReplaySource([path]), build_sinks(settings), metrics, store)
+        finally:
+            store.close()
         print("\n" + _summary(metrics, time.perf_counter() - started))
     fired = demo.fired(outcomes)
     print("\nAlerts fired (window start, model, detector, subject):")
@@ -286,4 +333,9 @@ def _demo(args: argparse.Namespace) -> int:
         "\nAll expected alerts fired where expected (drift in the window where the shift starts"
         " or the next; accuracy once the labels of the shifted traffic have come); no others."
     )
+    from streamwatch import report  # matplotlib: loaded only to draw
+
+    out = args.out / "report.html"
+    report.write(settings.state.path, out)
+    print(f"\nReport: {out.resolve()}\nStatus: streamwatch status --state {settings.state.path}")
     return 0

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from streamwatch.alerts import isoformat
-from streamwatch.config import LabelSettings, Settings, WindowSettings
+from streamwatch.config import LabelSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Outcome
 
 START = 1_795_305_600.0  # 2026-11-22T00:00:00Z
@@ -42,11 +43,12 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
 }
 
 
-def settings() -> Settings:
+def settings(state: Path = Path("streamwatch-demo/state.sqlite")) -> Settings:
     """The demo's settings: hourly windows, five minutes of allowed lateness, log sink."""
     return Settings(
         window=WindowSettings(size="1h", allowed_lateness=300.0),
         labels=LabelSettings(horizon=7200.0),  # labels come about an hour after predictions
+        state=StateSettings(path=state),
     )
 
 

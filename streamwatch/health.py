@@ -1,4 +1,5 @@
-"""The operator's endpoints on one small HTTP server: ``/metrics``, ``/livez``, ``/readyz``.
+"""The operator's endpoints on one small HTTP server: ``/metrics``, ``/livez``, ``/readyz``,
+and ``/report`` (the HTML report of the state file's history, what alert links open).
 
 ``/livez`` is 200 while the loop has polled within ``SERVER__LIVENESS_TIMEOUT`` (a hung
 loop is worth a restart); ``/readyz`` is 200 once state is restored and partitions are
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streamwatch.config import ServerSettings
+from streamwatch.errors import ConfigError, StateError
 
 
 @dataclass
@@ -51,21 +55,37 @@ class Health:
 
 
 def serve(
-    settings: ServerSettings, registry: CollectorRegistry, health: Health
+    settings: ServerSettings,
+    registry: CollectorRegistry,
+    health: Health,
+    state: Path | None = None,
 ) -> ThreadingHTTPServer:
-    """Start the server in a daemon thread; ``shutdown()`` it at exit."""
+    """Start the server in a daemon thread; ``shutdown()`` it at exit. With ``state``,
+    ``/report`` renders the report of that state file's history."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            path, _, query = self.path.partition("?")
+            if path == "/report" and state is not None:
+                self._report(state, dict(urllib.parse.parse_qsl(query)))
+            elif path == "/metrics":
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path in ("/livez", "/readyz"):
                 ok, checks = health.live() if path == "/livez" else health.ready()
                 body = msgspec.json.encode({"ok": ok, **checks})
                 self._reply(200 if ok else 503, body, "application/json")
             else:
-                self._reply(404, b"not found: /metrics, /livez, /readyz\n", "text/plain")
+                self._reply(404, b"not found: /metrics, /livez, /readyz, /report\n", "text/plain")
+
+        def _report(self, state: Path, query: dict[str, str]) -> None:
+            from streamwatch import report  # matplotlib: loaded only to draw
+
+            try:
+                body = report.page(state, query)
+            except (ConfigError, StateError) as exc:
+                self._reply(400, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+                return
+            self._reply(200, body, "text/html; charset=utf-8")
 
         def _reply(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

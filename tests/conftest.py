@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # CI machines are shared and slow: examples are bounded by count, not by a deadline.
@@ -13,3 +18,30 @@ settings.load_profile("default")
 TOOLING = {"STREAMWATCH_TEST_BOOTSTRAP", "STREAMWATCH_KAFKA_CACHE"}
 for name in [n for n in os.environ if n.startswith("STREAMWATCH_") and n not in TOOLING]:
     del os.environ[name]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``streamwatch demo`` run once: its output directory and what it printed."""
+    from streamwatch.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--out", str(out)])
+    return DemoRun(code, out, printed.getvalue())
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    code: int
+    out: Path
+    printed: str
+
+    @property
+    def state(self) -> Path:
+        return self.out / "state.sqlite"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.html"
