@@ -68,6 +68,8 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
+    """The Kafka source: predictions and labels are consumed from these topics (sources/)."""
+
     client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python",
         description="Kafka client: kafka-python (pure Python) or confluent "
@@ -76,13 +78,21 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = Field("localhost:9092", description="host:port[,host:port...]")
     topics: tuple[str, ...] = Field(("predictions",), description="topics to consume")
     group_id: str = Field("streamwatch", description="consumer group id")
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a group without committed offsets starts reading"
+    )
     dlq_topic: str | None = Field(None, description="dead-letter topic for bad messages")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients reach the brokers: TLS or not, SASL or not"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with a SASL_ protocol; unset: no SASL"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
+    ssl_cafile: Path | None = Field(
+        None, description="CA certificates (PEM) the brokers' TLS certificates are checked with"
+    )
     connect_timeout: Duration = Field(10.0, gt=0, description="per attempt to reach the cluster")
     max_fetch_bytes: int = Field(
         16 << 20, ge=1 << 20, description="largest message fetched or dead-lettered"
@@ -90,6 +100,8 @@ class KafkaSettings(_Section):
 
 
 class WindowSettings(_Section):
+    """Tumbling windows per model, by event time (with a watermark) or by count (windows.py)."""
+
     mode: Literal["time", "count"] = Field("time", description="event-time or event-count")
     size: str = Field(
         "5m",
@@ -121,6 +133,8 @@ class WindowSettings(_Section):
 
 
 class ReferenceSettings(_Section):
+    """What each window is compared with: a pinned file of events, or the first windows."""
+
     path: Path | None = Field(
         None, description="JSONL(.gz) file of events pinned as reference; else the first windows"
     )
@@ -145,13 +159,21 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
 class DriftSettings(_Section):
     """Feature or prediction drift: effect size decides severity, significance gates it."""
 
-    enabled: bool = True
-    numeric_statistic: NumericStatistic = "wasserstein"
-    categorical_statistic: CategoricalStatistic = "jensen_shannon"
+    enabled: bool = Field(True, description="run this detector")
+    numeric_statistic: NumericStatistic = Field(
+        "wasserstein", description="effect size that sets the severity of numeric columns"
+    )
+    categorical_statistic: CategoricalStatistic = Field(
+        "jensen_shannon", description="effect size that sets the severity of categorical columns"
+    )
     numeric_warning: float | None = Field(None, gt=0, description="default follows the statistic")
     numeric_critical: float | None = Field(None, gt=0, description="default follows the statistic")
-    categorical_warning: float | None = Field(None, gt=0, description="default follows statistic")
-    categorical_critical: float | None = Field(None, gt=0, description="default follows statistic")
+    categorical_warning: float | None = Field(
+        None, gt=0, description="default follows the statistic"
+    )
+    categorical_critical: float | None = Field(
+        None, gt=0, description="default follows the statistic"
+    )
     alpha: float = Field(0.01, gt=0, lt=1, description="false discovery rate per window")
     min_samples: int = Field(100, ge=2, description="fewer events in either window: no verdict")
     bins: int = Field(10, ge=2, le=100, description="coarse bins for PSI and Jensen-Shannon")
@@ -182,7 +204,7 @@ Task = Literal["auto", "classification", "regression"]
 class PerformanceSettings(_Section):
     """Performance against the reference once labels join (see detectors/performance)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     # "auto" reads a model as a classifier when it sends scores, probabilities, or
     # string or boolean predictions; a classifier sending bare integers needs saying so.
     task: Task = Field("auto", description="classification, regression, or auto")
@@ -197,7 +219,7 @@ class PerformanceSettings(_Section):
 class DataQualitySettings(_Section):
     """Missing values, out-of-range values, unseen categories, schema changes."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     warning: float = Field(0.05, gt=0, description="absolute rise of a rate that warns")
     critical: float = Field(0.2, gt=0, description="absolute rise of a rate that is critical")
     alpha: float = Field(0.01, gt=0, lt=1, description="false discovery rate per window")
@@ -207,7 +229,7 @@ class DataQualitySettings(_Section):
 class OutOfDistributionSettings(_Section):
     """The share of events far from the reference in all features at once (detectors/ood)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     quantile: float = Field(0.99, gt=0.5, lt=1, description="reference distance quantile")
     max_features: int = Field(50, ge=2, description="numeric features used, most present first")
     warning: float = Field(0.02, gt=0, description="absolute rise of the share that warns")
@@ -219,7 +241,7 @@ class OutOfDistributionSettings(_Section):
 class OperationalSettings(_Section):
     """Latency, error rate and volume against the reference (detectors/operational)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     latency_warning: float = Field(0.5, gt=0, description="relative p95/p99 rise that warns")
     latency_critical: float = Field(1.0, gt=0, description="relative rise that is critical")
     latency_p99_limit_ms: float | None = Field(None, gt=0, description="an absolute p99 limit")
@@ -235,7 +257,7 @@ class OperationalSettings(_Section):
 class SliceSettings(_Section):
     """Subgroup performance and fairness (detectors/slices)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     features: tuple[str, ...] = Field((), description="features to slice by, besides segments")
     protected: tuple[str, ...] = Field((), description="attributes whose fairness gaps to check")
     max_slices: int = Field(20, ge=2, description="values tracked per dimension; the rest: other")
@@ -254,7 +276,7 @@ class SliceSettings(_Section):
 class ShadowSettings(_Section):
     """Challenger versions against the champion (detectors/shadow)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     champions: dict[str, str] = Field(
         default_factory=dict,
         description="model id -> champion version; only then are other versions compared",
@@ -271,14 +293,16 @@ class ShadowSettings(_Section):
 class ConceptDriftSettings(_Section):
     """A river change detector on each model's stream of errors (detectors/concept)."""
 
-    enabled: bool = True
-    detector: Literal["adwin", "page_hinkley", "ddm", "eddm"] = "adwin"
+    enabled: bool = Field(True, description="run this detector")
+    detector: Literal["adwin", "page_hinkley", "ddm", "eddm"] = Field(
+        "adwin", description="river change detector; ddm and eddm read classifiers' misses only"
+    )
 
 
 class LabelShiftSettings(_Section):
     """Label shift: observed once labels join, estimated (BBSE) from predictions."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run this detector")
     # BBSE holds only under label shift (p(x|y) unchanged); under covariate shift it
     # reads moved predictions as moved priors. Turn it on where label shift is the
     # expected kind of change.
@@ -304,8 +328,15 @@ class LabelSettings(_Section):
 
 
 class DetectorSettings(_Section):
-    feature_drift: DriftSettings = DriftSettings()
-    prediction_drift: DriftSettings = DriftSettings()
+    """The detectors run on each model's closed windows, each on or off by ``enabled``."""
+
+    feature_drift: DriftSettings = Field(
+        DriftSettings(), description="each feature of the events against the reference"
+    )
+    prediction_drift: DriftSettings = Field(
+        DriftSettings(),
+        description="the model's outputs: score, predicted class or value, probabilities",
+    )
     performance: PerformanceSettings = PerformanceSettings()
     concept_drift: ConceptDriftSettings = ConceptDriftSettings()
     slices: SliceSettings = SliceSettings()
@@ -326,9 +357,11 @@ def _alerting(severity: Severity) -> Severity:
 
 
 class _SinkBase(_Section):
-    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Severity.WARNING
+    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Field(
+        Severity.WARNING, description="alerts of this severity or worse are sent"
+    )
     matchers: dict[str, str] = Field(
-        default_factory=dict, description="only alerts whose labels have these values"
+        default_factory=dict, description="label -> value; only alerts with all these are sent"
     )
     timeout: Duration = Field(10.0, gt=0, description="one delivery attempt at most")
     max_attempts: int = Field(8, ge=1, description="attempts before a notification is dead")
@@ -337,12 +370,16 @@ class _SinkBase(_Section):
 
 
 class LogSinkSettings(_SinkBase):
+    """One JSON line per alert on standard output."""
+
     kind: Literal["log"]
 
 
 class FileSinkSettings(_SinkBase):
+    """Each notification as one JSON line appended to a file, each notification id once."""
+
     kind: Literal["file"]
-    path: Path
+    path: Path = Field(description="file the notifications are appended to")
 
 
 class AppriseSinkSettings(_SinkBase):
@@ -356,17 +393,25 @@ class WebhookSinkSettings(_SinkBase):
     """Alertmanager's webhook payload, signed the Standard Webhooks way."""
 
     kind: Literal["webhook"]
-    url: str
+    url: str = Field(description="endpoint each notification is POSTed to")
     secret: SecretStr | None = Field(None, description="whsec_... signing secret")
-    headers: dict[str, SecretStr] = Field(default_factory=dict, description="extra headers")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="header -> value, sent with every request (secrets)"
+    )
 
 
 class RetrainSinkSettings(_SinkBase):
     """A retraining run triggered by a firing alert, at most once per model per cooldown."""
 
     kind: Literal["retrain"]
-    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Severity.CRITICAL
-    preset: Literal["github_workflow", "github_repository", "airflow", "generic"] = "generic"
+    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Field(
+        Severity.CRITICAL, description="alerts of this severity or worse start a run"
+    )
+    preset: Literal["github_workflow", "github_repository", "airflow", "generic"] = Field(
+        "generic",
+        description="the API called: GitHub workflow_dispatch or repository_dispatch, "
+        "an Airflow DAG run (REST API v1), or any JSON endpoint",
+    )
     url: str = Field(description="the dispatch, DAG-run or generic endpoint")
     token: SecretStr | None = Field(None, description="bearer token (GitHub) or basic user:pass")
     ref: str = Field("main", description="git ref of a workflow_dispatch")
@@ -377,26 +422,35 @@ class RetrainSinkSettings(_SinkBase):
 
 
 class JiraSinkSettings(_SinkBase):
+    """One Jira issue per alert (REST API v2); repeats and the resolution comment on it."""
+
     kind: Literal["jira"]
     url: str = Field(description="base URL, e.g. https://example.atlassian.net")
-    project: str
-    issue_type: str = "Bug"
+    project: str = Field(description="key of the project issues are created in")
+    issue_type: str = Field("Bug", description="issue type of the issues created")
     user: str = Field(description="account email (Cloud) or user name")
-    token: SecretStr
+    token: SecretStr = Field(description="API token (Cloud) or password, sent as basic auth")
     resolve_transition: str | None = Field(None, description="transition name on resolve")
 
 
 class GithubIssueSinkSettings(_SinkBase):
+    """One GitHub issue per alert; repeats and the resolution comment on it."""
+
     kind: Literal["github_issue"]
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
-    token: SecretStr
-    api_url: str = "https://api.github.com"
-    close_on_resolve: bool = True
+    token: SecretStr = Field(description="token with write access to the issues (to label them)")
+    api_url: str = Field(
+        "https://api.github.com",
+        description="REST API root; GitHub Enterprise: https://HOST/api/v3",
+    )
+    close_on_resolve: bool = Field(True, description="close the issue when its alert resolves")
 
 
 class KafkaSinkSettings(_SinkBase):
+    """Each alert as JSON on a topic, keyed by fingerprint, with the source's security."""
+
     kind: Literal["kafka"]
-    topic: str
+    topic: str = Field(description="topic the alert records are produced to")
     bootstrap_servers: str | None = Field(None, description="default: the source's brokers")
 
 
@@ -431,24 +485,31 @@ class Silence(_Section):
     """Alerts matching every label here are recorded but not sent, from starts to ends
     (event time, epoch seconds or RFC 3339)."""
 
-    matchers: dict[str, str] = Field(min_length=1)
-    starts: AwareDatetime
-    ends: AwareDatetime
-    comment: str = ""
+    matchers: dict[str, str] = Field(
+        min_length=1, description="label -> value; alerts with all of these are held back"
+    )
+    starts: AwareDatetime = Field(description="start, in event time")
+    ends: AwareDatetime = Field(description="end, in event time")
+    comment: str = Field("", description="a note for readers of the configuration")
 
 
 class AlertSettings(_Section):
     """The alert lifecycle (alerts.py): hysteresis, repeats, silences, extra labels."""
 
-    hysteresis: Hysteresis = Hysteresis()
+    hysteresis: Hysteresis = Field(
+        Hysteresis(), description="the hysteresis of every detector without its own"
+    )
     detectors: dict[str, Hysteresis] = Field(
-        default_factory=dict, description="detector name -> its own hysteresis"
+        default_factory=dict,
+        description="detector -> its own hysteresis; keys as in the alerts' detector label",
     )
     repeat_interval: Duration = Field(
         4 * 3600.0, gt=0, description="a firing alert is repeated at most this often"
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="added to every alert")
-    silences: tuple[Silence, ...] = ()
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="label -> value added to every alert"
+    )
+    silences: tuple[Silence, ...] = Field((), description="alerts held back, recorded, not sent")
     redact: tuple[str, ...] = Field(
         (), description="feature names never written in an alert: a stable alias instead"
     )
@@ -471,7 +532,7 @@ def _default_sinks() -> dict[str, SinkSettings]:
 class ServerSettings(_Section):
     """The HTTP server of /metrics, /livez and /readyz (health.py)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="serve /metrics, /livez and /readyz")
     host: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from outside the pod")
     port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     liveness_timeout: Duration = Field(60.0, gt=0, description="/livez fails past this")
@@ -480,8 +541,14 @@ class ServerSettings(_Section):
 
 
 class StateSettings(_Section):
-    path: Path = Path("streamwatch-state.sqlite")
-    checkpoint_interval: Duration = 10.0
+    """Checkpoints of the engine and the source offsets they cover (state.py)."""
+
+    path: Path = Field(
+        Path("streamwatch-state.sqlite"), description="SQLite file the checkpoints are written to"
+    )
+    checkpoint_interval: Duration = Field(
+        10.0, description="least time between checkpoints, and so between offset commits"
+    )
 
 
 class HistorySettings(_Section):
@@ -507,6 +574,9 @@ class ReportSettings(_Section):
 
 
 class Settings(BaseSettings):
+    """Everything streamwatch reads from its environment. At the top level: bounds on what
+    producers can make it hold."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=NESTED,
@@ -523,7 +593,7 @@ class Settings(BaseSettings):
     detectors: DetectorSettings = DetectorSettings()
     sinks: dict[str, SinkSettings] = Field(
         default_factory=_default_sinks,
-        description="named sinks, each with a kind",
+        description="name -> a sink, whose kind decides its other settings",
     )
     alerts: AlertSettings = AlertSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -548,7 +618,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Secret files may sit nested (sinks/retrain/secret) or flat (sinks__retrain__secret).
+        # A secret file is named like its variable (streamwatch_sinks__retrain__secret); the
+        # nested source splits the name at "__" into the settings' sections.
         secrets = NestedSecretsSettingsSource(file_secret_settings)
         return init_settings, env_settings, dotenv_settings, secrets
 

@@ -114,7 +114,7 @@ def test_thresholds_must_be_ordered(tmp_path: Path) -> None:
         load_settings([env_file])
 
 
-def test_secrets_come_from_a_directory_nested_or_flat(tmp_path: Path) -> None:
+def test_secrets_come_from_files_named_like_their_variable(tmp_path: Path) -> None:
     (tmp_path / "streamwatch_kafka__sasl_password").write_text("hunter2")
     settings = load_settings(secrets_dir=tmp_path)
     assert settings.kafka.sasl_password is not None
