@@ -120,7 +120,7 @@ def performance(
         axes.plot(x, values, marker="o", ms=3, lw=1, label=name)
     axes.set_zorder(bars.get_zorder() + 1)
     axes.patch.set_visible(False)
-    axes.legend(frameon=False, loc="lower left")
+    axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0))
     axes.set_title("performance over time", loc="left")
     _date_axis(axes)
     return _svg(figure)

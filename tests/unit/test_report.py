@@ -129,3 +129,35 @@ def test_look_at_names_the_evidence_for_each_detector() -> None:
     assert all(subject in line for subject in subjects)
     assert "report_url" not in n.to_dict("x")["commonAnnotations"]
     assert "report_url" in replace(n, link="https://x/report").to_dict("x")["commonAnnotations"]
+
+
+def test_moved_priors_and_breaching_slices_are_flagged() -> None:
+    from streamwatch.history import Statistic, WindowRecord
+
+    priors = {"prior[0]": 0.6, "prior_low[0]": 0.55, "prior_high[0]": 0.65}
+    priors |= {"prior_reference[0]": 0.8, "prior[1]": 0.4, "prior_low[1]": 0.35}
+    priors |= {"prior_high[1]": 0.45, "prior_reference[1]": 0.2}
+    shift = Statistic(
+        "label_shift", "estimated_priors", "l1_shift", 0.4, 0.2, "critical", 900, 1000,
+        details=priors,
+    )  # fmt: skip
+    slices = [
+        Statistic("slice_performance", "region=NA", "accuracy", 0.2, 0.15, "critical", 0, 300),
+        Statistic("slice_performance", "region=EU", "accuracy", 0.01, 0.05, "ok", 0, 700),
+    ]
+    records = [
+        WindowRecord("fraud", 0.0, 3600.0, "evaluated", 1000, [shift]),
+        WindowRecord("fraud", 0.0, 3600.0, "outcomes", 0, slices),
+    ]
+    page = report.render(records, "test")
+    table = page[page.index('<table class="priors">') : page.index("</table>")]
+    assert table.count('class="flagged"') == 2  # both intervals leave out the reference
+    assert "55.0% to 65.0%" in table
+    slice_table = page[page.index('<table class="slices">') :]
+    rows = re.findall(
+        r'<tr class="([^"]*)">(.*?)</tr>', slice_table[: slice_table.index("</table>")], re.S
+    )
+    assert [("region=NA" in row, "region=EU" in row) for cls, row in rows if cls == "flagged"] == [
+        (True, False)
+    ]
+    assert len(rows) == 2
