@@ -87,6 +87,7 @@ def _model(model: str, records: list[WindowRecord], alerts: list[Firing]) -> lis
     lines.append(f"  alerts        {len(mine)} firing" + (":" if mine else ""))
     lines += [
         f"    {a.severity:<8} {a.detector} · {a.subject} (since the window ending "
-        f"{isoformat(a.since)})" for a in mine
+        f"{isoformat(a.since)})"
+        for a in mine
     ]
     return lines
