@@ -53,5 +53,11 @@ def screenshot(page: Path, out: Path, width: int = 1280, height: int = 4000) -> 
     return out
 
 
+def pdf(page: Path, out: Path) -> Path:
+    """The page printed (A4 by the page's print styles), as a reader would print it."""
+    _run(page, f"--print-to-pdf={out.resolve()}", "--no-pdf-header-footer")
+    return out
+
+
 if __name__ == "__main__":
     print(screenshot(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -3,6 +3,7 @@ it shows the drift of the shifted features at the window where the shift starts.
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -97,3 +98,10 @@ def test_the_charts_are_rendered_and_a_screenshot_shows_them(
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 100_000  # a page of charts, not a blank one
+
+
+def test_the_report_prints_a_page_per_model(demo_run: DemoRun, tmp_path: Path) -> None:
+    printed = chromium.pdf(demo_run.report, tmp_path / "report.pdf").read_bytes()
+    assert printed.startswith(b"%PDF")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", printed))
+    assert pages >= 2  # each model starts on a page of its own
