@@ -652,7 +652,9 @@ def env_name(loc: Sequence[int | str]) -> str:
     # ("sinks", "audit", "file", "path") is STREAMWATCH_SINKS__AUDIT__PATH.
     if len(parts) >= 4 and parts[0] == "sinks":
         del parts[2]
-    return ENV_PREFIX + NESTED.join(parts).upper()
+    name = NESTED.join(parts).upper()
+    # An unknown variable of an env file is reported under its own, prefixed, name.
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
 
 
 def _explain(exc: ValidationError) -> str:

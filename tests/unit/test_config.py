@@ -168,3 +168,10 @@ def test_the_example_env_files_are_valid() -> None:
     assert examples
     for path in examples:
         load_settings([path])
+
+
+def test_an_unknown_variable_in_an_env_file_is_named_as_written(tmp_path: Path) -> None:
+    env_file = write(tmp_path / "t.env", "STREAMWATCH_WINDOWS__SIZE=5m\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings([env_file])
+    assert "  STREAMWATCH_WINDOWS__SIZE: Extra inputs are not permitted" in str(error.value)
