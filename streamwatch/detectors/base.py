@@ -35,6 +35,7 @@ class Distribution:
     reader to compare: numeric columns on ``edges`` of equal width (``labels`` are the
     bins), categorical ones by category."""
 
+    detector: str
     subject: str
     kind: str  # "numeric" or "categorical"
     labels: tuple[str, ...]

@@ -137,11 +137,14 @@ class DriftDetector(ABC):
     def distribution(self, name: str, reference: Self) -> Distribution | None:
         """The column ``name`` here and in the reference, for a reader (not a test)."""
         if name in self.numeric and name in reference.numeric:
+            edges = self.binning.edges[name]
             return _numeric_shares(
-                name, self.binning.edges[name], reference.numeric[name], self.numeric[name]
+                self.name, name, edges, reference.numeric[name], self.numeric[name]
             )
         if name in self.categorical and name in reference.categorical:
-            return _category_shares(name, reference.categorical[name], self.categorical[name])
+            return _category_shares(
+                self.name, name, reference.categorical[name], self.categorical[name]
+            )
         return None
 
     def _numeric(self, name: str, ref: NumericHistogram, cur: NumericHistogram) -> _Comparison:
@@ -242,7 +245,7 @@ def _largest_move(names: list[str], ref: st.Counts, cur: st.Counts) -> str:
 
 
 def _numeric_shares(
-    name: str, edges: np.ndarray, ref: NumericHistogram, cur: NumericHistogram
+    detector: str, name: str, edges: np.ndarray, ref: NumericHistogram, cur: NumericHistogram
 ) -> Distribution | None:
     """The fine grid's counts regrouped into equal-width bins between its outer edges
     (the open bins beyond them join the first and the last)."""
@@ -259,10 +262,13 @@ def _numeric_shares(
         for h in (ref, cur)
     ]
     labels = tuple(f"{a:.4g}" for a in bounds[:-1])
-    return Distribution(name, "numeric", labels, *(tuple(s.tolist()) for s in shares))
+    ref_shares, cur_shares = (tuple(s.tolist()) for s in shares)
+    return Distribution(detector, name, "numeric", labels, ref_shares, cur_shares)
 
 
-def _category_shares(name: str, ref: CategoryCounts, cur: CategoryCounts) -> Distribution | None:
+def _category_shares(
+    detector: str, name: str, ref: CategoryCounts, cur: CategoryCounts
+) -> Distribution | None:
     if not (ref.n and cur.n):
         return None
     total = ref.counts + cur.counts
@@ -276,7 +282,7 @@ def _category_shares(name: str, ref: CategoryCounts, cur: CategoryCounts) -> Dis
         return tuple(v / counts.n for v in values)
 
     labels = tuple(shown) + (("other categories",) if rest else ())
-    return Distribution(name, "categorical", labels, shares(ref), shares(cur))
+    return Distribution(detector, name, "categorical", labels, shares(ref), shares(cur))
 
 
 class FeatureDrift(DriftDetector):

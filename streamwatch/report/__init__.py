@@ -193,26 +193,21 @@ def _alert_spans(records: list[WindowRecord]) -> dict[Key, list[charts.Span]]:
 
 
 def _distributions(records: list[WindowRecord], focus: float | None) -> list[Shown]:
-    shown: dict[str, Shown] = {}
+    shown: dict[tuple[str, str], Shown] = {}
     for r in records:
         if focus is not None and r.start != focus:
             continue
         explained = {(s.detector, s.subject): s.explanation for s in r.statistics}
         for d in r.distributions:
-            if d.subject in shown:
+            if (d.detector, d.subject) in shown:
                 continue
-            detector = (
-                "feature_drift"
-                if ("feature_drift", d.subject) in explained
-                else ("prediction_drift")
-            )
-            shown[d.subject] = Shown(
+            shown[(d.detector, d.subject)] = Shown(
                 d.subject,
-                detector,
+                d.detector,
                 f"{isoformat(r.start)} to {isoformat(r.end)}",
                 "the window asked for" if focus is not None else "first breach",
                 Markup(charts.distribution(d)),
-                explained.get((detector, d.subject), ""),
+                explained.get((d.detector, d.subject), ""),
             )
     return list(shown.values())
 

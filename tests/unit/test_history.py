@@ -21,7 +21,7 @@ def closed(model: str, index: int, value: float = 0.3) -> ClosedWindow:
         Severity.CRITICAL if value >= 0.25 else Severity.OK, 900, 1000, bounds,
         "feature 'amount' drifted", {"p_value": 1e-9},
     )  # fmt: skip
-    shares = Distribution("amount", "numeric", ("0", "1"), (0.5, 0.5), (0.2, 0.8))
+    shares = Distribution("feature_drift", "amount", "numeric", ("0", "1"), (0.5, 0.5), (0.2, 0.8))
     return ClosedWindow(model, bounds, 1000, "evaluated", [finding], [shares])
 
 
