@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     run_demo.add_argument(
         "--out",
         type=Path,
-        default=Path("streamwatch-demo"),
+        default=demo.OUT,
         metavar="DIR",
         help="where the run's state and report go (replaced)",
     )

@@ -43,7 +43,10 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
 }
 
 
-def settings(state: Path = Path("streamwatch-demo/state.sqlite")) -> Settings:
+OUT = Path("streamwatch-demo")  # where ``streamwatch demo`` puts its state and report
+
+
+def settings(state: Path = OUT / "state.sqlite") -> Settings:
     """The demo's settings: hourly windows, five minutes of allowed lateness, log sink."""
     return Settings(
         window=WindowSettings(size="1h", allowed_lateness=300.0),

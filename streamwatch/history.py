@@ -145,6 +145,16 @@ def read(path: Path, model: str | None = None, since: float | None = None) -> li
     ``since`` (epoch seconds), if given."""
     db = open_readonly(path)
     try:
+        return records(db, model, since)
+    finally:
+        db.close()
+
+
+def records(
+    db: sqlite3.Connection, model: str | None = None, since: float | None = None
+) -> list[WindowRecord]:
+    """The records of an open state file, as :func:`read` gives them."""
+    try:
         rows = db.execute(
             "SELECT record FROM history WHERE (? IS NULL OR model = ?) "
             "AND (? IS NULL OR end > ?) ORDER BY model, end, role",
@@ -152,8 +162,6 @@ def read(path: Path, model: str | None = None, since: float | None = None) -> li
         ).fetchall()
     except sqlite3.OperationalError:  # written before the history existed
         rows = []
-    finally:
-        db.close()
     decoder = msgspec.msgpack.Decoder(WindowRecord)
     return [decoder.decode(blob) for (blob,) in rows]
 

@@ -44,11 +44,11 @@ def summary(path: Path, now: float | None = None) -> str:
     try:
         checkpoint = read_checkpoint(db, path)
         lag = read_lag(db)
+        records = history.records(db)
     finally:
         db.close()
     if checkpoint is None:
         return f"{path}: no checkpoint yet"
-    records = history.read(path)
     now = time.time() if now is None else now
     lines = [
         f"state     {path}",
