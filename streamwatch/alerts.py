@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -193,11 +193,21 @@ class AlertPolicy:
         """Fingerprint -> severity of every alert firing now."""
         return {k: t.severity for k, t in self.tracks.items() if t.severity is not None}
 
-    def snapshot(self) -> dict[str, Any]:
-        return {key: track.snapshot() for key, track in self.tracks.items()}
+    def snapshot(self, models: Collection[str] | None = None) -> dict[str, Any]:
+        """The alerts' state: of every model, or of ``models`` only."""
+        return {
+            key: track.snapshot()
+            for key, track in self.tracks.items()
+            if models is None or track.labels["model"] in models
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.tracks = {key: _Track.restore(track) for key, track in state.items()}
+        """Take on the alerts of a snapshot (beside those of other models held)."""
+        self.tracks.update({key: _Track.restore(track) for key, track in state.items()})
+
+    def forget(self, models: Collection[str]) -> None:
+        """Drop the alerts of ``models`` (whose partition moved to another instance)."""
+        self.tracks = {k: t for k, t in self.tracks.items() if t.labels["model"] not in models}
 
     def observe(
         self, model: str, window: WindowBounds, findings: Iterable[Finding]

@@ -11,8 +11,9 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
@@ -27,7 +28,11 @@ from streamwatch.outbox import Outbox, outbox_path
 from streamwatch.reference import load_reference
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
 from streamwatch.sources import ReplaySource, Source, kafka_source
-from streamwatch.state import StateStore
+from streamwatch.state import Offsets, StateStore
+
+if TYPE_CHECKING:
+    from streamwatch.sources.confluent import ConfluentSource
+    from streamwatch.sources.kafka import KafkaSource
 
 log = logging.getLogger("streamwatch")
 
@@ -205,28 +210,12 @@ def _run_daemon(args: argparse.Namespace) -> int:
         address = f"{settings.server.host}:{server.server_port}"
         log.info("serving /metrics, /livez, /readyz", extra={"address": address})
     store = StateStore(settings.state.path, settings)
-    checkpoint = store.load()
-    if checkpoint is not None:
-        engine.restore(checkpoint.state, checkpoint.offsets)
-        log.info(
-            "state restored",
-            extra={
-                "models": len(engine.models),
-                "path": str(store.path),
-                "offsets": {f"{t}:{p}": o for (t, p), o in checkpoint.offsets.items()},
-            },
-        )
-    engine.health.restored = True
+    if settings.state.changelog_topic is None:
+        _restore(engine, store)  # scaled out: each partition's state, once assigned
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: engine.stop())
     try:
-        source = kafka_source(
-            settings.kafka,
-            engine.metrics,
-            engine.stopping,
-            positions=lambda: engine.positions,
-            on_revoke=lambda: engine.checkpoint(store),
-        )
+        source = _source(settings, engine, store)
     except SourceError:
         if not engine.stopping.is_set():
             raise
@@ -247,6 +236,53 @@ def _run_daemon(args: argparse.Namespace) -> int:
             server.shutdown()
     log.info("stopped", extra=engine.metrics.summary())
     return 0
+
+
+def _restore(engine: Engine, store: StateStore) -> None:
+    checkpoint = store.load()
+    if checkpoint is not None:
+        engine.restore(checkpoint.state, checkpoint.offsets)
+        log.info(
+            "state restored",
+            extra={
+                "models": len(engine.models),
+                "path": str(store.path),
+                "offsets": {f"{t}:{p}": o for (t, p), o in checkpoint.offsets.items()},
+            },
+        )
+    engine.health.restored = True
+
+
+def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSource | ConfluentSource:
+    """The Kafka consumer, its rebalances wired to the engine's state (scaled out: each
+    partition's, restored and saved through the changelog)."""
+    if settings.state.changelog_topic is None:
+        return kafka_source(
+            settings.kafka,
+            engine.metrics,
+            engine.stopping,
+            positions=lambda: engine.positions,
+            on_revoke=lambda partitions: engine.checkpoint(store),
+        )
+
+    def assigned(partitions: Collection[int]) -> Offsets:
+        positions = engine.acquire(partitions, store)
+        engine.health.restored = True
+        return positions
+
+    source = kafka_source(
+        settings.kafka,
+        engine.metrics,
+        engine.stopping,
+        positions=lambda: engine.positions,
+        on_revoke=lambda partitions: engine.release(partitions, store),
+        on_assign=assigned,
+        partitioned=True,
+    )
+    from streamwatch.changelog import Changelog  # kafka-python, like the source
+
+    engine.changelog = Changelog(settings)  # before the first poll, which assigns
+    return source
 
 
 def _produce_demo(args: argparse.Namespace) -> int:

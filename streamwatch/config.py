@@ -78,6 +78,11 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = Field("localhost:9092", description="host:port[,host:port...]")
     topics: tuple[str, ...] = Field(("predictions",), description="topics to consume")
     group_id: str = Field("streamwatch", description="consumer group id")
+    group_instance_id: str | None = Field(
+        None,
+        description="static membership: this instance's stable name in the group (e.g. the "
+        "pod name), so that a restart within the session timeout moves no partition",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a group without committed offsets starts reading"
     )
@@ -549,6 +554,12 @@ class StateSettings(_Section):
     checkpoint_interval: Duration = Field(
         10.0, description="least time between checkpoints, and so between offset commits"
     )
+    changelog_topic: str | None = Field(
+        None,
+        description="scale out: state is kept per partition and each checkpoint also writes "
+        "it to this compacted topic (created if missing), so that it follows its partition to "
+        "whichever instance of the group is assigned it; kafka-python client only",
+    )
 
 
 class HistorySettings(_Section):
@@ -608,6 +619,14 @@ class Settings(BaseSettings):
     max_columns: int = Field(
         500, ge=1, description="feature columns tracked per model; further names are ignored"
     )
+
+    @model_validator(mode="after")
+    def _changelog_client(self) -> Settings:
+        if self.state.changelog_topic is not None and self.kafka.client != "kafka-python":
+            raise ValueError(
+                "STREAMWATCH_STATE__CHANGELOG_TOPIC (scale out) needs KAFKA__CLIENT=kafka-python"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -12,10 +12,10 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from threadpoolctl import threadpool_limits
@@ -24,7 +24,8 @@ from streamwatch import history
 from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
-from streamwatch.events import BadEvent, decode_batch, gc_paused
+from streamwatch.errors import ChangelogError
+from streamwatch.events import BadEvent, Decoded, decode_batch, gc_paused
 from streamwatch.health import Health
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
@@ -35,7 +36,10 @@ from streamwatch.route import route
 from streamwatch.routing import Router
 from streamwatch.sinks import RoutedSink
 from streamwatch.sources import Message, Source
-from streamwatch.state import Offsets, StateStore
+from streamwatch.state import Offsets, StateStore, encode, partition_scope
+
+if TYPE_CHECKING:
+    from streamwatch.changelog import Changelog
 
 log = logging.getLogger("streamwatch.engine")
 
@@ -62,6 +66,7 @@ class Engine:
         metrics: Metrics,
         reference: Mapping[str, Pinned] | None = None,
         outbox: Outbox | None = None,
+        changelog: Changelog | None = None,
     ) -> None:
         # numpy's BLAS would spread each small product (a batch's Mahalanobis distances)
         # over every core, spinning more than it computes: the engine runs on one.
@@ -75,6 +80,10 @@ class Engine:
         self.router = Router(sinks, settings.alerts.silences, self.outbox)
         self.dispatcher = Dispatcher(self.outbox, sinks, metrics)
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process
+        # Scaled out (a changelog): state is kept, saved and moved per source partition.
+        self.changelog = changelog
+        self.homes: dict[str, int] = {}  # model -> the partition its events come through
+        self._dirty: set[int] = set()  # partitions processed since their last checkpoint
         self.stopping = threading.Event()
         self.health = Health(settings.server.liveness_timeout)
         self._stop_requested: float | None = None
@@ -172,15 +181,43 @@ class Engine:
 
     # -- state ----------------------------------------------------------------------
 
-    def checkpoint(self, store: StateStore) -> Offsets:
-        """Write everything processed so far; return the offsets it covers (to commit)."""
+    def checkpoint(self, store: StateStore, partitions: Collection[int] | None = None) -> Offsets:
+        """Write everything processed so far (scaled out: of the partitions changed since
+        their last checkpoint, or of ``partitions``); return the offsets that are durable
+        (to commit)."""
         started = time.monotonic()
         closed = self._closed or []
-        store.save(self.snapshot(), self.positions, closed=closed, lag=self.metrics.lags())
+        if self.changelog is None:
+            store.save(self.snapshot(), self.positions, closed=closed, lag=self.metrics.lags())
+            self._dirty.clear()
+        else:
+            self._checkpoint_partitions(store, self.changelog, partitions, closed)
         closed.clear()
         self._checkpointed_at = time.monotonic()
         self.metrics.checkpoint_seconds.observe(self._checkpointed_at - started)
-        return dict(self.positions)
+        return {tp: o for tp, o in self.positions.items() if tp[1] not in self._dirty}
+
+    def _checkpoint_partitions(
+        self,
+        store: StateStore,
+        changelog: Changelog,
+        partitions: Collection[int] | None,
+        closed: list[history.WindowRecord],
+    ) -> None:
+        """Each changed partition's state to the state file, then to the changelog; a
+        partition stays changed (its offsets uncommitted) until the changelog has it."""
+        wanted = self._dirty if partitions is None else self._dirty & set(partitions)
+        states = {p: self.partition_state(p) for p in sorted(wanted)}
+        scopes = {partition_scope(p): state for p, state in states.items()}
+        store.save_scopes(scopes, closed=closed, lag=self.metrics.lags())
+        try:
+            changelog.write(states)
+        except ChangelogError as exc:
+            log.warning(
+                "offsets not committed: the changelog write failed", extra={"error": str(exc)}
+            )
+            return
+        self._dirty -= wanted
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -190,26 +227,85 @@ class Engine:
         }
 
     def restore(self, state: Mapping[str, Any], offsets: Offsets) -> None:
+        """Take on a checkpoint's state: the engine's, or one partition's (beside the
+        others held)."""
         for model_id, model_state in state["models"].items():
             monitor = ModelMonitor(model_id, self.settings, self.reference.get(model_id))
             monitor.restore(model_state)
             self.models[model_id] = monitor
         self.policy.restore(state["policy"])
         self.router.restore(state["router"])
-        self.positions = dict(offsets)
+        self.positions.update(offsets)
+
+    # -- partitions (scaled out) ----------------------------------------------------
+
+    def partition_state(self, partition: int) -> tuple[bytes, Offsets]:
+        """One partition's state, encoded, and the offsets it covers."""
+        models = [m for m, home in self.homes.items() if home == partition and m in self.models]
+        state = {
+            "models": {m: self.models[m].snapshot() for m in models},
+            "policy": self.policy.snapshot(models),
+            "router": self.router.snapshot(models),
+        }
+        return encode(state), {tp: o for tp, o in self.positions.items() if tp[1] == partition}
+
+    def acquire(self, partitions: Collection[int], store: StateStore) -> Offsets:
+        """Partitions assigned: restore each one's state from the state file or the
+        changelog, whichever covers more; return the positions to resume from."""
+        assert self.changelog is not None
+        held = {p for _, p in self.positions} | set(self.homes.values())
+        new = sorted(set(partitions) - held)
+        remote = self.changelog.read(new)
+        for partition in new:
+            local = store.load(partition_scope(partition))
+            if local is not None and (
+                partition not in remote
+                or sum(local.offsets.values()) >= sum(remote[partition][1].values())
+            ):
+                state, offsets, origin = local.state, local.offsets, "state file"
+            elif partition in remote:
+                blob, offsets = remote[partition]
+                state, origin = msgspec.msgpack.decode(blob), "changelog"
+            else:
+                continue
+            self.restore(state, offsets)
+            self.homes.update(dict.fromkeys(state["models"], partition))
+            log.info(
+                "partition restored",
+                extra={"partition": partition, "from": origin, "models": sorted(state["models"])},
+            )
+        return dict(self.positions)
+
+    def release(self, partitions: Collection[int], store: StateStore) -> Offsets:
+        """Partitions revoked: checkpoint them, then let their state go; return their
+        offsets that are durable (to commit)."""
+        durable = self.checkpoint(store, partitions)
+        # The changelog has them now; a stale copy here would only mislead ``status``.
+        store.drop([partition_scope(p) for p in partitions if p not in self._dirty])
+        models = {m for m, home in self.homes.items() if home in partitions}
+        for model_id in models:
+            del self.homes[model_id]
+            self.models.pop(model_id, None)
+        self.policy.forget(models)
+        self.router.forget(models)
+        for tp in [tp for tp in self.positions if tp[1] in partitions]:
+            del self.positions[tp]
+        self._dirty -= set(partitions)
+        return {tp: o for tp, o in durable.items() if tp[1] in partitions}
 
     # -- stages ---------------------------------------------------------------------
 
     def _unseen(self, messages: Sequence[Message]) -> Sequence[Message]:
         """Drop what was processed before (redelivered after a restart or rebalance) and
         advance the positions past this batch."""
-        positions, before = self.positions, dict(self.positions)
+        positions, before, dirty = self.positions, dict(self.positions), self._dirty
         fresh = []
         for message in messages:
             origin = message[1]
             key = (origin.topic, origin.partition)
             if origin.offset >= before.get(key, -1):
                 fresh.append(message)
+                dirty.add(origin.partition)
                 if origin.offset >= positions.get(key, -1):
                     positions[key] = origin.offset + 1
         skipped = len(messages) - len(fresh)
@@ -221,6 +317,8 @@ class Engine:
         latest = time.time() + self.settings.window.max_future
         decoded = decode_batch(messages, self.settings.max_message_bytes, latest)
         bad = list(decoded.bad)
+        if self.changelog is not None:
+            decoded = self._at_home(decoded, bad)
         closed: list[ClosedWindow] = []
         for model_id, events in route(decoded.events).items():
             monitor = self._monitor(model_id)
@@ -235,6 +333,29 @@ class Engine:
         for event in bad:
             self._reject(event)
         return bad, closed
+
+    def _at_home(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
+        """Scaled out, a model's state lives with one partition: its events that come
+        through another are bad (keyed by something else than their model id)."""
+        homes, kept = self.homes, []
+        for i, (event, origin) in enumerate(zip(decoded.events, decoded.origins, strict=True)):
+            home = homes.setdefault(event.model_id, origin.partition)
+            if home == origin.partition:
+                kept.append(i)
+            else:
+                detail = (
+                    f"model {event.model_id!r} is kept with partition {home}: key its events by "
+                    "model id, so that they all come through one partition"
+                )
+                bad.append(BadEvent("model_spread", detail, decoded.raw[i], origin))
+        if len(kept) == len(decoded.events):
+            return decoded
+        return Decoded(
+            [decoded.events[i] for i in kept],
+            [decoded.raw[i] for i in kept],
+            [decoded.origins[i] for i in kept],
+            decoded.bad,
+        )
 
     def _account(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
         self.metrics.events.labels(model_id).inc(processed.windowed)

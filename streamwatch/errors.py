@@ -17,3 +17,7 @@ class SourceError(StreamwatchError):
 
 class StateError(StreamwatchError):
     """A state file cannot be used: unreadable, another format, other settings."""
+
+
+class ChangelogError(StreamwatchError):
+    """A partition's state could not be written to the changelog topic."""

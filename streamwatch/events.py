@@ -79,6 +79,7 @@ class Event(msgspec.Struct, gc=False, frozen=True):
 BadReason = Literal[
     "future_timestamp",
     "model_limit",
+    "model_spread",
     "too_large",
     "invalid_json",
     "not_an_object",

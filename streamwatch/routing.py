@@ -9,7 +9,7 @@ under the notification's id. A retrain sink fires at most once per model per
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -71,11 +71,23 @@ class Router:
         self.triggered[key] = now
         return True
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"triggered": self.triggered}
+    def snapshot(self, models: Collection[str] | None = None) -> dict[str, Any]:
+        """Retrain cooldowns ("sink/model" -> last trigger): all, or of ``models`` only."""
+        return {
+            "triggered": {
+                k: v for k, v in self.triggered.items() if models is None or _model(k) in models
+            }
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.triggered = {str(k): float(v) for k, v in state["triggered"].items()}
+        self.triggered.update({str(k): float(v) for k, v in state["triggered"].items()})
+
+    def forget(self, models: Collection[str]) -> None:
+        self.triggered = {k: v for k, v in self.triggered.items() if _model(k) not in models}
+
+
+def _model(key: str) -> str:
+    return key.split("/", 1)[1]
 
 
 def _matches(alert: Alert, matchers: Mapping[str, str]) -> bool:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from streamwatch.history import WindowRecord
 # label join stored column by column.
 FORMAT = 4
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
+ENGINE = "engine"  # the scope of a single instance's checkpoint; scaled out: partition-N
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,26 +95,37 @@ class StateStore:
                 "aside to start afresh."
             )
 
-    def load(self, scope: str = "engine") -> Checkpoint | None:
+    def load(self, scope: str = ENGINE) -> Checkpoint | None:
         return read_checkpoint(self._db, self.path, scope)
 
     def save(
         self,
         state: Mapping[str, Any],
         offsets: Offsets,
-        scope: str = "engine",
         closed: Sequence[WindowRecord] = (),
         lag: Mapping[str, int] | None = None,
     ) -> None:
-        """Write one checkpoint atomically, with the history of the windows closed since
-        the last one and the consumer lag as last measured (for ``status``)."""
-        blob = msgspec.msgpack.encode(state)
-        offset_rows = msgspec.msgpack.encode([[t, p, o] for (t, p), o in sorted(offsets.items())])
+        """Write the engine's checkpoint (see :meth:`save_scopes`)."""
+        self.save_scopes({ENGINE: (encode(state), offsets)}, closed, lag)
+
+    def save_scopes(
+        self,
+        scopes: Mapping[str, tuple[bytes, Offsets]],
+        closed: Sequence[WindowRecord] = (),
+        lag: Mapping[str, int] | None = None,
+    ) -> None:
+        """Write checkpoints (scope -> encoded state and the offsets it covers) in one
+        transaction, with the history of the windows closed since the last one and the
+        consumer lag as last measured (for ``status``)."""
+        now = time.time()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?, ?)",
-                (scope, time.time(), offset_rows, blob),
+                [
+                    (scope, now, encode_offsets(offsets), blob)
+                    for scope, (blob, offsets) in scopes.items()
+                ],
             )
             if closed and self.keep.enabled:
                 history.write(self._db, closed, self.keep)
@@ -122,25 +134,60 @@ class StateStore:
                     "INSERT OR REPLACE INTO meta VALUES ('lag', ?)", (msgspec.json.encode(lag),)
                 )
 
+    def drop(self, scopes: Collection[str]) -> None:
+        """Forget checkpoints (of partitions now kept by another instance)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM checkpoint WHERE scope = ?", [(s,) for s in scopes])
+
     def close(self) -> None:
         self._db.close()
 
 
-def read_checkpoint(db: sqlite3.Connection, path: Path, scope: str = "engine") -> Checkpoint | None:
+def read_checkpoint(db: sqlite3.Connection, path: Path, scope: str = ENGINE) -> Checkpoint | None:
     """The checkpoint of ``scope`` in an open state file."""
     row = db.execute(
         "SELECT written_at, offsets, state FROM checkpoint WHERE scope = ?", (scope,)
     ).fetchone()
-    if row is None:
+    return None if row is None else _decode(path, *row)
+
+
+def read_merged(db: sqlite3.Connection, path: Path) -> Checkpoint | None:
+    """Every scope's checkpoint as one (the engine's, or each partition's when scaled
+    out): models, alerts and offsets together, written when the newest was."""
+    rows = db.execute("SELECT written_at, offsets, state FROM checkpoint").fetchall()
+    if not rows:
         return None
-    written_at, offsets, state = row
+    merged = Checkpoint({"models": {}, "policy": {}, "router": {"triggered": {}}}, {}, 0.0)
+    for row in rows:
+        part = _decode(path, *row)
+        merged.state["models"].update(part.state["models"])
+        merged.state["policy"].update(part.state["policy"])
+        merged.state["router"]["triggered"].update(part.state["router"]["triggered"])
+        merged.offsets.update(part.offsets)
+        merged = replace(merged, written_at=max(merged.written_at, part.written_at))
+    return merged
+
+
+def partition_scope(partition: int) -> str:
+    return f"partition-{partition}"
+
+
+def encode(state: Mapping[str, Any]) -> bytes:
+    return msgspec.msgpack.encode(state)
+
+
+def encode_offsets(offsets: Offsets) -> bytes:
+    return msgspec.msgpack.encode([[t, p, o] for (t, p), o in sorted(offsets.items())])
+
+
+def decode_offsets(blob: bytes) -> Offsets:
+    return {(t, int(p)): int(o) for t, p, o in msgspec.msgpack.decode(blob)}
+
+
+def _decode(path: Path, written_at: float, offsets: bytes, state: bytes) -> Checkpoint:
     try:
-        decoded_offsets = msgspec.msgpack.decode(offsets)
-        return Checkpoint(
-            msgspec.msgpack.decode(state),
-            {(t, int(p)): int(o) for t, p, o in decoded_offsets},
-            float(written_at),
-        )
+        return Checkpoint(msgspec.msgpack.decode(state), decode_offsets(offsets), float(written_at))
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise StateError(f"state file {path} is unreadable: {exc}") from exc
 

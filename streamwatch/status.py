@@ -14,7 +14,7 @@ from pathlib import Path
 from streamwatch import history
 from streamwatch.alerts import isoformat
 from streamwatch.history import WindowRecord
-from streamwatch.state import Checkpoint, read_checkpoint, read_lag
+from streamwatch.state import Checkpoint, read_lag, read_merged
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def firing(checkpoint: Checkpoint) -> list[Firing]:
 def summary(path: Path, now: float | None = None) -> str:
     db = history.open_readonly(path)
     try:
-        checkpoint = read_checkpoint(db, path)
+        checkpoint = read_merged(db, path)
         lag = read_lag(db)
         records = history.records(db)
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from streamwatch.sources.base import Message, Offsets, Source
@@ -23,13 +23,17 @@ def kafka_source(
     metrics: Metrics,
     stopping: threading.Event,
     positions: Callable[[], Offsets] = dict,
-    on_revoke: Callable[[], Offsets] = dict,
+    on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
+    on_assign: Callable[[Collection[int]], Offsets] | None = None,
+    partitioned: bool = False,
 ) -> KafkaSource | ConfluentSource:
-    """The consumer of ``settings.client``; only that client's library is imported."""
+    """The consumer of ``settings.client``; only that client's library is imported.
+    ``on_revoke`` and ``on_assign`` take the partition numbers that move and return the
+    offsets to commit, and to resume from; ``partitioned`` (scaled out) is kafka-python's."""
     if settings.client == "confluent":
         from streamwatch.sources.confluent import ConfluentSource
 
         return ConfluentSource(settings, metrics, stopping, positions, on_revoke)
     from streamwatch.sources.kafka import KafkaSource
 
-    return KafkaSource(settings, metrics, stopping, positions, on_revoke)
+    return KafkaSource(settings, metrics, stopping, positions, on_revoke, on_assign, partitioned)

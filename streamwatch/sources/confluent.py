@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,7 +62,7 @@ class ConfluentSource:
         metrics: Metrics,
         stopping: threading.Event,
         positions: Callable[[], Offsets] = dict,
-        on_revoke: Callable[[], Offsets] = dict,
+        on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -103,7 +103,7 @@ class ConfluentSource:
         log.info("partitions revoked", extra={"partitions": partition_names(partitions)})
         if self.stopping.is_set():
             return  # closing after a stop: checkpointed and committed already
-        self._commit(partitions, self.on_revoke())
+        self._commit(partitions, self.on_revoke({tp.partition for tp in partitions}))
 
     @property
     def ready(self) -> bool:

@@ -2,16 +2,16 @@
 
 Offsets are never committed automatically: the engine commits what its checkpoint
 covers. Rebalance callbacks run on kafka-python's IO thread, where a blocking call
-raises; so the listener is asynchronous and awaits ``commit_async`` for revoked
-partitions, after the engine has written its checkpoint (the main thread is parked in
-``poll`` meanwhile, so the state is still).
+raises; so the listener is asynchronous: it hands the engine's part (checkpoint the
+revoked partitions; scaled out, restore the assigned ones) to a worker thread, waits
+for it without blocking the IO loop, and awaits ``commit_async`` for what was revoked.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,9 @@ from kafka import (
     OffsetAndMetadata,
     TopicPartition,
 )
+from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 
 from streamwatch.config import KafkaSettings
@@ -41,6 +44,7 @@ CLOSE_TIMEOUT_MS = 3_000
 # A batch takes well under a second to process; five minutes leaves a wide margin.
 MAX_POLL_INTERVAL_MS = 300_000
 DETAIL_CHARS = 1000
+WORKER_WAIT = 0.02  # seconds between looks at a rebalance's worker from the IO loop
 
 
 def client_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -61,7 +65,23 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
     return config
 
 
+def assignors(
+    settings: KafkaSettings, partitioned: bool
+) -> tuple[type[AbstractPartitionAssignor], ...]:
+    """Scaled out, cooperative rebalancing moves only the partitions that change owner.
+    With several topics, partition N of each must stay together (a model's labels join
+    its predictions), which the range assignor guarantees and the sticky ones do not.
+    (One group cannot mix the two protocols: a single instance keeps range.)"""
+    if partitioned and len(settings.topics) == 1:
+        return (CooperativeStickyAssignor,)
+    return (RangePartitionAssignor,)
+
+
 class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands the engine's part of a rebalance (checkpoint what is revoked, restore what
+    is assigned) to a worker thread, and waits for it on kafka-python's IO loop, so
+    heartbeats go on meanwhile. The main thread is parked in ``poll``: the state is still."""
+
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
 
@@ -72,13 +92,13 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             names = partition_names(revoked)
             log.info("partitions revoked at shutdown", extra={"partitions": names})
             return
-        offsets = self.source.on_revoke()
+        log.info("partitions revoked", extra={"partitions": partition_names(revoked)})
+        offsets = await self._in_worker(self.source.on_revoke, revoked)
         commit = {
             tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)
             for tp in revoked
             if (tp.topic, tp.partition) in offsets
         }
-        log.info("partitions revoked", extra={"partitions": partition_names(revoked)})
         if commit:
             try:
                 await self.source.consumer.commit_async(offsets=commit)
@@ -89,11 +109,32 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions assigned", extra={"partitions": partition_names(assigned)})
         # Start where our state ends, when that is past the committed offset (a crash
         # between checkpoint and commit); seek only sets the fetch position.
-        known = self.source.positions()
+        known = await self._in_worker(self.source.on_assign, assigned)
         for tp in assigned:
             position = known.get((tp.topic, tp.partition))
             if position is not None:
                 self.source.consumer.seek(tp, position)
+
+    async def _in_worker(
+        self, work: Callable[[Collection[int]], Offsets], partitions: set[TopicPartition]
+    ) -> Offsets:
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["offsets"] = work({tp.partition for tp in partitions})
+            except BaseException as exc:  # handed to the main thread at the next poll
+                done["error"] = exc
+
+        worker = threading.Thread(target=run, name="streamwatch-rebalance", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            await self.source.consumer._net.sleep(WORKER_WAIT)
+        if "error" in done:
+            self.source.failure = done["error"]
+            return {}
+        offsets: Offsets = done["offsets"]
+        return offsets
 
 
 class KafkaSource:
@@ -105,13 +146,18 @@ class KafkaSource:
         metrics: Metrics,
         stopping: threading.Event,
         positions: Callable[[], Offsets] = dict,
-        on_revoke: Callable[[], Offsets] = dict,
+        on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
+        on_assign: Callable[[Collection[int]], Offsets] | None = None,
+        partitioned: bool = False,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.stopping = stopping
         self.positions = positions
         self.on_revoke = on_revoke
+        self.on_assign = on_assign or (lambda partitions: positions())
+        self.failure: BaseException | None = None  # of the engine's part of a rebalance
+        self.partitioned = partitioned
         self._producer: KafkaProducer | None = None
         self.consumer = self._connect()
 
@@ -127,6 +173,8 @@ class KafkaSource:
                     max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
                     max_partition_fetch_bytes=self.settings.max_fetch_bytes,
                     fetch_max_bytes=self.settings.max_fetch_bytes,
+                    group_instance_id=self.settings.group_instance_id,
+                    partition_assignment_strategy=assignors(self.settings, self.partitioned),
                 )
             except KafkaError as exc:
                 log.error(
@@ -154,6 +202,8 @@ class KafkaSource:
 
     def poll(self, max_records: int) -> list[Message]:
         batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+        if self.failure is not None:
+            raise self.failure
         self._measure_lag(batches)
         return [
             (record.value or b"", Origin(tp.topic, tp.partition, record.offset))

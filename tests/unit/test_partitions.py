@@ -1,0 +1,181 @@
+"""Scaled out: state per partition, moved between engines through a changelog (here an
+in-memory fake of the topic; tests/integration/test_scale_out.py runs the real one)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamwatch import changelog
+from streamwatch.config import Settings, StateSettings, WindowSettings
+from streamwatch.engine import Engine, Outcome
+from streamwatch.errors import ChangelogError, StateError
+from streamwatch.events import Origin
+from streamwatch.metrics import Metrics
+from streamwatch.state import Offsets, StateStore, shape
+from tests.factories import event
+
+Message = tuple[bytes, Origin]
+
+
+class FakeChangelog:
+    """The topic's contract: the last record written per partition is what is read."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, tuple[bytes, Offsets]] = {}
+        self.failing = False
+
+    def write(self, states: Mapping[int, tuple[bytes, Offsets]]) -> None:
+        if self.failing:
+            raise ChangelogError("broker gone")
+        self.records.update({p: (blob, dict(o)) for p, (blob, o) in states.items()})
+
+    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets]]:
+        return {p: self.records[p] for p in partitions if p in self.records}
+
+
+def settings(tmp: Path, name: str) -> Settings:
+    return Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0.0),
+        state=StateSettings(path=tmp / f"{name}.sqlite", changelog_topic="cl"),
+    )
+
+
+def scaled(tmp: Path, name: str, log: FakeChangelog) -> tuple[Engine, StateStore]:
+    s = settings(tmp, name)
+    engine = Engine(s, [], Metrics(CollectorRegistry()), changelog=log)  # type: ignore[arg-type]
+    return engine, StateStore(s.state.path, s)
+
+
+def stream() -> dict[int, list[Message]]:
+    """Model "a" on partition 0, "b" on partition 1; b's x jumps by 3 from minute 12."""
+    partitions: dict[int, list[Message]] = {0: [], 1: []}
+    for minute in range(20):
+        for i in range(100):
+            for partition, model in enumerate("ab"):
+                shift = 3.0 if model == "b" and minute >= 12 else 0.0
+                x = ((i * 7919) % 100) / 100.0 + shift
+                raw = event(
+                    f"{model}{minute}-{i}",
+                    model_id=model,
+                    timestamp=minute * 60_000 + i * 600,
+                    features={"x": x},
+                )
+                messages = partitions[partition]
+                messages.append((raw, Origin("t", partition, len(messages))))
+    return partitions
+
+
+def results(outcomes: Sequence[Outcome]) -> tuple[dict[tuple[str, float, str], Any], set[str]]:
+    """Each closed window's statistics by (model, start, role); notification ids. A window
+    closed twice (redone after a crash) must have the same statistics both times."""
+    windows: dict[tuple[str, float, str], Any] = {}
+    for outcome in outcomes:
+        for w in outcome.closed:
+            stats = sorted((f.detector, f.subject, f.statistic, f.value) for f in w.findings)
+            key = (w.model, w.bounds.start, w.role)
+            assert windows.setdefault(key, (w.n, stats)) == (w.n, stats), key
+    ids = {n.id for o in outcomes for n in o.notifications}
+    return windows, ids
+
+
+def test_a_partition_moved_twice_and_once_after_a_crash_ends_as_on_one_engine(
+    tmp_path: Path,
+) -> None:
+    parts = stream()
+    single = Engine(settings(tmp_path, "one"), [], Metrics(CollectorRegistry()))
+    interleaved = [m for pair in zip(parts[0], parts[1], strict=True) for m in pair]
+    expected = [single.process(interleaved[k : k + 300]) for k in range(0, len(interleaved), 300)]
+    expected.append(single.finish())
+
+    log = FakeChangelog()
+    a, a_store = scaled(tmp_path, "a", log)
+    b, b_store = scaled(tmp_path, "b", log)
+    outcomes = [a.process(parts[0][:700] + parts[1][:700])]
+    commits = {1: a.release({1}, a_store)}  # rebalance: partition 1 moves to b
+    assert set(a.models) == {"a"}
+    assert set(a.positions) == {("t", 0)}
+    assert b.acquire({1}, b_store) == {("t", 1): 700} == commits[1]
+    outcomes.append(b.process(parts[1][700:1200]))
+    b.checkpoint(b_store)
+    outcomes.append(b.process(parts[1][1200:1500]))  # then b is SIGKILLed: this is lost
+    c, c_store = scaled(tmp_path, "c", log)
+    resumed = c.acquire({1}, c_store)
+    assert resumed == {("t", 1): 1200}  # from the changelog: c's state file has nothing
+    outcomes.append(c.process(parts[1][1100:]))  # redelivered from before the checkpoint
+    outcomes.append(a.process(parts[0][700:]))
+    outcomes += [a.finish(), c.finish()]
+
+    expected_windows, expected_ids = results(expected)
+    windows, ids = results(outcomes)
+    assert windows == expected_windows
+    assert ids == expected_ids
+    assert any(n.model == "b" for o in expected for n in o.notifications)  # the drift alerted
+    assert c.metrics.total("streamwatch_redelivered_messages") == 100
+
+
+def test_a_model_whose_events_come_through_two_partitions_is_kept_with_the_first(
+    tmp_path: Path,
+) -> None:
+    e, _ = scaled(tmp_path, "e", FakeChangelog())
+    e.process([(event("1", model_id="m"), Origin("t", 2, 0))])
+    e.process([(event("2", model_id="m"), Origin("t", 5, 0))])
+    assert e.homes == {"m": 2}
+    assert e.metrics.total("streamwatch_bad_events", reason="model_spread") == 1
+
+
+def test_offsets_are_committed_only_once_the_changelog_has_the_partition(
+    tmp_path: Path,
+) -> None:
+    log = FakeChangelog()
+    e, store = scaled(tmp_path, "e", log)
+    e.process([(event(str(i), model_id="m", timestamp=i), Origin("t", 3, i)) for i in range(10)])
+    log.failing = True
+    assert e.checkpoint(store) == {}
+    assert store.load("partition-3") is not None  # the state file has it
+    log.failing = False
+    assert e.checkpoint(store) == {("t", 3): 10}
+    assert log.records[3][1] == {("t", 3): 10}
+
+
+def test_a_partition_is_restored_from_whichever_copy_covers_more(tmp_path: Path) -> None:
+    log = FakeChangelog()
+    e, store = scaled(tmp_path, "e", log)
+    e.process([(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(10)])
+    e.checkpoint(store)  # both copies at 10
+    log.failing = True
+    e.process([(event("x", model_id="m", timestamp=20), Origin("t", 0, 10))])
+    e.checkpoint(store)  # the state file at 11, the changelog still at 10
+    log.failing = False
+    again, _ = scaled(tmp_path, "again", log)
+    assert again.acquire({0}, store) == {("t", 0): 11}
+    elsewhere, elsewhere_store = scaled(tmp_path, "elsewhere", log)
+    assert elsewhere.acquire({0}, elsewhere_store) == {("t", 0): 10}
+    assert set(again.models) == set(elsewhere.models) == {"m"}
+
+
+def test_release_forgets_the_partitions_models_alerts_and_local_copy(tmp_path: Path) -> None:
+    e, store = scaled(tmp_path, "e", FakeChangelog())
+    for p, model in enumerate("ab"):
+        e.process([(event(model, model_id=model), Origin("t", p, 0))])
+    e.checkpoint(store)
+    assert e.release({1}, store) == {("t", 1): 1}
+    assert set(e.models) == {"a"}
+    assert e.homes == {"a": 0}
+    assert store.load("partition-1") is None
+    assert store.load("partition-0") is not None
+
+
+def test_a_changelog_record_of_other_settings_is_refused() -> None:
+    s = Settings()
+    value = changelog.encode(b"\x80", {("t", 0): 5}, shape(s))
+    assert changelog.decode(value, shape(s), "here") == (b"\x80", {("t", 0): 5})
+    other = Settings(window=WindowSettings(size="1h"))
+    with pytest.raises(StateError, match="other window or detector settings"):
+        changelog.decode(value, shape(other), "here")
+    with pytest.raises(StateError, match="unreadable"):
+        changelog.decode(b"\x01garbage", shape(s), "here")
