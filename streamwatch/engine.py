@@ -157,8 +157,9 @@ class Engine:
             elif unsaved and (
                 time.monotonic() - last_checkpoint >= self.settings.state.checkpoint_interval
             ):
-                source.commit(self.checkpoint(store))
-                last_checkpoint, unsaved = time.monotonic(), False
+                committed = source.commit(self.checkpoint(store))
+                # A refused commit or changelog write is tried again, even with no input.
+                last_checkpoint, unsaved = time.monotonic(), not committed or bool(self._dirty)
         if store is not None:
             source.commit(self.checkpoint(store))
         return outcomes

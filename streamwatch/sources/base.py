@@ -20,9 +20,10 @@ class Source(Protocol):
         """Keep bad messages where they can be inspected (a dead-letter topic)."""
         ...
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets) -> bool:
         """Everything before these offsets is processed (and checkpointed): skip it after
-        a restart. Dead letters sent so far must be durable before this returns."""
+        a restart. Dead letters sent so far must be durable before this returns. False
+        if the commit failed (it is tried again at the next checkpoint)."""
         ...
 
     def close(self) -> None: ...

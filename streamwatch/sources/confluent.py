@@ -172,7 +172,7 @@ class ConfluentSource:
             self._undelivered += 1
             log.error("dead letter not delivered", extra={"error": str(error)})
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets) -> bool:
         """Make dead letters durable, then commit ``offsets`` of our partitions."""
         if self._producer is not None:
             pending = self._producer.flush(self.settings.connect_timeout)
@@ -183,10 +183,10 @@ class ConfluentSource:
                     extra={"pending": pending, "refused": self._undelivered},
                 )
                 self._undelivered = 0
-                return
-        self._commit(self.consumer.assignment(), offsets)
+                return False
+        return self._commit(self.consumer.assignment(), offsets)
 
-    def _commit(self, partitions: list[TopicPartition], offsets: Offsets) -> None:
+    def _commit(self, partitions: list[TopicPartition], offsets: Offsets) -> bool:
         """Commit ``offsets`` of those of ``partitions`` they name."""
         commit = [
             TopicPartition(tp.topic, tp.partition, offsets[(tp.topic, tp.partition)])
@@ -194,7 +194,7 @@ class ConfluentSource:
             if (tp.topic, tp.partition) in offsets
         ]
         if not commit:
-            return
+            return True
         try:
             committed = self.consumer.commit(offsets=commit, asynchronous=False) or []
         except KafkaException as exc:
@@ -202,13 +202,14 @@ class ConfluentSource:
                 "offset commit failed; it is retried at the next checkpoint",
                 extra={"error": str(exc)},
             )
-            return
+            return False
         failed = [tp for tp in committed if tp.error is not None]
         if failed:
             log.warning(
                 "offset commit failed for some partitions; retried at the next checkpoint",
                 extra={"partitions": partition_names(failed)},
             )
+        return not failed
 
     def close(self) -> None:
         if self._producer is not None:

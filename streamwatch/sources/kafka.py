@@ -9,6 +9,7 @@ for it without blocking the IO loop, and awaits ``commit_async`` for what was re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -94,6 +95,9 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             return
         log.info("partitions revoked", extra={"partitions": partition_names(revoked)})
         offsets = await self._in_worker(self.source.on_revoke, revoked)
+        for tp in revoked:  # another instance reports their lag now
+            with contextlib.suppress(KeyError):
+                self.source.metrics.lag.remove(tp.topic, str(tp.partition))
         commit = {
             tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)
             for tp in revoked
@@ -244,7 +248,7 @@ class KafkaSource:
             )
         return self._producer
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets) -> bool:
         """Make dead letters durable, then commit ``offsets`` of our partitions."""
         if self._producer is not None:
             try:
@@ -255,7 +259,7 @@ class KafkaSource:
                     "dead letters not acknowledged; offsets not committed",
                     extra={"error": str(exc)},
                 )
-                return
+                return False
         assigned = self.consumer.assignment()
         commit = {
             tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)
@@ -263,7 +267,7 @@ class KafkaSource:
             if (tp.topic, tp.partition) in offsets
         }
         if not commit:
-            return
+            return True
         try:
             timeout = STOPPING_COMMIT_TIMEOUT_MS if self.stopping.is_set() else COMMIT_TIMEOUT_MS
             self.consumer.commit(offsets=commit, timeout_ms=timeout)
@@ -272,6 +276,8 @@ class KafkaSource:
                 "offset commit failed; it is retried at the next checkpoint",
                 extra={"error": str(exc)},
             )
+            return False
+        return True
 
     def close(self) -> None:
         if self._producer is not None:

@@ -54,8 +54,9 @@ class ReplaySource:
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         """A replay reports bad lines in its summary; the file itself keeps them."""
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets) -> bool:
         """A file needs no commit: a replay always starts from the beginning."""
+        return True
 
     def close(self) -> None:
         self._messages.close()

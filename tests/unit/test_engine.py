@@ -4,17 +4,20 @@ import io
 import itertools
 import json
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from streamwatch.config import LogSinkSettings, Settings, WindowSettings
+from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine
-from streamwatch.events import Origin
+from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
+from streamwatch.state import StateStore
 from tests.factories import event, origin
 
 
@@ -135,3 +138,42 @@ def test_huge_and_odd_values_never_raise_out_of_the_engine() -> None:
     e.process(messages)
     e.finish()
     assert e.metrics.total("streamwatch_events") == len(messages)
+
+
+class RefusingSource:
+    """One batch, then nothing; its first commit is refused (a rebalance under way)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.batches = [[(event(f"e{i}", timestamp=i), origin(i)) for i in range(5)]]
+        self.commits: list[dict[tuple[str, int], int]] = []
+        self.polls = 0
+
+    def poll(self, max_records: int) -> list[tuple[bytes, Origin]]:
+        self.polls += 1
+        if len(self.commits) >= 2 or self.polls > 50:
+            self.engine.stop()
+        return self.batches.pop() if self.batches else []
+
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """None here."""
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        self.commits.append(dict(offsets))
+        return len(self.commits) > 1
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_a_refused_commit_is_tried_again_while_no_input_comes(tmp_path: Path) -> None:
+    settings = Settings(state=StateSettings(path=tmp_path / "s.sqlite", checkpoint_interval=0))
+    e = Engine(settings, [], Metrics(CollectorRegistry()))
+    source = RefusingSource(e)
+    store = StateStore(settings.state.path, settings)
+    try:
+        e.run(source, store)
+    finally:
+        store.close()
+    assert source.commits[:2] == [{("test", 0): 5}] * 2
+    assert source.polls <= 50  # the second commit came while idle, not at the stop

@@ -494,8 +494,9 @@ class DeadLetters:
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         self.letters += bad
 
-    def commit(self, offsets: object) -> None:
+    def commit(self, offsets: object) -> bool:
         """Nothing to commit."""
+        return True
 
     def close(self) -> None:
         """Nothing to close."""
