@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,3 +165,52 @@ def create_topic(kafka: str) -> str:
     finally:
         admin.close()
     return name
+
+
+def produce_keyed(kafka: str, topic: str, values: Sequence[bytes], keys: Sequence[bytes]) -> None:
+    """Like :func:`produce_bulk`, each record with its key, so that Kafka's default
+    partitioner (murmur2 of the key) sends all records of a key to one partition, in order."""
+    producer = KafkaProducer(
+        bootstrap_servers=kafka, linger_ms=50, batch_size=1 << 20, max_request_size=16 << 20
+    )
+    try:
+        for value, key in zip(values, keys, strict=True):
+            producer.send(topic, value=value, key=key)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def create_partitioned_topic(kafka: str, partitions: int) -> str:
+    """A fresh topic of ``partitions`` partitions."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    try:
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
+    finally:
+        admin.close()
+    return name
+
+
+def end_offsets(kafka: str, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+    finally:
+        consumer.close()
+
+
+def expel_member(kafka: str, group: str, instance_id: str) -> None:
+    """Remove the static member ``instance_id`` (its ``group.instance.id``) of ``group``, and
+    only it: SIGKILLed, a static member keeps its partitions until its session times out,
+    and a rebalance would not give them to the others before."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    try:
+        result = admin.remove_group_members(group, [MemberToRemove(group_instance_id=instance_id)])
+    finally:
+        admin.close()
+    errors = {str(member): error.__name__ for member, error in result.items()}
+    assert set(errors.values()) == {"NoError"}, f"{instance_id} not removed from {group}: {errors}"
