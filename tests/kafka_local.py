@@ -209,6 +209,9 @@ class Broker:
 
 
 def main() -> None:
+    # Blocked, so that sigwait takes them: unblocked, SIGTERM would end Python before
+    # broker.stop() and orphan the JVM.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     broker = Broker().start()
     print(f"Kafka {KAFKA_VERSION} at {broker.bootstrap} (data and logs in {broker.workdir})")
     print("export STREAMWATCH_KAFKA__BOOTSTRAP_SERVERS=" + broker.bootstrap, flush=True)
