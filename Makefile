@@ -50,6 +50,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/idle_cpu.py
+	$(BIN)/python bench/scale_out.py
 	$(BENCH_VENV)/bin/python bench/detection.py
 
 # docs/configuration.md is generated from the Settings model; a test fails when it is stale.

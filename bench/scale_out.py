@@ -8,6 +8,7 @@ Then, for each configuration, a fresh group of daemon subprocesses (the installe
 point, all detectors on, checkpoints every 2 s) reads the topic from the start; the time
 is from starting the daemons to the group's committed offsets reaching the end of every
 partition (so it includes their start-up and the group's rebalances: about 3 s).
+Each configuration runs three times, interleaved; the medians are printed.
 
 On this 2-core machine the broker (a JVM) and every instance share the two cores, so
 more instances cannot add cores' worth of throughput: the figures say how much of the
@@ -18,6 +19,7 @@ scale-out protocol's cost (rebalances, restores, changelog writes) the cores abs
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ from bench._daemon import Daemon, kafka
 from bench.replay_throughput import stream
 
 PARTITIONS = 6
+RUNS = 3
 CHECKPOINT_INTERVAL = 2.0
 TIMEOUT = 600.0
 
@@ -117,15 +120,20 @@ def run(bootstrap: str, topic: str, instances: int, changelog: bool) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 600_000
+    configurations = {"local": (1, False), 1: (1, True), 2: (2, True), 3: (3, True)}
+    times: dict[object, list[float]] = {name: [] for name in configurations}
     with kafka() as bootstrap:
         topic = produce(bootstrap, n)
-        local = run(bootstrap, topic, 1, changelog=False)
-        scaled = {k: run(bootstrap, topic, k, changelog=True) for k in (1, 2, 3)}
+        for _ in range(RUNS):  # interleaved, so that a noisy minute hits all alike
+            for name, (instances, changelog) in configurations.items():
+                times[name].append(run(bootstrap, topic, instances, changelog))
+    local = statistics.median(times["local"])
     print(f"Scale out: {n:,} events of 6 models on a 6-partition topic, local broker")
-    print("seconds from starting the instances to every offset committed (one run each)")
+    print(f"seconds from starting the instances to every offset committed; medians of {RUNS}")
     print(f"{'':<44}{'seconds':>9}{'events/s':>11}{'ratio':>7}")
     print(f"{'1 instance, local checkpoints only':<44}{local:>9.2f}{n / local:>11,.0f}{1:>7.2f}")
-    for k, seconds in scaled.items():
+    for k in (1, 2, 3):
+        seconds = statistics.median(times[k])
         label = f"{k} instance{'s' if k > 1 else ''}, changelog"
         print(f"{label:<44}{seconds:>9.2f}{n / seconds:>11,.0f}{local / seconds:>7.2f}")
     print(
