@@ -674,3 +674,40 @@ def test_each_changelog_is_a_compacted_topic_of_as_many_partitions_as_the_source
             assert len(described["partitions"]) == PARTITIONS, described["partitions"]
     finally:
         admin.close()
+
+
+def test_a_static_member_restarted_within_its_session_gets_its_partitions_back_from_its_file(
+    kafka: str, stream: Stream, tmp_path: Path
+) -> None:
+    """Static membership: SIGTERMed, an instance does not leave the group; restarted
+    within the session timeout, it is given its partitions again without a rebalance
+    (the other instance sees none) and restores them from its own state file."""
+    topic = create_partitioned_topic(kafka, PARTITIONS)
+    group, changelog = f"g-static-{uuid.uuid4().hex[:8]}", f"sw-changelog-{uuid.uuid4().hex[:8]}"
+    committed = Committed(kafka, group, topic)
+    first, second = (int(len(stream.values) * cut) for cut in (0.1, 0.2))
+    produce_keyed(kafka, topic, stream.values[:first], stream.keys[:first])
+    instances = [
+        Instance.start(kafka, topic, group, changelog, tmp_path / name) for name in ("a", "b")
+    ]
+    try:
+        wait_until_committed(committed, stream.ends(first), instances, "part 1 committed")
+        wait_for(lambda: settled(instances), TIMEOUT, "each of two holding partitions")
+        a, b = instances
+        held = a.owned()
+        assert a.daemon.stop(timeout=60) == 0
+        restarted_at = time.time()
+        a.daemon.start()
+        produce_keyed(kafka, topic, stream.values[first:second], stream.keys[first:second])
+        wait_until_committed(committed, stream.ends(second), instances, "part 2 committed")
+        restored = {line["partition"]: line["from"] for line in a.restored(restarted_at)}
+        assert restored == dict.fromkeys(held, "state file")
+        moves = [
+            line
+            for line in b.logs()
+            if line["message"].startswith("partitions ") and logged_at(line) >= restarted_at
+        ]
+        assert moves == [], f"b saw a rebalance while a restarted: {moves}"
+    finally:
+        committed.close()
+        stop_all(instances)
