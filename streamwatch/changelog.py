@@ -82,7 +82,12 @@ class Changelog:
                     "changelog topic created", extra={"topic": self.topic, "partitions": partitions}
                 )
             except TopicAlreadyExistsError:
-                pass
+                existing = len(admin.describe_topics([self.topic])[0]["partitions"])
+                if existing < partitions:
+                    raise StateError(
+                        f"changelog {self.topic} has {existing} partitions, the source "
+                        f"{partitions}: add partitions to it (the same number)"
+                    ) from None
         finally:
             admin.close()
 

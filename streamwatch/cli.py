@@ -210,6 +210,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
         address = f"{settings.server.host}:{server.server_port}"
         log.info("serving /metrics, /livez, /readyz", extra={"address": address})
     store = StateStore(settings.state.path, settings)
+    store.check_mode(partitioned=settings.state.changelog_topic is not None)
     if settings.state.changelog_topic is None:
         _restore(engine, store)  # scaled out: each partition's state, once assigned
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -230,6 +231,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
         engine.run(source, store)
     finally:
         source.close()
+        if engine.changelog is not None:
+            engine.changelog.close()
         store.close()
         outbox.close()
         if server is not None:
@@ -256,17 +259,10 @@ def _restore(engine: Engine, store: StateStore) -> None:
 def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSource | ConfluentSource:
     """The Kafka consumer, its rebalances wired to the engine's state (scaled out: each
     partition's, restored and saved through the changelog)."""
-    if settings.state.changelog_topic is None:
-        return kafka_source(
-            settings.kafka,
-            engine.metrics,
-            engine.stopping,
-            positions=lambda: engine.positions,
-            on_revoke=lambda partitions: engine.checkpoint(store),
-        )
+    partitioned = settings.state.changelog_topic is not None
 
     def assigned(partitions: Collection[int]) -> Offsets:
-        positions = engine.acquire(partitions, store)
+        positions = engine.acquire(partitions, store) if partitioned else dict(engine.positions)
         engine.health.restored = True
         return positions
 
@@ -275,14 +271,26 @@ def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSourc
         engine.metrics,
         engine.stopping,
         positions=lambda: engine.positions,
-        on_revoke=lambda partitions: engine.release(partitions, store),
+        on_revoke=(
+            (lambda partitions: engine.release(partitions, store))
+            if partitioned
+            else (lambda partitions: engine.checkpoint(store))
+        ),
         on_assign=assigned,
-        partitioned=True,
+        on_lost=(lambda partitions: engine.lose(partitions, store)) if partitioned else _none,
+        partitioned=partitioned,
     )
-    from streamwatch.changelog import Changelog  # kafka-python, like the source
+    if partitioned:
+        from streamwatch.changelog import Changelog  # kafka-python, like the source
 
-    engine.changelog = Changelog(settings)  # before the first poll, which assigns
+        engine.changelog = Changelog(settings)  # before the first poll, which assigns
     return source
+
+
+def _none(partitions: Collection[int]) -> Offsets:
+    """A single instance keeps its state when it falls out of the group: it is all
+    there is, and its partitions come back to it."""
+    return {}
 
 
 def _produce_demo(args: argparse.Namespace) -> int:

@@ -259,14 +259,15 @@ class Engine:
         remote = self.changelog.read(new)
         for partition in new:
             local = store.load(partition_scope(partition))
-            if local is not None and (
-                partition not in remote
-                or sum(local.offsets.values()) >= sum(remote[partition][1].values())
-            ):
+            logged = remote.get(partition)
+            if local is not None and (logged is None or _covers(local.offsets, logged[1])):
                 state, offsets, origin = local.state, local.offsets, "state file"
-            elif partition in remote:
-                blob, offsets = remote[partition]
-                state, origin = msgspec.msgpack.decode(blob), "changelog"
+                if logged is None or logged[1] != offsets:
+                    self._dirty.add(partition)  # the changelog is behind: catch it up
+            elif logged is not None:
+                state, offsets = msgspec.msgpack.decode(logged[0]), logged[1]
+                origin = "changelog"
+                store.save_scopes({partition_scope(partition): logged})  # the local copy
             else:
                 continue
             self.restore(state, offsets)
@@ -281,8 +282,20 @@ class Engine:
         """Partitions revoked: checkpoint them, then let their state go; return their
         offsets that are durable (to commit)."""
         durable = self.checkpoint(store, partitions)
-        # The changelog has them now; a stale copy here would only mislead ``status``.
+        # Where the changelog has them now, a copy here would only mislead ``status``.
         store.drop([partition_scope(p) for p in partitions if p not in self._dirty])
+        self._forget(partitions)
+        return {tp: o for tp, o in durable.items() if tp[1] in partitions}
+
+    def lose(self, partitions: Collection[int], store: StateStore) -> Offsets:
+        """Partitions lost (this instance fell out of the group, and another owns them
+        now): let their state go unsaved, since writing it would overwrite the new
+        owner's newer state in the changelog."""
+        store.drop([partition_scope(p) for p in partitions])
+        self._forget(partitions)
+        return {}
+
+    def _forget(self, partitions: Collection[int]) -> None:
         models = {m for m, home in self.homes.items() if home in partitions}
         for model_id in models:
             del self.homes[model_id]
@@ -292,7 +305,6 @@ class Engine:
         for tp in [tp for tp in self.positions if tp[1] in partitions]:
             del self.positions[tp]
         self._dirty -= set(partitions)
-        return {tp: o for tp, o in durable.items() if tp[1] in partitions}
 
     # -- stages ---------------------------------------------------------------------
 
@@ -338,10 +350,12 @@ class Engine:
     def _at_home(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
         """Scaled out, a model's state lives with one partition: its events that come
         through another are bad (keyed by something else than their model id)."""
-        homes, kept = self.homes, []
+        homes, kept, limit = self.homes, [], self.settings.max_models
         for i, (event, origin) in enumerate(zip(decoded.events, decoded.origins, strict=True)):
-            home = homes.setdefault(event.model_id, origin.partition)
-            if home == origin.partition:
+            home = homes.get(event.model_id)
+            if home is None and len(homes) < limit:  # past it: a model_limit dead letter
+                home = homes[event.model_id] = origin.partition
+            if home is None or home == origin.partition:
                 kept.append(i)
             else:
                 detail = (
@@ -429,6 +443,11 @@ class Engine:
                     "suppressed_since_last": suppressed,
                 },
             )
+
+
+def _covers(offsets: Offsets, other: Offsets) -> bool:
+    """Whether ``offsets`` reach at least as far as ``other`` on every partition."""
+    return all(offsets.get(tp, 0) >= o for tp, o in other.items())
 
 
 def _log_window(window: ClosedWindow) -> None:

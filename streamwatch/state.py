@@ -134,6 +134,19 @@ class StateStore:
                     "INSERT OR REPLACE INTO meta VALUES ('lag', ?)", (msgspec.json.encode(lag),)
                 )
 
+    def check_mode(self, partitioned: bool) -> None:
+        """Refuse a state file written in the other mode: a single instance's checkpoint
+        means nothing per partition, and partitions' mean nothing to a single instance."""
+        scopes = {row[0] for row in self._db.execute("SELECT scope FROM checkpoint")}
+        single = ENGINE in scopes
+        if partitioned == single and scopes:
+            written, now = ("one instance", "scaled out") if single else ("scaled out", "alone")
+            raise StateError(
+                f"state file {self.path} was written by {written}, and this instance runs "
+                f"{now} (STATE__CHANGELOG_TOPIC). Switch back, or start with a new "
+                "STATE__PATH and KAFKA__GROUP_ID, which read the topics afresh."
+            )
+
     def drop(self, scopes: Collection[str]) -> None:
         """Forget checkpoints (of partitions now kept by another instance)."""
         with self._db:

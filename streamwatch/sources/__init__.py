@@ -25,15 +25,19 @@ def kafka_source(
     positions: Callable[[], Offsets] = dict,
     on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
     on_assign: Callable[[Collection[int]], Offsets] | None = None,
+    on_lost: Callable[[Collection[int]], Offsets] = lambda partitions: {},
     partitioned: bool = False,
 ) -> KafkaSource | ConfluentSource:
     """The consumer of ``settings.client``; only that client's library is imported.
-    ``on_revoke`` and ``on_assign`` take the partition numbers that move and return the
-    offsets to commit, and to resume from; ``partitioned`` (scaled out) is kafka-python's."""
+    ``on_revoke``, ``on_assign`` and ``on_lost`` take the partition numbers that move and
+    return the offsets to commit, and to resume from; the last three arguments (scaling
+    out) are kafka-python's."""
     if settings.client == "confluent":
         from streamwatch.sources.confluent import ConfluentSource
 
         return ConfluentSource(settings, metrics, stopping, positions, on_revoke)
     from streamwatch.sources.kafka import KafkaSource
 
-    return KafkaSource(settings, metrics, stopping, positions, on_revoke, on_assign, partitioned)
+    return KafkaSource(
+        settings, metrics, stopping, positions, on_revoke, on_assign, on_lost, partitioned
+    )

@@ -87,9 +87,10 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         self.source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if self.source.stopping.is_set():
-            # Closing after a stop: the engine has checkpointed and committed already,
-            # and an await here is not bounded by close()'s timeout.
+        if self.source.closing:
+            # After a stop the engine has checkpointed and committed already; after an
+            # error, what it holds may be a batch half processed: not to be saved. (And
+            # an await here is not bounded by close()'s timeout.)
             names = partition_names(revoked)
             log.info("partitions revoked at shutdown", extra={"partitions": names})
             return
@@ -108,6 +109,13 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
                 await self.source.consumer.commit_async(offsets=commit)
             except KafkaError as exc:
                 log.warning("commit on revocation failed", extra={"error": str(exc)})
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        # Out of the group (session expired): others own them already; nothing to
+        # commit, and their state must not be written over the new owners'.
+        log.warning("partitions lost", extra={"partitions": partition_names(lost)})
+        if not self.source.closing:
+            await self._in_worker(self.source.on_lost, lost)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": partition_names(assigned)})
@@ -152,6 +160,7 @@ class KafkaSource:
         positions: Callable[[], Offsets] = dict,
         on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
         on_assign: Callable[[Collection[int]], Offsets] | None = None,
+        on_lost: Callable[[Collection[int]], Offsets] = lambda partitions: {},
         partitioned: bool = False,
     ) -> None:
         self.settings = settings
@@ -160,6 +169,8 @@ class KafkaSource:
         self.positions = positions
         self.on_revoke = on_revoke
         self.on_assign = on_assign or (lambda partitions: positions())
+        self.on_lost = on_lost
+        self.closing = False  # from close() on, rebalance callbacks leave the state be
         self.failure: BaseException | None = None  # of the engine's part of a rebalance
         self.partitioned = partitioned
         self._producer: KafkaProducer | None = None
@@ -280,6 +291,7 @@ class KafkaSource:
         return True
 
     def close(self) -> None:
+        self.closing = True
         if self._producer is not None:
             self._producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
         self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)

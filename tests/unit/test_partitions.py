@@ -156,6 +156,9 @@ def test_a_partition_is_restored_from_whichever_copy_covers_more(tmp_path: Path)
     elsewhere, elsewhere_store = scaled(tmp_path, "elsewhere", log)
     assert elsewhere.acquire({0}, elsewhere_store) == {("t", 0): 10}
     assert set(again.models) == set(elsewhere.models) == {"m"}
+    copy = elsewhere_store.load("partition-0")  # kept as the local copy at once
+    assert copy is not None
+    assert copy.offsets == {("t", 0): 10}
 
 
 def test_release_forgets_the_partitions_models_alerts_and_local_copy(tmp_path: Path) -> None:
@@ -179,3 +182,54 @@ def test_a_changelog_record_of_other_settings_is_refused() -> None:
         changelog.decode(value, shape(other), "here")
     with pytest.raises(StateError, match="unreadable"):
         changelog.decode(b"\x01garbage", shape(s), "here")
+
+
+def test_a_partition_restored_from_a_state_file_ahead_of_the_changelog_catches_it_up(
+    tmp_path: Path,
+) -> None:
+    log = FakeChangelog()
+    e, store = scaled(tmp_path, "e", log)
+    e.process([(event("1", model_id="m", timestamp=1), Origin("t", 0, 0))])
+    log.failing = True
+    assert e.checkpoint(store) == {}  # the state file has offset 1, the changelog nothing
+    log.failing = False
+    again, _ = scaled(tmp_path, "again", log)
+    assert again.acquire({0}, store) == {("t", 0): 1}
+    assert log.records == {}
+    assert again.checkpoint(store) == {("t", 0): 1}  # committed only once the log has it
+    assert log.records[0][1] == {("t", 0): 1}
+
+
+def test_lost_partitions_are_let_go_unsaved(tmp_path: Path) -> None:
+    log = FakeChangelog()
+    e, store = scaled(tmp_path, "e", log)
+    e.process([(event("1", model_id="m", timestamp=1), Origin("t", 0, 0))])
+    e.checkpoint(store)
+    e.process([(event("2", model_id="m", timestamp=2), Origin("t", 0, 1))])
+    assert e.lose({0}, store) == {}
+    assert log.records[0][1] == {("t", 0): 1}  # the new owner's record is not written over
+    assert e.models == {}
+    assert e.positions == {}
+    assert store.load("partition-0") is None
+
+
+def test_past_the_model_limit_no_home_is_kept(tmp_path: Path) -> None:
+    s = settings(tmp_path, "e").model_copy(update={"max_models": 2})
+    e = Engine(s, [], Metrics(CollectorRegistry()), changelog=FakeChangelog())  # type: ignore[arg-type]
+    e.process([(event(m, model_id=m), Origin("t", 0, i)) for i, m in enumerate("abcd")])
+    assert e.homes == {"a": 0, "b": 0}
+    assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 2
+
+
+def test_a_state_file_of_the_other_mode_is_refused(tmp_path: Path) -> None:
+    one = Settings(state=StateSettings(path=tmp_path / "one.sqlite"))
+    store = StateStore(one.state.path, one)
+    store.save({"models": {}, "policy": {}, "router": {"triggered": {}}}, {})
+    store.check_mode(partitioned=False)
+    with pytest.raises(StateError, match="written by one instance"):
+        store.check_mode(partitioned=True)
+    e, scaled_store = scaled(tmp_path, "e", FakeChangelog())
+    e.process([(event("1", model_id="m"), Origin("t", 0, 0))])
+    e.checkpoint(scaled_store)
+    with pytest.raises(StateError, match="written by scaled out"):
+        scaled_store.check_mode(partitioned=False)
