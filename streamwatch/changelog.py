@@ -3,14 +3,15 @@ the partition to whichever instance of the group is assigned it (as Kafka Stream
 
 Changelog partition N holds source partition N's state, one record per checkpoint under
 the key "N": compaction keeps the last, and only the last is ever read (seek to the end
-less one). A record is a checkpoint in the state file's own encoding, with its format
-and the digest of the settings that shape it, so a record written by other settings is
-refused like a state file is.
+less one). A record is a checkpoint in the state file's own encoding (compressed), with
+its format and the digest of the settings that shape it, so a record written by other
+settings is refused like a state file is.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -28,13 +29,14 @@ log = logging.getLogger("streamwatch.changelog")
 MAX_RECORD_BYTES = 64 << 20  # a partition's state; the topic's max.message.bytes
 SEGMENT_MS = 600_000  # roll segments every 10 minutes, so that compaction has work
 READ_TIMEOUT_MS = 30_000
+ZLIB_LEVEL = 1  # histograms compress 4x at level 1; higher levels cost 5x more for 5%
 
 
 class _Record(msgspec.Struct, array_like=True):
     format: int
     shape: str
     offsets: bytes
-    state: msgspec.Raw
+    state: bytes  # zlib-compressed: a quarter of the size, about 5 ms a megabyte
 
 
 class Changelog:
@@ -141,9 +143,8 @@ class Changelog:
 
 def encode(blob: bytes, offsets: Offsets, shape: str) -> bytes:
     """A changelog record: a partition's encoded state and the offsets it covers."""
-    return msgspec.msgpack.encode(
-        _Record(FORMAT, shape, encode_offsets(offsets), msgspec.Raw(blob))
-    )
+    state = zlib.compress(blob, ZLIB_LEVEL)
+    return msgspec.msgpack.encode(_Record(FORMAT, shape, encode_offsets(offsets), state))
 
 
 def decode(value: bytes, shape: str, where: str) -> tuple[bytes, Offsets]:
@@ -151,7 +152,8 @@ def decode(value: bytes, shape: str, where: str) -> tuple[bytes, Offsets]:
     try:
         record = msgspec.msgpack.decode(value, type=_Record)
         offsets = decode_offsets(record.offsets)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        state = zlib.decompress(record.state)
+    except (msgspec.DecodeError, ValueError, TypeError, zlib.error) as exc:
         raise StateError(f"{where} is unreadable: {exc}") from exc
     if record.format != FORMAT or record.shape != shape:
         raise StateError(
@@ -159,4 +161,4 @@ def decode(value: bytes, shape: str, where: str) -> tuple[bytes, Offsets]:
             "detector settings; restore those settings, or name a new "
             "STREAMWATCH_STATE__CHANGELOG_TOPIC to start afresh"
         )
-    return bytes(record.state), offsets
+    return state, offsets
