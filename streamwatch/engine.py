@@ -140,7 +140,7 @@ class Engine:
         self, source: Source, store: StateStore | None, progress: Callable[[int], object]
     ) -> list[Outcome]:
         outcomes = []
-        last_checkpoint, unsaved = time.monotonic(), False
+        last_checkpoint, uncommitted = time.monotonic(), False
         while not self.stopping.is_set():
             messages = source.poll(POLL_RECORDS)
             self.health.polled()
@@ -151,15 +151,15 @@ class Engine:
                 with self.metrics.processing_seconds.time():
                     outcomes.append(self.process(messages, source))
                 progress(len(messages))
-                unsaved = True
             if store is None:
                 source.commit(self.positions)
-            elif unsaved and (
+            elif (self._dirty or uncommitted) and (
                 time.monotonic() - last_checkpoint >= self.settings.state.checkpoint_interval
             ):
-                committed = source.commit(self.checkpoint(store))
-                # A refused commit or changelog write is tried again, even with no input.
-                last_checkpoint, unsaved = time.monotonic(), not committed or bool(self._dirty)
+                # Changed partitions (processed, restored ahead of the changelog, or not
+                # written to it) and refused commits are saved again, even with no input.
+                uncommitted = not source.commit(self.checkpoint(store))
+                last_checkpoint = time.monotonic()
         if store is not None:
             source.commit(self.checkpoint(store))
         return outcomes

@@ -14,7 +14,7 @@ from streamwatch import changelog
 from streamwatch.config import Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine, Outcome
 from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import Origin
+from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
 from streamwatch.state import Offsets, StateStore, shape
 from tests.factories import event
@@ -233,3 +233,56 @@ def test_a_state_file_of_the_other_mode_is_refused(tmp_path: Path) -> None:
     e.checkpoint(scaled_store)
     with pytest.raises(StateError, match="written by scaled out"):
         scaled_store.check_mode(partitioned=False)
+
+
+class OneBatch:
+    """One batch, then nothing, until the changelog has partition 0 (or 50 polls)."""
+
+    def __init__(self, engine: Engine, log: FakeChangelog) -> None:
+        self.engine, self.log = engine, log
+        self.batches = [
+            [(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(5)]
+        ]
+        self.polls = 0
+
+    def poll(self, max_records: int) -> list[Message]:
+        self.polls += 1
+        if 0 in self.log.records or self.polls > 50:
+            self.engine.stop()
+        return self.batches.pop() if self.batches else []
+
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """None here."""
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_a_failed_changelog_write_is_tried_again_while_no_input_comes(tmp_path: Path) -> None:
+    log = FakeChangelog()
+    s = settings(tmp_path, "e").model_copy(
+        update={
+            "state": StateSettings(
+                path=tmp_path / "e.sqlite", changelog_topic="cl", checkpoint_interval=0
+            )
+        }
+    )
+    e = Engine(s, [], Metrics(CollectorRegistry()), changelog=log)  # type: ignore[arg-type]
+    store = StateStore(s.state.path, s)
+    writes = log.write
+
+    def fail_once(states: Mapping[int, tuple[bytes, Offsets]]) -> None:
+        log.write = writes  # type: ignore[method-assign]
+        raise ChangelogError("broker gone")
+
+    log.write = fail_once  # type: ignore[method-assign]
+    source = OneBatch(e, log)
+    try:
+        e.run(source, store)
+    finally:
+        store.close()
+    assert log.records[0][1] == {("t", 0): 5}
+    assert source.polls <= 50  # written while idle, not only at the stop
