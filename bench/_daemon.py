@@ -46,12 +46,12 @@ def kafka() -> Iterator[str]:
         shutil.rmtree(broker.workdir, ignore_errors=True)  # the log segments: 100s of MB
 
 
-def create_topic(bootstrap: str, prefix: str) -> str:
-    """A fresh single-partition topic."""
+def create_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+    """A fresh topic (of one partition unless told)."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics({name: {"num_partitions": 1, "replication_factor": 1}})
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
     finally:
         admin.close()
     return name

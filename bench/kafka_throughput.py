@@ -31,7 +31,7 @@ from bench.replay_throughput import stream
 from streamwatch.config import KafkaSettings, Settings, WindowSettings
 from streamwatch.engine import POLL_RECORDS, Engine
 from streamwatch.metrics import Metrics
-from streamwatch.sources import kafka_source
+from streamwatch.sources import Hooks, kafka_source
 from streamwatch.state import StateStore
 from tests.kafka_local import Broker
 
@@ -70,7 +70,9 @@ def streamwatch(bootstrap: str, topic: str, total: int, client: str) -> float:
     )
     metrics = Metrics(CollectorRegistry())
     engine = Engine(settings, [], metrics)
-    source = kafka_source(settings.kafka, metrics, engine.stopping, lambda: engine.positions)
+    source = kafka_source(
+        settings.kafka, metrics, engine.stopping, Hooks(positions=lambda: engine.positions)
+    )
 
     def stop_at_end(_: int) -> None:
         if metrics.total("streamwatch_messages") >= total:

@@ -26,12 +26,12 @@ import time
 import uuid
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._daemon import Daemon, kafka
+from bench._daemon import Daemon, create_topic, kafka
 from bench.replay_throughput import stream
 
 PARTITIONS = 6
@@ -52,10 +52,7 @@ def model_names(partitions: int) -> list[str]:
 
 
 def produce(bootstrap: str, n: int) -> str:
-    topic = f"scale-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics({topic: {"num_partitions": PARTITIONS, "replication_factor": 1}})
-    admin.close()
+    topic = create_topic(bootstrap, "scale", PARTITIONS)
     names = model_names(PARTITIONS)
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20, max_request_size=16 << 20

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from streamwatch.metrics import Metrics
 from streamwatch.outbox import Outbox, outbox_path
 from streamwatch.reference import load_reference
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
-from streamwatch.sources import ReplaySource, Source, kafka_source
+from streamwatch.sources import Hooks, ReplaySource, Source, kafka_source
 from streamwatch.state import Offsets, StateStore
 
 if TYPE_CHECKING:
@@ -259,38 +260,32 @@ def _restore(engine: Engine, store: StateStore) -> None:
 def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSource | ConfluentSource:
     """The Kafka consumer, its rebalances wired to the engine's state (scaled out: each
     partition's, restored and saved through the changelog)."""
-    partitioned = settings.state.changelog_topic is not None
-
-    def assigned(partitions: Collection[int]) -> Offsets:
-        positions = engine.acquire(partitions, store) if partitioned else dict(engine.positions)
-        engine.health.restored = True
-        return positions
-
-    source = kafka_source(
-        settings.kafka,
-        engine.metrics,
-        engine.stopping,
+    hooks = Hooks(
         positions=lambda: engine.positions,
-        on_revoke=(
-            (lambda partitions: engine.release(partitions, store))
-            if partitioned
-            else (lambda partitions: engine.checkpoint(store))
-        ),
-        on_assign=assigned,
-        on_lost=(lambda partitions: engine.lose(partitions, store)) if partitioned else _none,
-        partitioned=partitioned,
+        revoked=lambda partitions: engine.checkpoint(store),
     )
-    if partitioned:
+    if settings.state.changelog_topic is not None:
+
+        def assigned(partitions: Collection[int]) -> Offsets:
+            positions = engine.acquire(partitions, store)
+            engine.health.restored = True
+            return positions
+
+        hooks = replace(
+            hooks,
+            revoked=lambda partitions: engine.release(partitions, store),
+            assigned=assigned,
+            lost=lambda partitions: engine.lose(partitions, store),
+            partitioned=True,
+        )
+    # A single instance keeps its state when it falls out of the group (the default
+    # ``lost``): it is all there is, and its partitions come back to it.
+    source = kafka_source(settings.kafka, engine.metrics, engine.stopping, hooks)
+    if hooks.partitioned:
         from streamwatch.changelog import Changelog  # kafka-python, like the source
 
         engine.changelog = Changelog(settings)  # before the first poll, which assigns
     return source
-
-
-def _none(partitions: Collection[int]) -> Offsets:
-    """A single instance keeps its state when it falls out of the group: it is all
-    there is, and its partitions come back to it."""
-    return {}
 
 
 def _produce_demo(args: argparse.Namespace) -> int:

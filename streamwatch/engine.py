@@ -311,16 +311,17 @@ class Engine:
     def _unseen(self, messages: Sequence[Message]) -> Sequence[Message]:
         """Drop what was processed before (redelivered after a restart or rebalance) and
         advance the positions past this batch."""
-        positions, before, dirty = self.positions, dict(self.positions), self._dirty
+        positions, before = self.positions, dict(self.positions)
         fresh = []
         for message in messages:
             origin = message[1]
             key = (origin.topic, origin.partition)
             if origin.offset >= before.get(key, -1):
                 fresh.append(message)
-                dirty.add(origin.partition)
                 if origin.offset >= positions.get(key, -1):
                     positions[key] = origin.offset + 1
+        # Changed: the partitions whose position moved (per partition, not per message).
+        self._dirty.update(p for (t, p), o in positions.items() if o != before.get((t, p)))
         skipped = len(messages) - len(fresh)
         if skipped:
             self.metrics.redelivered.inc(skipped)

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from streamwatch.events import BadEvent, Origin
 
 Message = tuple[bytes, Origin]
 Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to process
+
+
+def _nothing(partitions: Collection[int]) -> Offsets:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What a Kafka source asks of the engine when partitions move. ``revoked``,
+    ``assigned`` and ``lost`` take the partition numbers that move and return the
+    offsets to commit, or to resume from (``assigned`` unset: the known positions)."""
+
+    positions: Callable[[], Offsets] = dict  # the next offset to process, per partition
+    revoked: Callable[[Collection[int]], Offsets] = _nothing
+    assigned: Callable[[Collection[int]], Offsets] | None = None
+    lost: Callable[[Collection[int]], Offsets] = _nothing
+    partitioned: bool = False  # scaled out (kafka-python only): cooperative rebalancing
+
+    def resume(self, partitions: Collection[int]) -> Offsets:
+        return self.positions() if self.assigned is None else self.assigned(partitions)
 
 
 class Source(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from streamwatch.config import KafkaSettings
 from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
-from streamwatch.sources.base import Message, Offsets
+from streamwatch.sources.base import Hooks, Message, Offsets
 from streamwatch.sources.kafka import (
     CLOSE_TIMEOUT_MS,
     MAX_POLL_INTERVAL_MS,
@@ -61,14 +61,12 @@ class ConfluentSource:
         settings: KafkaSettings,
         metrics: Metrics,
         stopping: threading.Event,
-        positions: Callable[[], Offsets] = dict,
-        on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
+        hooks: Hooks,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.stopping = stopping
-        self.positions = positions
-        self.on_revoke = on_revoke
+        self.hooks = hooks
         self._producer: Producer | None = None
         self._undelivered = 0  # dead letters the broker refused since the last commit
         self.consumer = Consumer(
@@ -92,7 +90,7 @@ class ConfluentSource:
         log.info("partitions assigned", extra={"partitions": partition_names(partitions)})
         # Start where our state ends, when that is past the committed offset (a crash
         # between checkpoint and commit).
-        known = self.positions()
+        known = self.hooks.positions()
         for tp in partitions:
             position = known.get((tp.topic, tp.partition))
             if position is not None:
@@ -103,7 +101,7 @@ class ConfluentSource:
         log.info("partitions revoked", extra={"partitions": partition_names(partitions)})
         if self.stopping.is_set():
             return  # closing after a stop: checkpointed and committed already
-        self._commit(partitions, self.on_revoke({tp.partition for tp in partitions}))
+        self._commit(partitions, self.hooks.revoked({tp.partition for tp in partitions}))
 
     @property
     def ready(self) -> bool:
@@ -129,7 +127,7 @@ class ConfluentSource:
     def _measure_lag(self, last: dict[tuple[str, int], int]) -> None:
         """Per assigned partition: its end (as of the last fetch) less the next offset
         to process, after this batch."""
-        positions = self.positions()
+        positions = self.hooks.positions()
         for tp in self.consumer.assignment():
             key = (tp.topic, tp.partition)
             _, end = self.consumer.get_watermark_offsets(tp, cached=True) or (None, None)

@@ -32,7 +32,7 @@ from streamwatch.config import KafkaSettings
 from streamwatch.errors import SourceError
 from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
-from streamwatch.sources.base import Message, Offsets
+from streamwatch.sources.base import Hooks, Message, Offsets
 
 log = logging.getLogger("streamwatch.kafka")
 
@@ -95,7 +95,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             log.info("partitions revoked at shutdown", extra={"partitions": names})
             return
         log.info("partitions revoked", extra={"partitions": partition_names(revoked)})
-        offsets = await self._in_worker(self.source.on_revoke, revoked)
+        offsets = await self._in_worker(self.source.hooks.revoked, revoked)
         for tp in revoked:  # another instance reports their lag now
             with contextlib.suppress(KeyError):
                 self.source.metrics.lag.remove(tp.topic, str(tp.partition))
@@ -115,13 +115,13 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         # commit, and their state must not be written over the new owners'.
         log.warning("partitions lost", extra={"partitions": partition_names(lost)})
         if not self.source.closing:
-            await self._in_worker(self.source.on_lost, lost)
+            await self._in_worker(self.source.hooks.lost, lost)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": partition_names(assigned)})
         # Start where our state ends, when that is past the committed offset (a crash
         # between checkpoint and commit); seek only sets the fetch position.
-        known = await self._in_worker(self.source.on_assign, assigned)
+        known = await self._in_worker(self.source.hooks.resume, assigned)
         for tp in assigned:
             position = known.get((tp.topic, tp.partition))
             if position is not None:
@@ -157,22 +157,14 @@ class KafkaSource:
         settings: KafkaSettings,
         metrics: Metrics,
         stopping: threading.Event,
-        positions: Callable[[], Offsets] = dict,
-        on_revoke: Callable[[Collection[int]], Offsets] = lambda partitions: {},
-        on_assign: Callable[[Collection[int]], Offsets] | None = None,
-        on_lost: Callable[[Collection[int]], Offsets] = lambda partitions: {},
-        partitioned: bool = False,
+        hooks: Hooks,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.stopping = stopping
-        self.positions = positions
-        self.on_revoke = on_revoke
-        self.on_assign = on_assign or (lambda partitions: positions())
-        self.on_lost = on_lost
+        self.hooks = hooks
         self.closing = False  # from close() on, rebalance callbacks leave the state be
         self.failure: BaseException | None = None  # of the engine's part of a rebalance
-        self.partitioned = partitioned
         self._producer: KafkaProducer | None = None
         self.consumer = self._connect()
 
@@ -189,7 +181,7 @@ class KafkaSource:
                     max_partition_fetch_bytes=self.settings.max_fetch_bytes,
                     fetch_max_bytes=self.settings.max_fetch_bytes,
                     group_instance_id=self.settings.group_instance_id,
-                    partition_assignment_strategy=assignors(self.settings, self.partitioned),
+                    partition_assignment_strategy=assignors(self.settings, self.hooks.partitioned),
                 )
             except KafkaError as exc:
                 log.error(
@@ -229,7 +221,7 @@ class KafkaSource:
     def _measure_lag(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Per assigned partition: its end (as of the last fetch) less the next offset
         to process, after this batch."""
-        positions = self.positions()
+        positions = self.hooks.positions()
         for tp in self.consumer.assignment():
             end = self.consumer.highwater(tp)
             records = batches.get(tp)

@@ -129,15 +129,7 @@ def env_file(path: Path, **variables: object) -> Path:
 def produce_bulk(kafka: str, topic: str, values: list[bytes]) -> None:
     """Like :func:`produce`, in 1 MB batches: hundreds of thousands of records in a few
     seconds rather than tens (kafka-python's cost is per request as much as per record)."""
-    producer = KafkaProducer(
-        bootstrap_servers=kafka, linger_ms=50, batch_size=1 << 20, max_request_size=16 << 20
-    )
-    try:
-        for value in values:
-            producer.send(topic, value=value)
-        producer.flush()
-    finally:
-        producer.close()
+    produce_keyed(kafka, topic, values, [None] * len(values))
 
 
 def expel_members(kafka: str, group: str) -> None:
@@ -156,18 +148,20 @@ def expel_members(kafka: str, group: str) -> None:
         admin.close()
 
 
-def create_topic(kafka: str) -> str:
-    """A fresh single-partition topic, like the ``topics`` fixture, for wider fixtures."""
+def create_topic(kafka: str, partitions: int = 1) -> str:
+    """A fresh topic, single-partition like the ``topics`` fixture, for wider fixtures."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka)
     try:
-        admin.create_topics({name: {"num_partitions": 1, "replication_factor": 1}})
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
     finally:
         admin.close()
     return name
 
 
-def produce_keyed(kafka: str, topic: str, values: Sequence[bytes], keys: Sequence[bytes]) -> None:
+def produce_keyed(
+    kafka: str, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None]
+) -> None:
     """Like :func:`produce_bulk`, each record with its key, so that Kafka's default
     partitioner (murmur2 of the key) sends all records of a key to one partition, in order."""
     producer = KafkaProducer(
@@ -179,17 +173,6 @@ def produce_keyed(kafka: str, topic: str, values: Sequence[bytes], keys: Sequenc
         producer.flush()
     finally:
         producer.close()
-
-
-def create_partitioned_topic(kafka: str, partitions: int) -> str:
-    """A fresh topic of ``partitions`` partitions."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka)
-    try:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}})
-    finally:
-        admin.close()
-    return name
 
 
 def end_offsets(kafka: str, topic: str) -> dict[int, int]:

@@ -17,7 +17,7 @@ from streamwatch import demo
 from streamwatch.config import KafkaSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine
 from streamwatch.metrics import Metrics
-from streamwatch.sources import ReplaySource, kafka_source
+from streamwatch.sources import Hooks, ReplaySource, kafka_source
 from streamwatch.state import StateStore
 from tests.factories import event
 from tests.integration.helpers import (
@@ -146,7 +146,9 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reasons(
     )
     metrics = Metrics(CollectorRegistry())
     engine = Engine(settings, [], metrics)
-    source = kafka_source(settings.kafka, metrics, engine.stopping, lambda: engine.positions)
+    source = kafka_source(
+        settings.kafka, metrics, engine.stopping, Hooks(positions=lambda: engine.positions)
+    )
 
     def stop_when_all_consumed(_: int) -> None:
         if metrics.total("streamwatch_messages") >= len(values):

@@ -36,7 +36,7 @@ from kafka.partitioner.default import murmur2
 from streamwatch.alerts import isoformat
 from tests.integration.helpers import (
     Daemon,
-    create_partitioned_topic,
+    create_topic,
     end_offsets,
     env_file,
     expel_member,
@@ -374,7 +374,7 @@ class Reference:
 
 @pytest.fixture(scope="module")
 def topic(kafka: str) -> str:
-    return create_partitioned_topic(kafka, PARTITIONS)
+    return create_topic(kafka, PARTITIONS)
 
 
 @pytest.fixture(scope="module")
@@ -682,7 +682,7 @@ def test_a_static_member_restarted_within_its_session_gets_its_partitions_back_f
     """Static membership: SIGTERMed, an instance does not leave the group; restarted
     within the session timeout, it is given its partitions again without a rebalance
     (the other instance sees none) and restores them from its own state file."""
-    topic = create_partitioned_topic(kafka, PARTITIONS)
+    topic = create_topic(kafka, PARTITIONS)
     group, changelog = f"g-static-{uuid.uuid4().hex[:8]}", f"sw-changelog-{uuid.uuid4().hex[:8]}"
     committed = Committed(kafka, group, topic)
     first, second = (int(len(stream.values) * cut) for cut in (0.1, 0.2))
