@@ -6,6 +6,9 @@ the key "N": compaction keeps the last, and only the last is ever read (seek to 
 less one). A record is a checkpoint in the state file's own encoding (compressed), with
 its format and the digest of the settings that shape it, so a record written by other
 settings is refused like a state file is.
+
+With spread models, the changelog's producer also publishes their partials (spread.py)
+to ``STATE__CHANGELOG_TOPIC``.partials, created beside it with as many partitions.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamwatch.config import Settings
-from streamwatch.errors import ChangelogError, StateError
+from streamwatch.errors import ChangelogError, SourceError, StateError
 from streamwatch.sources.kafka import client_config
+from streamwatch.spread import Partial
 from streamwatch.state import FORMAT, Offsets, decode_offsets, encode_offsets, shape
 
 log = logging.getLogger("streamwatch.changelog")
@@ -46,74 +50,73 @@ class Changelog:
         topic = settings.state.changelog_topic
         assert topic is not None
         self.topic = topic
+        spread = settings.state.spread_models
+        self.partials_topic = settings.state.partials_topic if spread else None
         self.shape = shape(settings)
         self.kafka = settings.kafka
         config = client_config(settings.kafka)
-        self._ensure_topic(config)
-        self._producer = KafkaProducer(
-            **config, acks="all", retries=5, max_request_size=MAX_RECORD_BYTES, linger_ms=0
-        )
-        self._reader = KafkaConsumer(
-            **config,
-            group_id=None,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=MAX_RECORD_BYTES,
-            fetch_max_bytes=MAX_RECORD_BYTES,
-        )
+        try:
+            self.partitions = self._ensure_topics(config)
+            self._producer = KafkaProducer(
+                **config, acks="all", retries=5, max_request_size=MAX_RECORD_BYTES, linger_ms=0
+            )
+            self._reader = KafkaConsumer(
+                **config,
+                group_id=None,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=MAX_RECORD_BYTES,
+                fetch_max_bytes=MAX_RECORD_BYTES,
+            )
+        except KafkaError as exc:
+            raise SourceError(
+                f"changelog {topic}: cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
+            ) from exc
 
-    def _ensure_topic(self, config: Mapping[str, object]) -> None:
-        """Create the topic if missing: compacted, as many partitions as the source."""
+    def _ensure_topics(self, config: Mapping[str, object]) -> int:
+        """Create the topic (compacted) and the partials topic if missing, with as many
+        partitions as the source; return that number."""
         admin = KafkaAdminClient(**config)
         try:
             partitions = max(
                 len(admin.describe_topics([t])[0]["partitions"]) for t in self.kafka.topics
             )
-            topic = NewTopic(
-                self.topic,
-                num_partitions=partitions,
-                replication_factor=-1,  # the broker's default
-                topic_configs={
-                    "cleanup.policy": "compact",
-                    "max.message.bytes": str(MAX_RECORD_BYTES),
-                    "segment.ms": str(SEGMENT_MS),
-                },
-            )
-            try:
-                admin.create_topics([topic])
-                log.info(
-                    "changelog topic created", extra={"topic": self.topic, "partitions": partitions}
-                )
-            except TopicAlreadyExistsError:
-                existing = len(admin.describe_topics([self.topic])[0]["partitions"])
-                if existing < partitions:
-                    raise StateError(
-                        f"changelog {self.topic} has {existing} partitions, the source "
-                        f"{partitions}: add partitions to it (the same number)"
-                    ) from None
+            compacted = {"cleanup.policy": "compact", "segment.ms": str(SEGMENT_MS)}
+            _ensure(admin, self.topic, partitions, compacted)
+            if self.partials_topic is not None:
+                _ensure(admin, self.partials_topic, partitions, {})
         finally:
             admin.close()
+        return partitions
 
     def write(self, states: Mapping[int, tuple[bytes, Offsets]]) -> None:
         """Write each partition's encoded state and the offsets it covers; return once
         the broker has them all (raise :class:`ChangelogError` otherwise)."""
-        try:
-            self._send(states)
-        except KafkaError as exc:
-            raise ChangelogError(f"changelog {self.topic}: {exc}") from exc
+        self._deliver(
+            self.topic,
+            [
+                (str(partition).encode(), encode(blob, offsets, self.shape), partition)
+                for partition, (blob, offsets) in states.items()
+            ],
+        )
 
-    def _send(self, states: Mapping[int, tuple[bytes, Offsets]]) -> None:
-        futures = [
-            self._producer.send(
-                self.topic,
-                key=str(partition).encode(),
-                value=encode(blob, offsets, self.shape),
-                partition=partition,
-            )
-            for partition, (blob, offsets) in states.items()
-        ]
-        self._producer.flush(timeout=self.kafka.connect_timeout)
-        for future in futures:
-            future.get(timeout=0)  # raises the send's error, if it failed
+    def publish(self, partials: Sequence[Partial]) -> None:
+        """Publish spread models' partials, keyed by model (so that one partition, and
+        one instance, has all of a model's); return once the broker has them all."""
+        assert self.partials_topic is not None
+        records = [(p.model.encode(), msgspec.msgpack.encode(p), None) for p in partials]
+        self._deliver(self.partials_topic, records)
+
+    def _deliver(self, topic: str, records: Sequence[tuple[bytes, bytes, int | None]]) -> None:
+        try:
+            futures = [
+                self._producer.send(topic, key=key, value=value, partition=partition)
+                for key, value, partition in records
+            ]
+            self._producer.flush(timeout=self.kafka.connect_timeout)
+            for future in futures:
+                future.get(timeout=0)  # raises the send's error, if it failed
+        except KafkaError as exc:
+            raise ChangelogError(f"{topic}: {exc}") from exc
 
     def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets]]:
         """The last state written of each of ``partitions`` that has one."""
@@ -139,6 +142,28 @@ class Changelog:
     def close(self) -> None:
         self._producer.close(timeout=3)
         self._reader.close()
+
+
+def _ensure(
+    admin: KafkaAdminClient, topic: str, partitions: int, configs: Mapping[str, str]
+) -> None:
+    """Create ``topic`` if missing; refuse one with fewer partitions than the source."""
+    new = NewTopic(
+        topic,
+        num_partitions=partitions,
+        replication_factor=-1,  # the broker's default
+        topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES), **configs},
+    )
+    try:
+        admin.create_topics([new])
+        log.info("topic created", extra={"topic": topic, "partitions": partitions})
+    except TopicAlreadyExistsError:
+        existing = len(admin.describe_topics([topic])[0]["partitions"])
+        if existing < partitions:
+            raise StateError(
+                f"{topic} has {existing} partitions, the source {partitions}: add "
+                "partitions to it (the same number)"
+            ) from None
 
 
 def encode(blob: bytes, offsets: Offsets, shape: str) -> bytes:

@@ -222,6 +222,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
         if not engine.stopping.is_set():
             raise
         log.info("stopped before Kafka could be reached")
+        if engine.changelog is not None:
+            engine.changelog.close()
         if server is not None:
             server.shutdown()
         store.close()
@@ -280,12 +282,17 @@ def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSourc
         )
     # A single instance keeps its state when it falls out of the group (the default
     # ``lost``): it is all there is, and its partitions come back to it.
-    source = kafka_source(settings.kafka, engine.metrics, engine.stopping, hooks)
+    kafka = settings.kafka
     if hooks.partitioned:
         from streamwatch.changelog import Changelog  # kafka-python, like the source
 
-        engine.changelog = Changelog(settings)  # before the first poll, which assigns
-    return source
+        # Before the source subscribes: the partials topic, consumed with the source, must
+        # be created with the source's partitions, not auto-created with the broker's.
+        engine.changelog = Changelog(settings)
+        if settings.state.spread_models:  # partials come to their owners with the events
+            topics = (*kafka.topics, settings.state.partials_topic)
+            kafka = kafka.model_copy(update={"topics": topics})
+    return kafka_source(kafka, engine.metrics, engine.stopping, hooks)
 
 
 def _produce_demo(args: argparse.Namespace) -> int:

@@ -560,6 +560,23 @@ class StateSettings(_Section):
         "it to this compacted topic (created if missing), so that it follows its partition to "
         "whichever instance of the group is assigned it; kafka-python client only",
     )
+    spread_models: list[str] = Field(
+        default_factory=list,
+        description="scale out: models keyed by event id, so that their events spread over "
+        "every partition; each partition's closed windows go to the topic {changelog}.partials "
+        "and one instance merges and evaluates them (needs time windows and a pinned reference)",
+    )
+    aggregate_timeout: Duration = Field(
+        300.0,
+        gt=0,
+        description="how long a spread model's window waits for partitions that have not passed "
+        "its end, once another partition's share came; then it is evaluated without them",
+    )
+
+    @property
+    def partials_topic(self) -> str:
+        """Where spread models' closed windows go, partition by partition."""
+        return f"{self.changelog_topic}.partials"
 
 
 class HistorySettings(_Section):
@@ -626,6 +643,26 @@ class Settings(BaseSettings):
             raise ValueError(
                 "STREAMWATCH_STATE__CHANGELOG_TOPIC (scale out) needs KAFKA__CLIENT=kafka-python"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _spread_models(self) -> Settings:
+        """A spread model's partitions must bin alike and close windows alike."""
+        spread = self.state.spread_models
+        if not spread:
+            return self
+        needs = []
+        if self.state.changelog_topic is None:
+            needs.append("STREAMWATCH_STATE__CHANGELOG_TOPIC")
+        if self.window.mode != "time":
+            needs.append("WINDOW__MODE=time")
+        if self.reference.path is None:
+            needs.append("a pinned reference (REFERENCE__PATH), whose grid every partition shares")
+        champions = sorted(set(spread) & set(self.detectors.shadow.champions))
+        if champions:
+            needs.append(f"no shadow champion (set for {', '.join(champions)})")
+        if needs:
+            raise ValueError("STREAMWATCH_STATE__SPREAD_MODELS needs " + "; ".join(needs))
         return self
 
     @classmethod

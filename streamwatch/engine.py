@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from threadpoolctl import threadpool_limits
 
-from streamwatch import history
+from streamwatch import history, spread
 from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
-from streamwatch.errors import ChangelogError
-from streamwatch.events import BadEvent, Decoded, decode_batch, gc_paused
+from streamwatch.errors import ChangelogError, ConfigError, StateError
+from streamwatch.events import BadEvent, Decoded, Event, decode_batch, gc_paused
 from streamwatch.health import Health
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
@@ -36,6 +36,7 @@ from streamwatch.route import route
 from streamwatch.routing import Router
 from streamwatch.sinks import RoutedSink
 from streamwatch.sources import Message, Source
+from streamwatch.spread import Aggregate, Part
 from streamwatch.state import Offsets, StateStore, encode, partition_scope
 
 if TYPE_CHECKING:
@@ -84,6 +85,15 @@ class Engine:
         self.changelog = changelog
         self.homes: dict[str, int] = {}  # model -> the partition its events come through
         self._dirty: set[int] = set()  # partitions processed since their last checkpoint
+        # Spread models (keyed by event id): a part per partition, merged by the instance
+        # that owns the model in the partials topic (spread.py).
+        self.spread = frozenset(settings.state.spread_models)
+        unpinned = sorted(self.spread - self.reference.keys())
+        if unpinned:
+            raise ConfigError(f"spread models {unpinned} have no events in REFERENCE__PATH")
+        self.parts: dict[tuple[str, int], Part] = {}
+        self.aggregates: dict[str, Aggregate] = {}
+        self._judges: dict[str, ModelMonitor] = {}
         self.stopping = threading.Event()
         self.health = Health(settings.server.liveness_timeout)
         self._stop_requested: float | None = None
@@ -151,6 +161,8 @@ class Engine:
                 with self.metrics.processing_seconds.time():
                     outcomes.append(self.process(messages, source))
                 progress(len(messages))
+            elif self.aggregates:  # windows whose missing partitions timed out
+                outcomes.append(self._conclude(self._aggregated()))
             if store is None:
                 source.commit(self.positions)
             elif (self._dirty or uncommitted) and (
@@ -167,8 +179,17 @@ class Engine:
     def process(self, messages: Sequence[Message], source: Source | None = None) -> Outcome:
         for topic, count in Counter(map(_TOPIC, map(_ORIGIN, messages))).items():
             self.metrics.consumed.labels(topic).inc(count)
+        fresh, partials = self._unseen(messages), []
+        if self.spread and self.changelog is not None:
+            topic = self.settings.state.partials_topic
+            partials = [m for m in fresh if m[1].topic == topic]
+            fresh = [m for m in fresh if m[1].topic != topic] if partials else fresh
         with gc_paused():
-            bad, closed = self._window(self._unseen(messages))
+            bad, closed = self._window(fresh)
+        if partials:
+            bad += self._receive(partials)
+        if self.aggregates:
+            closed += self._aggregated()
         if bad and source is not None:
             source.dead_letter(bad)
         return self._conclude(closed)
@@ -208,10 +229,11 @@ class Engine:
         """Each changed partition's state to the state file, then to the changelog; a
         partition stays changed (its offsets uncommitted) until the changelog has it."""
         wanted = self._dirty if partitions is None else self._dirty & set(partitions)
-        states = {p: self.partition_state(p) for p in sorted(wanted)}
-        scopes = {partition_scope(p): state for p, state in states.items()}
-        store.save_scopes(scopes, closed=closed, lag=self.metrics.lags())
         try:
+            self._publish(changelog, wanted)
+            states = {p: self.partition_state(p) for p in sorted(wanted)}
+            scopes = {partition_scope(p): state for p, state in states.items()}
+            store.save_scopes(scopes, closed=closed, lag=self.metrics.lags())
             changelog.write(states)
         except ChangelogError as exc:
             log.warning(
@@ -219,6 +241,20 @@ class Engine:
             )
             return
         self._dirty -= wanted
+
+    def _publish(self, changelog: Changelog, partitions: Collection[int]) -> None:
+        """The spread models' windows closed in ``partitions``, to their owners: before
+        the partitions' state, which no longer holds them, goes to the changelog."""
+        sent = []
+        for (model_id, partition), part in self.parts.items():
+            if partition in partitions:
+                partial = part.partial(model_id, partition, changelog.shape)
+                if partial is not None:
+                    sent.append((part, partial))
+        if sent:
+            changelog.publish([partial for _, partial in sent])
+        for part, partial in sent:
+            part.sent(partial)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -242,11 +278,13 @@ class Engine:
 
     def partition_state(self, partition: int) -> tuple[bytes, Offsets]:
         """One partition's state, encoded, and the offsets it covers."""
-        models = [m for m, home in self.homes.items() if home == partition and m in self.models]
+        models = [m for m, home in self.homes.items() if home == partition]
         state = {
-            "models": {m: self.models[m].snapshot() for m in models},
+            "models": {m: self.models[m].snapshot() for m in models if m in self.models},
             "policy": self.policy.snapshot(models),
             "router": self.router.snapshot(models),
+            "parts": {m: part.snapshot() for (m, p), part in self.parts.items() if p == partition},
+            "aggregates": {m: a.snapshot() for m, a in self.aggregates.items() if m in models},
         }
         return encode(state), {tp: o for tp, o in self.positions.items() if tp[1] == partition}
 
@@ -271,7 +309,12 @@ class Engine:
             else:
                 continue
             self.restore(state, offsets)
-            self.homes.update(dict.fromkeys(state["models"], partition))
+            aggregates = state.get("aggregates", {})  # spread models (older records have none)
+            for model_id, part_state in state.get("parts", {}).items():
+                self._part(model_id, partition).restore(part_state)
+            for model_id, aggregate_state in aggregates.items():
+                self._aggregate(model_id).restore(aggregate_state)
+            self.homes.update(dict.fromkeys([*state["models"], *aggregates], partition))
             log.info(
                 "partition restored",
                 extra={"partition": partition, "from": origin, "models": sorted(state["models"])},
@@ -300,6 +343,9 @@ class Engine:
         for model_id in models:
             del self.homes[model_id]
             self.models.pop(model_id, None)
+            self.aggregates.pop(model_id, None)
+        for key in [key for key in self.parts if key[1] in partitions]:
+            del self.parts[key]
         self.policy.forget(models)
         self.router.forget(models)
         for tp in [tp for tp in self.positions if tp[1] in partitions]:
@@ -335,6 +381,9 @@ class Engine:
             decoded = self._at_home(decoded, bad)
         closed: list[ClosedWindow] = []
         for model_id, events in route(decoded.events).items():
+            if model_id in self.spread and self.changelog is not None:
+                bad += self._spread(model_id, events.positions, decoded)
+                continue
             monitor = self._monitor(model_id)
             if monitor is None:
                 detail = f"more than {self.settings.max_models} models"
@@ -353,6 +402,9 @@ class Engine:
         through another are bad (keyed by something else than their model id)."""
         homes, kept, limit = self.homes, [], self.settings.max_models
         for i, (event, origin) in enumerate(zip(decoded.events, decoded.origins, strict=True)):
+            if event.model_id in self.spread:
+                kept.append(i)
+                continue
             home = homes.get(event.model_id)
             if home is None and len(homes) < limit:  # past it: a model_limit dead letter
                 home = homes[event.model_id] = origin.partition
@@ -372,6 +424,77 @@ class Engine:
             [decoded.origins[i] for i in kept],
             decoded.bad,
         )
+
+    def _spread(self, model_id: str, positions: list[int], decoded: Decoded) -> list[BadEvent]:
+        """A spread model's predictions into the part of the partition each came
+        through; its labels are bad: their outcomes would need merging too."""
+        bad, by_partition = [], dict[int, list[Event]]()
+        for i in positions:
+            event, origin = decoded.events[i], decoded.origins[i]
+            if event.is_label:
+                detail = f"labels of spread model {model_id!r} are not evaluated"
+                bad.append(BadEvent("spread_label", detail, decoded.raw[i], origin))
+            else:
+                by_partition.setdefault(origin.partition, []).append(event)
+        for partition, predictions in by_partition.items():
+            windowed, late = self._part(model_id, partition).process(predictions)
+            self.metrics.events.labels(model_id).inc(windowed)
+            self.metrics.late_events.labels(model_id).inc(late)
+        return bad
+
+    def _receive(self, partials: Sequence[Message]) -> list[BadEvent]:
+        """Partials of the spread models this instance owns (by their partition of the
+        partials topic), kept until their windows can be merged."""
+        assert self.changelog is not None
+        bad = []
+        for value, origin in partials:
+            try:
+                partial = spread.decode(value, self.changelog.shape)
+            except StateError as exc:
+                bad.append(BadEvent("bad_partial", str(exc), value, origin))
+                continue
+            if partial.model not in self.spread:
+                detail = f"{partial.model!r} is not in STATE__SPREAD_MODELS here"
+                bad.append(BadEvent("bad_partial", detail, value, origin))
+                continue
+            self._aggregate(partial.model).receive(partial)
+            self.homes[partial.model] = origin.partition
+        for event in bad:
+            self._reject(event)
+        return bad
+
+    def _aggregated(self) -> list[ClosedWindow]:
+        """The owned spread models' windows that are complete, merged and evaluated."""
+        closed = []
+        for model_id, aggregate in self.aggregates.items():
+            evaluated = aggregate.due()
+            if evaluated:
+                self._dirty.add(self.homes[model_id])
+                closed += evaluated
+        return closed
+
+    def _judge(self, model_id: str) -> ModelMonitor:
+        """A spread model's monitor: its pinned schema, grid and reference (no state)."""
+        judge = self._judges.get(model_id)
+        if judge is None:
+            judge = ModelMonitor(model_id, self.settings, self.reference[model_id])
+            self._judges[model_id] = judge
+        return judge
+
+    def _part(self, model_id: str, partition: int) -> Part:
+        part = self.parts.get((model_id, partition))
+        if part is None:
+            part = self.parts[model_id, partition] = Part(self._judge(model_id))
+        return part
+
+    def _aggregate(self, model_id: str) -> Aggregate:
+        aggregate = self.aggregates.get(model_id)
+        if aggregate is None:
+            assert self.changelog is not None
+            timeout = self.settings.state.aggregate_timeout
+            aggregate = Aggregate(self._judge(model_id), self.changelog.partitions, timeout)
+            self.aggregates[model_id] = aggregate
+        return aggregate
 
     def _account(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
         self.metrics.events.labels(model_id).inc(processed.windowed)

@@ -80,6 +80,8 @@ BadReason = Literal[
     "future_timestamp",
     "model_limit",
     "model_spread",
+    "spread_label",
+    "bad_partial",
     "too_large",
     "invalid_json",
     "not_an_object",

@@ -68,7 +68,7 @@ class ModelMonitor:
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
             self.binning.fit(pinned.batch)
-            self.reference = self._new_state()
+            self.reference = self.new_state()
             self.reference.update(pinned.batch)
 
     def process(self, predictions: Sequence[Event], labels: Sequence[Event] = ()) -> Processed:
@@ -150,7 +150,7 @@ class ModelMonitor:
         self.binning.restore(state["binning"])
         self.reference = None
         if state["reference"] is not None:
-            self.reference = self._new_state()
+            self.reference = self.new_state()
             self.reference.restore(state["reference"])
         self.pinned = bool(state["pinned"])
         self._warming_up = bool(state["warming_up"])
@@ -249,12 +249,12 @@ class ModelMonitor:
         return [self._evaluate(b, s, n) for b, s, n in self.windows.pop_closed(final)]
 
     def _evaluate(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
-        closed = self._compare(bounds, state, n)
+        closed = self.compare(bounds, state, n)
         self.outcomes.closed(bounds, n)
         closed.findings.extend(self.shadow.evaluate(self.model_id, bounds))  # needs no reference
         return closed
 
-    def _compare(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
+    def compare(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
         reference = self.reference
         if reference is None:
             self.reference = state
@@ -281,11 +281,11 @@ class ModelMonitor:
         )
         return [finding] if finding else []
 
-    def _new_state(self) -> DetectorSet:
+    def new_state(self) -> DetectorSet:
         return DetectorSet(self.settings.detectors, self.binning)
 
     def _windows(self) -> Windows[DetectorSet]:
         window = self.settings.window
         if window.mode == "count":
-            return CountWindows(self._new_state, window.events)
-        return TimeWindows(self._new_state, window.seconds, window.allowed_lateness)
+            return CountWindows(self.new_state, window.events)
+        return TimeWindows(self.new_state, window.seconds, window.allowed_lateness)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -9,7 +11,10 @@ import numpy as np
 
 from streamwatch.alerts import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
+from streamwatch.errors import ChangelogError
 from streamwatch.events import Origin
+from streamwatch.spread import Partial
+from streamwatch.state import Offsets
 from streamwatch.windows import WindowBounds
 
 WINDOW = WindowBounds(5, 1_795_305_600.0, 1_795_309_200.0)
@@ -69,3 +74,30 @@ def drift_notification(
         )
 
     return Notification(id_, model, WINDOW, tuple(alert(s) for s in subjects))
+
+
+class FakeChangelog:
+    """The changelog's contract: the last record written per partition is what is read;
+    partials are appended to the partition their model's key hashes to."""
+
+    def __init__(self, partitions: int = 8) -> None:
+        self.records: dict[int, tuple[bytes, Offsets]] = {}
+        self.partials: dict[int, list[bytes]] = {}
+        self.partitions = partitions
+        self.shape = "fake"
+        self.failing = False
+
+    def write(self, states: Mapping[int, tuple[bytes, Offsets]]) -> None:
+        if self.failing:
+            raise ChangelogError("broker gone")
+        self.records.update({p: (blob, dict(o)) for p, (blob, o) in states.items()})
+
+    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets]]:
+        return {p: self.records[p] for p in partitions if p in self.records}
+
+    def publish(self, partials: Sequence[Partial]) -> None:
+        if self.failing:
+            raise ChangelogError("broker gone")
+        for partial in partials:
+            owner = zlib.crc32(partial.model.encode()) % self.partitions
+            self.partials.setdefault(owner, []).append(msgspec.msgpack.encode(partial))

@@ -1,10 +1,12 @@
 """Scale-out end to end, against a real broker: three ``streamwatch run`` instances in one
 consumer group over a six-partition topic, state kept per partition and written to a
-compacted changelog topic. One instance is SIGKILLed mid-stream and expelled from the group,
-its partitions move to the others, which restore them from the changelog and redo what its
-last checkpoint did not cover; a fourth instance joins and takes partitions over. In the
-end the group has closed the same windows with the same statistics, and sent the same
-notifications, as a single instance over the same topic.
+compacted changelog topic. Six models are keyed by model id; a seventh, busy one is keyed
+by event id, spread over all six partitions, its windows merged by one instance. One
+instance is SIGKILLed mid-stream and expelled from the group, its partitions move to the
+others, which restore them from the changelog and redo what its last checkpoint did not
+cover; a fourth instance joins and takes partitions over. In the end the group has closed
+the same windows with the same statistics, and sent the same notifications, as a single
+instance over the same topic.
 
 The stream is produced in three parts, so that each step happens with work left: the first
 part before the three start, the second while they run (the kill comes in it), the third
@@ -61,9 +63,10 @@ PARTITIONS = 6
 MODELS = ("eta", "ltv", "demand", "loans", "fraud", "churn")
 CLASSIFIERS = frozenset({"loans", "fraud", "churn"})  # the others are regressions
 LABELLED = frozenset({"fraud", "churn"})  # a fifth of their predictions get a label
-DRIFTED = {"fraud": "x1", "demand": "x2"}  # the feature whose mean moves, by SHIFT sd
+SPREAD = "busy"  # keyed by event id: its events come through every partition
+DRIFTED = {"fraud": "x1", "demand": "x2", SPREAD: "x3"}  # the feature whose mean moves
 SHIFT = 0.6
-PREDICTIONS_PER_MODEL = 52_000  # 312,000 predictions, and about 20,800 labels
+PREDICTIONS_PER_MODEL = 52_000  # 364,000 predictions, and about 20,800 labels
 START = 1_794_700_800.0  # 2026-11-15T00:00:00Z, in the past: no event is from the future
 HOURS = 8
 WINDOW = 300.0  # five-minute windows: 96 per model, the last left open
@@ -87,28 +90,34 @@ def partition_of(key: str) -> int:
 
 
 HOME = {model: partition_of(model) for model in MODELS}
+# Where each model's windows are evaluated: the spread model's, by the instance holding its
+# partition of the partials topic (which goes with the same partition of the source).
+OWNER = {**HOME, SPREAD: partition_of(SPREAD)}
 
 
 @dataclass(frozen=True)
 class Stream:
-    """The messages in arrival order, each keyed by its model id."""
+    """The messages in arrival order, each keyed by its model id (the spread model's by
+    event id), and the partition each goes to."""
 
     values: list[bytes]
     keys: list[bytes]
+    partitions: list[int]
     predictions: int
     labels: int
 
     def ends(self, upto: int) -> dict[int, int]:
         """The end offset of each partition once the first ``upto`` messages are in."""
-        counts = Counter(HOME[key.decode()] for key in self.keys[:upto])
+        counts = Counter(self.partitions[:upto])
         return {p: counts[p] for p in range(PARTITIONS)}
 
 
-def _model_events(index: int, model: str) -> list[tuple[float, bytes, bytes]]:
+def _model_events(
+    index: int, model: str, start: float = START, n: int = PREDICTIONS_PER_MODEL
+) -> list[tuple[float, bytes, bytes]]:
     """(arrival time, message, key) of one model's predictions and labels."""
     rng = np.random.default_rng([SEED, index])
-    n = PREDICTIONS_PER_MODEL
-    t = np.sort(START + rng.uniform(0, HOURS * 3600, n))
+    t = np.sort(start + rng.uniform(0, HOURS * 3600, n))
     arrival = t + rng.uniform(0, MAX_ARRIVAL_DELAY, n)
     x = dict(zip(("x1", "x2", "x3"), rng.normal(0.0, 1.0, (3, n)), strict=True))
     if model in DRIFTED:
@@ -119,7 +128,6 @@ def _model_events(index: int, model: str) -> list[tuple[float, bytes, bytes]]:
     linear = 0.8 * x["x1"] + 0.5 * x["x2"] - 0.3 * x["x3"] + 0.2 * (np.log(amount) - 3.0)
     score = 1.0 / (1.0 + np.exp(1.0 - linear))
     regression = 20.0 + 3.0 * linear + rng.normal(0.0, 1.0, n)
-    key = model.encode()
     stamps = (t * 1000).astype(np.int64).tolist()
     x1, x2, x3 = (np.round(x[name], 4).tolist() for name in ("x1", "x2", "x3"))
     amounts, latencies = np.round(amount, 2).tolist(), np.round(latency, 2).tolist()
@@ -147,7 +155,8 @@ def _model_events(index: int, model: str) -> list[tuple[float, bytes, bytes]]:
             **outputs,
             "latency_ms": latencies[i],
         }
-        events.append((arrivals[i], msgspec.json.encode(event), key))
+        key = event["event_id"] if model == SPREAD else model
+        events.append((arrivals[i], msgspec.json.encode(event), key.encode()))
     if model in LABELLED:
         known = np.flatnonzero(rng.random(n) < 0.2)
         outcome = rng.random(n) < score
@@ -158,19 +167,31 @@ def _model_events(index: int, model: str) -> list[tuple[float, bytes, bytes]]:
                 "label": int(outcome[i]),
                 "timestamp": stamps[i] + int(LABEL_DELAY * 1000),
             }
-            events.append((arrivals[i] + LABEL_DELAY, msgspec.json.encode(label), key))
+            events.append((arrivals[i] + LABEL_DELAY, msgspec.json.encode(label), model.encode()))
     return events
+
+
+@pytest.fixture(scope="module")
+def pinned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The spread model's pinned reference: the eight hours before the stream."""
+    path = tmp_path_factory.mktemp("reference") / "reference.jsonl"
+    events = _model_events(len(MODELS), SPREAD, START - HOURS * 3600, 10_000)
+    path.write_bytes(b"\n".join(value for _, value, _ in events))
+    return path
 
 
 @pytest.fixture(scope="module")
 def stream() -> Stream:
     assert sorted(HOME.values()) == list(range(PARTITIONS)), f"models not one a partition: {HOME}"
-    timed = [e for index, model in enumerate(MODELS) for e in _model_events(index, model)]
+    models = (*MODELS, SPREAD)
+    timed = [e for index, model in enumerate(models) for e in _model_events(index, model)]
     timed.sort(key=itemgetter(0))
     labels = sum(1 for _, value, _ in timed if b'"label"' in value)
+    keys = [key for _, _, key in timed]
     return Stream(
         [value for _, value, _ in timed],
-        [key for _, _, key in timed],
+        keys,
+        [HOME.get(k) or partition_of(k) for k in map(bytes.decode, keys)],
         predictions=len(timed) - labels,
         labels=labels,
     )
@@ -216,12 +237,19 @@ class Instance:
         kafka: str,
         topic: str,
         group: str,
-        changelog: str,
+        changelog: str | None,
         directory: Path,
+        pinned: Path,
         static: bool = True,
     ) -> Instance:
+        """Scaled out with ``changelog``, else a single instance."""
         directory.mkdir(parents=True)
         static_member = {"kafka__group_instance_id": directory.name} if static else {}
+        scaled = (
+            {"state__changelog_topic": changelog, "state__spread_models": json.dumps([SPREAD])}
+            if changelog
+            else {}
+        )
         env = env_file(
             directory / "daemon.env",
             kafka__bootstrap_servers=kafka,
@@ -233,8 +261,9 @@ class Instance:
             sinks__audit__path=directory / "alerts.jsonl",
             state__path=directory / "state.sqlite",
             state__checkpoint_interval=f"{CHECKPOINT_INTERVAL:g}s",
-            state__changelog_topic=changelog,
+            reference__path=pinned,
             server__port=0,
+            **scaled,
             **static_member,
         )
         instance = cls(directory.name, directory, env)
@@ -305,6 +334,21 @@ def wait_until_committed(
         raise AssertionError(f"{exc}: committed {committed()}, end offsets {ends}") from None
 
 
+def wait_until_merged(kafka: str, group: str, partials: str) -> None:
+    """Every partial published (before the commits of its partition) consumed by the
+    spread model's owner, and so merged."""
+    committed = Committed(kafka, group, partials)
+    try:
+        wait_for(
+            lambda: committed() == end_offsets(kafka, partials),
+            TIMEOUT,
+            "partials merged",
+            every=0.5,
+        )
+    finally:
+        committed.close()
+
+
 def settled(instances: Sequence[Instance]) -> bool:
     """Every partition held by exactly one of the running instances, each holding some."""
     held = [instance.owned() for instance in instances if instance.running]
@@ -340,7 +384,7 @@ class UncommittedWork:
             return False
         return any(
             line["message"] == "window closed"
-            and HOME[line["model"]] in owned
+            and OWNER[line["model"]] in owned
             and logged_at(line) > self.moved_at
             for line in self.instance.logs()
         )
@@ -368,7 +412,6 @@ class ScaleOut:
 
 @dataclass
 class Reference:
-    changelog: str
     instance: Instance
 
 
@@ -379,7 +422,11 @@ def topic(kafka: str) -> str:
 
 @pytest.fixture(scope="module")
 def scaled_out(
-    kafka: str, topic: str, stream: Stream, tmp_path_factory: pytest.TempPathFactory
+    kafka: str,
+    topic: str,
+    stream: Stream,
+    pinned: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ScaleOut]:
     """Three instances, one SIGKILLed mid-stream, a fourth added, over the stream produced
     in three parts; stopped once all is committed and each has checkpointed since the
@@ -390,7 +437,7 @@ def scaled_out(
     instances: list[Instance] = []
 
     def start(name: str) -> Instance:
-        instances.append(Instance.start(kafka, topic, group, changelog, directory / name))
+        instances.append(Instance.start(kafka, topic, group, changelog, directory / name, pinned))
         return instances[-1]
 
     first, second = (int(len(stream.values) * cut) for cut in PARTS)
@@ -438,6 +485,7 @@ def scaled_out(
         produce_keyed(kafka, topic, stream.values[second:], stream.keys[second:])
         assert end_offsets(kafka, topic) == stream.ends(len(stream.values))
         wait_until_committed(committed, stream.ends(len(stream.values)), instances, "all")
+        wait_until_merged(kafka, group, f"{changelog}.partials")
         try:
             wait_for(
                 lambda: all(i.checkpoints() > before[i.name] for i in instances if i.running),
@@ -462,20 +510,22 @@ def reference(
     kafka: str,
     topic: str,
     stream: Stream,
+    pinned: Path,
     scaled_out: ScaleOut,  # which produces the stream: the whole topic is there after it
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Reference]:
-    """One instance over the whole topic, in its own group with its own changelog."""
-    group, changelog = f"g-single-{uuid.uuid4().hex[:8]}", f"sw-changelog-{uuid.uuid4().hex[:8]}"
+    """One instance over the whole topic, in its own group, not scaled out: the spread
+    model is one model like the others there."""
+    group = f"g-single-{uuid.uuid4().hex[:8]}"
     committed = Committed(kafka, group, topic)
     directory = tmp_path_factory.mktemp("single") / "single"
-    instance = Instance.start(kafka, topic, group, changelog, directory, static=False)
+    instance = Instance.start(kafka, topic, group, None, directory, pinned, static=False)
     try:
         ends = stream.ends(len(stream.values))
         wait_until_committed(committed, ends, [instance], "the single instance done")
         wait_for(lambda: instance.checkpoints() > 0, 60, "a checkpoint of the single instance")
         assert instance.daemon.stop(timeout=60) == 0
-        yield Reference(changelog, instance)
+        yield Reference(instance)
     finally:
         committed.close()
         if instance.running:
@@ -535,7 +585,7 @@ def test_the_single_instance_closes_every_window_once_and_alerts_on_the_planted_
     windows = window_verdicts([reference.instance])
     assert len(windows) == len(dict(windows)), "a window closed twice in one run"
     per_model = Counter(model for (model, _, role), _ in windows if role != "outcomes")
-    assert per_model == dict.fromkeys(MODELS, WINDOWS_CLOSED), per_model
+    assert per_model == dict.fromkeys(OWNER, WINDOWS_CLOSED), per_model
     assert sum(per_model.values()) == summary["windows_closed"]
     assert {role for (_, _, role), _ in windows} == {"reference", "evaluated", "outcomes"}
     assert {model for (model, _, role), _ in windows if role == "outcomes"} == LABELLED
@@ -585,7 +635,7 @@ def test_the_partitions_of_the_killed_instance_and_of_the_new_one_come_from_the_
     evaluations = Counter(window for window, _ in window_verdicts(s.instances))
     again = {window for window, n in evaluations.items() if n > 1}
     assert again, f"no window was evaluated twice: {s.victim.name} lost no work at its kill"
-    victim_models = {m for m, p in HOME.items() if p in s.victim_partitions}
+    victim_models = {m for m, p in OWNER.items() if p in s.victim_partitions}
     elsewhere = sorted(w for w in again if w[0] not in victim_models)
     assert not elsewhere, f"evaluated twice, not of {sorted(victim_models)}: {elsewhere[:20]}"
 
@@ -659,17 +709,18 @@ def test_the_group_sends_the_notifications_of_the_single_instance_one_id_a_windo
     assert drifted <= firing, firing
 
 
-def test_each_changelog_is_a_compacted_topic_of_as_many_partitions_as_the_source(
-    kafka: str, scaled_out: ScaleOut, reference: Reference
+def test_the_changelog_is_compacted_and_it_and_the_partials_have_the_sources_partitions(
+    kafka: str, scaled_out: ScaleOut
 ) -> None:
     admin = KafkaAdminClient(bootstrap_servers=kafka)
+    changelog = scaled_out.changelog
     try:
-        for changelog in (scaled_out.changelog, reference.changelog):
-            resource = ConfigResource(ConfigResourceType.TOPIC, changelog)
+        for topic, wanted in ((changelog, "compact"), (f"{changelog}.partials", "delete")):
+            resource = ConfigResource(ConfigResourceType.TOPIC, topic)
             configs = admin.describe_configs([resource], config_filter="all")
-            policy = configs["topic"][changelog]["cleanup.policy"]["value"]
-            assert policy == "compact", f"{changelog}: cleanup.policy={policy}"
-            (described,) = admin.describe_topics([changelog])
+            policy = configs["topic"][topic]["cleanup.policy"]["value"]
+            assert policy == wanted, f"{topic}: cleanup.policy={policy}"
+            (described,) = admin.describe_topics([topic])
             assert described["error_code"] == 0, described
             assert len(described["partitions"]) == PARTITIONS, described["partitions"]
     finally:
@@ -677,7 +728,7 @@ def test_each_changelog_is_a_compacted_topic_of_as_many_partitions_as_the_source
 
 
 def test_a_static_member_restarted_within_its_session_gets_its_partitions_back_from_its_file(
-    kafka: str, stream: Stream, tmp_path: Path
+    kafka: str, stream: Stream, pinned: Path, tmp_path: Path
 ) -> None:
     """Static membership: SIGTERMed, an instance does not leave the group; restarted
     within the session timeout, it is given its partitions again without a rebalance
@@ -688,7 +739,8 @@ def test_a_static_member_restarted_within_its_session_gets_its_partitions_back_f
     first, second = (int(len(stream.values) * cut) for cut in (0.1, 0.2))
     produce_keyed(kafka, topic, stream.values[:first], stream.keys[:first])
     instances = [
-        Instance.start(kafka, topic, group, changelog, tmp_path / name) for name in ("a", "b")
+        Instance.start(kafka, topic, group, changelog, tmp_path / name, pinned)
+        for name in ("a", "b")
     ]
     try:
         wait_until_committed(committed, stream.ends(first), instances, "part 1 committed")

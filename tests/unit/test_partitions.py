@@ -17,25 +17,9 @@ from streamwatch.errors import ChangelogError, StateError
 from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
 from streamwatch.state import Offsets, StateStore, shape
-from tests.factories import event
+from tests.factories import FakeChangelog, event
 
 Message = tuple[bytes, Origin]
-
-
-class FakeChangelog:
-    """The topic's contract: the last record written per partition is what is read."""
-
-    def __init__(self) -> None:
-        self.records: dict[int, tuple[bytes, Offsets]] = {}
-        self.failing = False
-
-    def write(self, states: Mapping[int, tuple[bytes, Offsets]]) -> None:
-        if self.failing:
-            raise ChangelogError("broker gone")
-        self.records.update({p: (blob, dict(o)) for p, (blob, o) in states.items()})
-
-    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets]]:
-        return {p: self.records[p] for p in partitions if p in self.records}
 
 
 def settings(tmp: Path, name: str) -> Settings:

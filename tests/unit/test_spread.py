@@ -1,0 +1,237 @@
+"""Spread models: keyed by event id over every partition, each partition's closed
+windows merged by the model's owner (an in-memory changelog and partials topic here;
+tests/integration/test_scale_out.py runs the real ones)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
+from streamwatch.engine import Engine, Outcome
+from streamwatch.errors import ConfigError
+from streamwatch.events import Origin, decode_batch
+from streamwatch.metrics import Metrics
+from streamwatch.model import ModelMonitor
+from streamwatch.reference import load_reference
+from streamwatch.spread import Aggregate, Part, Partial
+from streamwatch.state import StateStore
+from tests.factories import FakeChangelog, event
+
+PARTITIONS = 3
+MINUTES = 20
+PER_MINUTE = 150
+SHIFT_FROM = 12  # x moves by 3 (its range is 1) from this minute on
+START = 1_700_000_040  # epoch seconds, on a minute
+Stats = dict[float, tuple[int, list[tuple[str, str, str, float]]]]
+
+
+def x_of(i: int) -> float:
+    return ((i * 7919) % PER_MINUTE) / PER_MINUTE
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Path:
+    path = tmp_path / "reference.jsonl"
+    lines = [
+        event(f"r{i}", model_id="s", timestamp=(START - 86_400) * 1000 + i, features={"x": x_of(i)})
+        for i in range(3 * PER_MINUTE)
+    ]
+    path.write_bytes(b"\n".join(lines))
+    return path
+
+
+def settings(tmp: Path, name: str, reference: Path, scaled: bool = True) -> Settings:
+    return Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0.0),
+        reference=ReferenceSettings(path=reference),
+        state=StateSettings(
+            path=tmp / f"{name}.sqlite",
+            changelog_topic="cl" if scaled else None,
+            spread_models=["s"] if scaled else [],
+        ),
+    )
+
+
+def scaled(s: Settings, log: FakeChangelog) -> Engine:
+    pinned = load_reference(s.reference.path or Path(), s)
+    return Engine(s, [], Metrics(CollectorRegistry()), pinned, changelog=log)  # type: ignore[arg-type]
+
+
+def stream() -> list[tuple[bytes, Origin]]:
+    """Model "s" in event-time order, keyed by event id: spread over every partition."""
+    messages: list[tuple[bytes, Origin]] = []
+    offsets = [0] * PARTITIONS
+    for minute in range(MINUTES):
+        for i in range(PER_MINUTE):
+            event_id = f"{minute}-{i}"
+            x = x_of(i) + (3.0 if minute >= SHIFT_FROM else 0.0)
+            time = (START + minute * 60) * 1000 + i * 400
+            raw = event(event_id, model_id="s", timestamp=time, features={"x": x})
+            p = zlib.crc32(event_id.encode()) % PARTITIONS
+            messages.append((raw, Origin("t", p, offsets[p])))
+            offsets[p] += 1
+    return messages
+
+
+def evaluated(outcomes: Sequence[Outcome]) -> Stats:
+    """Each evaluated window's events and statistics, by start; a window evaluated twice
+    must not be."""
+    windows: Stats = {}
+    for outcome in outcomes:
+        for w in outcome.closed:
+            if w.role == "evaluated":
+                assert w.bounds.start not in windows, w.bounds
+                stats = sorted(
+                    (f.detector, f.subject, f.statistic, round(f.value, 9)) for f in w.findings
+                )
+                windows[w.bounds.start] = (w.n, stats)
+    return windows
+
+
+class Cluster:
+    """Engines sharing a changelog, each polling its partitions from its positions."""
+
+    def __init__(self, tmp: Path, reference: Path) -> None:
+        self.tmp, self.reference = tmp, reference
+        self.log = FakeChangelog(PARTITIONS)
+        self.source: dict[int, list[tuple[bytes, Origin]]] = {p: [] for p in range(PARTITIONS)}
+        for message in stream():
+            self.source[message[1].partition].append(message)
+        self.engines: dict[str, tuple[Engine, StateStore]] = {}
+        self.owners: dict[int, str] = {}
+        self.outcomes: list[Outcome] = []
+
+    def start(self, name: str, partitions: set[int]) -> Engine:
+        s = settings(self.tmp, name, self.reference)
+        engine = scaled(s, self.log)
+        store = StateStore(s.state.path, s)
+        self.engines[name] = (engine, store)
+        engine.acquire(partitions, store)
+        self.owners.update(dict.fromkeys(partitions, name))
+        return engine
+
+    def move(self, partition: int, to: str) -> None:
+        engine, store = self.engines[self.owners[partition]]
+        engine.release({partition}, store)
+        self.engines[to][0].acquire({partition}, self.engines[to][1])
+        self.owners[partition] = to
+
+    def crash(self, name: str) -> int:
+        """Whatever ``name`` processed since its checkpoint is lost; it starts again from
+        its state file. Return how many messages it has to process again."""
+        engine, store = self.engines.pop(name)
+        store.close()
+        owned = {p for p, owner in self.owners.items() if owner == name}
+        again = self.start(name, owned)
+        return sum(o - again.positions.get(tp, 0) for tp, o in engine.positions.items())
+
+    def round(self, chunk: int, checkpoint: bool = True) -> None:
+        for name, (engine, _) in self.engines.items():
+            batch = []
+            for p in (p for p, owner in self.owners.items() if owner == name):
+                start = engine.positions.get(("t", p), 0)
+                batch += self.source[p][start : start + chunk]
+                done = engine.positions.get(("cl.partials", p), 0)
+                partials = self.log.partials.get(p, [])[done:]
+                batch += [(v, Origin("cl.partials", p, done + k)) for k, v in enumerate(partials)]
+            self.outcomes.append(engine.process(batch))
+        for engine, store in self.engines.values():
+            if checkpoint:
+                engine.checkpoint(store)
+
+    def close(self) -> None:
+        for _, store in self.engines.values():
+            store.close()
+
+
+def test_a_spread_model_is_evaluated_once_per_window_on_the_merge_of_its_partitions(
+    tmp_path: Path, reference: Path
+) -> None:
+    one = settings(tmp_path, "one", reference, scaled=False)
+    single = Engine(one, [], Metrics(CollectorRegistry()), load_reference(reference, one))
+    messages = stream()
+    expected = evaluated(
+        [single.process(messages[k : k + 500]) for k in range(0, len(messages), 500)]
+    )
+
+    cluster = Cluster(tmp_path, reference)
+    cluster.start("a", {0, 1})
+    cluster.start("b", {2})
+    owner = zlib.crc32(b"s") % PARTITIONS
+    for step in range(45):
+        if step == 20:  # the owner crashes with partials and events since its checkpoint
+            cluster.round(chunk=30, checkpoint=False)
+            assert cluster.crash(cluster.owners[owner]) > 30  # events and partials
+        cluster.round(chunk=30)
+        if step == 10:
+            cluster.move(1, "b")  # a rebalance
+    cluster.close()
+
+    windows = evaluated(cluster.outcomes)
+    last = START + (MINUTES - 1) * 60.0  # never closes: no partition passes its end
+    assert windows == {start: stats for start, stats in expected.items() if start < last}
+    assert len(windows) == MINUTES - 1
+    assert all(n == PER_MINUTE for n, _ in windows.values())
+    drifted = {
+        w.bounds.start
+        for o in cluster.outcomes
+        for w in o.closed
+        for f in w.findings
+        if f.detector == "feature_drift" and f.severity.value == "critical"
+    }
+    assert drifted == {START + m * 60.0 for m in range(SHIFT_FROM, MINUTES - 1)}
+
+
+def test_a_window_waits_for_every_partition_until_the_timeout_then_says_who_was_missing(
+    tmp_path: Path, reference: Path
+) -> None:
+    s = settings(tmp_path, "e", reference)
+    judge = ModelMonitor("s", s, load_reference(reference, s)["s"])
+    part = Part(judge)
+    part.process(decode_batch([(m, o) for m, o in stream()[:400]], 10**6).events)
+    closed = part.partial("s", 0, "x")
+    assert closed is not None
+    assert [index for index, _, _ in closed.windows] == [START // 60, START // 60 + 1]
+    aggregate = Aggregate(judge, partitions=3, timeout=60.0)
+    aggregate.receive(closed, now=1000.0)
+    aggregate.receive(Partial(closed.format, "x", "s", 1, closed.watermark, []), now=1030.0)
+    assert aggregate.due(now=1000.0) == []  # partition 2 has not passed the first window
+    assert aggregate.due(now=1059.0) == []
+    first, second = aggregate.due(now=1060.0)
+    assert (first.n, second.n) == (PER_MINUTE, PER_MINUTE)
+    missing = [f for f in first.findings if f.detector == "aggregation"]
+    assert [(f.value, f.severity.value) for f in missing] == [(1.0, "warning")]
+    assert "without partitions 2" in missing[0].explanation
+    aggregate.receive(closed)  # too late: its windows were evaluated
+    assert aggregate.pending == {}
+
+
+def test_a_spread_models_labels_and_unreadable_partials_are_dead_letters(
+    tmp_path: Path, reference: Path
+) -> None:
+    s = settings(tmp_path, "e", reference)
+    e = scaled(s, FakeChangelog(PARTITIONS))
+    label = msgspec.json.encode({"event_id": "1", "model_id": "s", "timestamp": 1, "label": 1})
+    e.process([(label, Origin("t", 0, 0)), (b"\x01garbage", Origin("cl.partials", 0, 0))])
+    assert e.metrics.total("streamwatch_bad_events", reason="spread_label") == 1
+    assert e.metrics.total("streamwatch_bad_events", reason="bad_partial") == 1
+
+
+def test_a_spread_model_needs_a_changelog_time_windows_and_a_pinned_reference(
+    tmp_path: Path, reference: Path
+) -> None:
+    count = WindowSettings(mode="count", size="100")
+    with pytest.raises(ValidationError, match=r"CHANGELOG_TOPIC.*WINDOW__MODE=time.*pinned"):
+        Settings(window=count, state=StateSettings(spread_models=["s"]))
+    other = settings(tmp_path, "e", reference).model_copy(
+        update={"state": StateSettings(changelog_topic="cl", spread_models=["s", "busy"])}
+    )
+    with pytest.raises(ConfigError, match=r"\['busy'\] have no events in REFERENCE__PATH"):
+        Engine(other, [], Metrics(CollectorRegistry()), load_reference(reference, other))
