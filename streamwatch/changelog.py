@@ -69,7 +69,7 @@ class Changelog:
             )
         except KafkaError as exc:
             raise SourceError(
-                f"changelog {topic}: cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
+                f"changelog {topic}: Kafka at {settings.kafka.bootstrap_servers}: {exc}"
             ) from exc
 
     def _ensure_topics(self, config: Mapping[str, object]) -> int:
