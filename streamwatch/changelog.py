@@ -22,18 +22,18 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streamwatch import spread
 from streamwatch.config import Settings
 from streamwatch.errors import ChangelogError, SourceError, StateError
 from streamwatch.sources.kafka import client_config
 from streamwatch.spread import Partial
-from streamwatch.state import FORMAT, Offsets, decode_offsets, encode_offsets, shape
+from streamwatch.state import FORMAT, ZLIB_LEVEL, Offsets, decode_offsets, encode_offsets, shape
 
 log = logging.getLogger("streamwatch.changelog")
 
 MAX_RECORD_BYTES = 64 << 20  # a partition's state; the topic's max.message.bytes
 SEGMENT_MS = 600_000  # roll segments every 10 minutes, so that compaction has work
 READ_TIMEOUT_MS = 30_000
-ZLIB_LEVEL = 1  # histograms compress 4x at level 1; higher levels cost 5x more for 5%
 
 
 class _Record(msgspec.Struct, array_like=True):
@@ -82,8 +82,8 @@ class Changelog:
             )
             compacted = {"cleanup.policy": "compact", "segment.ms": str(SEGMENT_MS)}
             _ensure(admin, self.topic, partitions, compacted)
-            if self.partials_topic is not None:
-                _ensure(admin, self.partials_topic, partitions, {})
+            if self.partials_topic is not None:  # its partition N goes with the source's
+                _ensure(admin, self.partials_topic, partitions, {}, exact=True)
         finally:
             admin.close()
         return partitions
@@ -103,7 +103,7 @@ class Changelog:
         """Publish spread models' partials, keyed by model (so that one partition, and
         one instance, has all of a model's); return once the broker has them all."""
         assert self.partials_topic is not None
-        records = [(p.model.encode(), msgspec.msgpack.encode(p), None) for p in partials]
+        records = [(p.model.encode(), spread.encode(p), None) for p in partials]
         self._deliver(self.partials_topic, records)
 
     def _deliver(self, topic: str, records: Sequence[tuple[bytes, bytes, int | None]]) -> None:
@@ -145,9 +145,14 @@ class Changelog:
 
 
 def _ensure(
-    admin: KafkaAdminClient, topic: str, partitions: int, configs: Mapping[str, str]
+    admin: KafkaAdminClient,
+    topic: str,
+    partitions: int,
+    configs: Mapping[str, str],
+    exact: bool = False,
 ) -> None:
-    """Create ``topic`` if missing; refuse one with fewer partitions than the source."""
+    """Create ``topic`` if missing; refuse one with fewer partitions than the source (or,
+    if ``exact``, other than the source's)."""
     new = NewTopic(
         topic,
         num_partitions=partitions,
@@ -159,10 +164,10 @@ def _ensure(
         log.info("topic created", extra={"topic": topic, "partitions": partitions})
     except TopicAlreadyExistsError:
         existing = len(admin.describe_topics([topic])[0]["partitions"])
-        if existing < partitions:
+        if existing < partitions or (exact and existing != partitions):
             raise StateError(
-                f"{topic} has {existing} partitions, the source {partitions}: add "
-                "partitions to it (the same number)"
+                f"{topic} has {existing} partitions, the source {partitions}: it needs "
+                "the same number"
             ) from None
 
 

@@ -231,7 +231,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
         return 0
     engine.health.assigned = lambda: source.ready
     try:
-        engine.run(source, store)
+        engine.run(source, store, keep=False)
     finally:
         source.close()
         if engine.changelog is not None:

@@ -117,14 +117,16 @@ class Engine:
         source: Source,
         store: StateStore | None = None,
         progress: Callable[[int], object] = lambda n: None,
+        keep: bool = True,
     ) -> list[Outcome]:
         """Process the source until it ends (then close every window) or :attr:`stopping`
-        is set (then checkpoint what was processed and stop)."""
+        is set (then checkpoint what was processed and stop). Return what each batch
+        produced if ``keep`` (a daemon, which runs for months, keeps none)."""
         self.dispatcher.start()
         if store is not None and self.settings.history.enabled:
             self._closed = []  # kept until each checkpoint writes them
         try:
-            return self._loop(source, store, progress)
+            return self._loop(source, store, progress, keep)
         finally:
             if not self.dispatcher.drain(self._drain_budget()):
                 log.warning(
@@ -147,22 +149,27 @@ class Engine:
         return math.nan if at is None else time.monotonic() - at
 
     def _loop(
-        self, source: Source, store: StateStore | None, progress: Callable[[int], object]
+        self,
+        source: Source,
+        store: StateStore | None,
+        progress: Callable[[int], object],
+        keep: bool,
     ) -> list[Outcome]:
-        outcomes = []
+        outcomes: list[Outcome] = []
+        kept = outcomes.append if keep else lambda outcome: None
         last_checkpoint, uncommitted = time.monotonic(), False
         while not self.stopping.is_set():
             messages = source.poll(POLL_RECORDS)
             self.health.polled()
             if messages is None:
-                outcomes.append(self.finish())
+                kept(self.finish())
                 break
             if messages:
                 with self.metrics.processing_seconds.time():
-                    outcomes.append(self.process(messages, source))
+                    kept(self.process(messages, source))
                 progress(len(messages))
             elif self.aggregates:  # windows whose missing partitions timed out
-                outcomes.append(self._conclude(self._aggregated()))
+                kept(self._conclude(self._aggregated()))
             if store is None:
                 source.commit(self.positions)
             elif (self._dirty or uncommitted) and (
@@ -212,9 +219,9 @@ class Engine:
         if self.changelog is None:
             store.save(self.snapshot(), self.positions, closed=closed, lag=self.metrics.lags())
             self._dirty.clear()
-        else:
-            self._checkpoint_partitions(store, self.changelog, partitions, closed)
-        closed.clear()
+            closed.clear()
+        elif self._checkpoint_partitions(store, self.changelog, partitions, closed):
+            closed.clear()  # else kept for the next checkpoint
         self._checkpointed_at = time.monotonic()
         self.metrics.checkpoint_seconds.observe(self._checkpointed_at - started)
         return {tp: o for tp, o in self.positions.items() if tp[1] not in self._dirty}
@@ -225,36 +232,37 @@ class Engine:
         changelog: Changelog,
         partitions: Collection[int] | None,
         closed: list[history.WindowRecord],
-    ) -> None:
+    ) -> bool:
         """Each changed partition's state to the state file, then to the changelog; a
-        partition stays changed (its offsets uncommitted) until the changelog has it."""
+        partition stays changed (its offsets uncommitted) until the changelog has it.
+        Return whether the state file was written (with ``closed``)."""
         wanted = self._dirty if partitions is None else self._dirty & set(partitions)
+        saved = False
         try:
             self._publish(changelog, wanted)
             states = {p: self.partition_state(p) for p in sorted(wanted)}
             scopes = {partition_scope(p): state for p, state in states.items()}
             store.save_scopes(scopes, closed=closed, lag=self.metrics.lags())
+            saved = True
             changelog.write(states)
         except ChangelogError as exc:
             log.warning(
                 "offsets not committed: the changelog write failed", extra={"error": str(exc)}
             )
-            return
+            return saved
         self._dirty -= wanted
+        return True
 
     def _publish(self, changelog: Changelog, partitions: Collection[int]) -> None:
         """The spread models' windows closed in ``partitions``, to their owners: before
         the partitions' state, which no longer holds them, goes to the changelog."""
-        sent = []
-        for (model_id, partition), part in self.parts.items():
-            if partition in partitions:
-                partial = part.partial(model_id, partition, changelog.shape)
-                if partial is not None:
-                    sent.append((part, partial))
-        if sent:
-            changelog.publish([partial for _, partial in sent])
-        for part, partial in sent:
-            part.sent(partial)
+        sent = {part: part.partials(changelog.shape) for part in self._parts(partitions)}
+        records = [partial for partials in sent.values() for partial in partials]
+        if records:
+            changelog.publish(records)
+        for part, partials in sent.items():
+            if partials:
+                part.published_up_to(partials[-1].watermark)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -283,7 +291,7 @@ class Engine:
             "models": {m: self.models[m].snapshot() for m in models if m in self.models},
             "policy": self.policy.snapshot(models),
             "router": self.router.snapshot(models),
-            "parts": {m: part.snapshot() for (m, p), part in self.parts.items() if p == partition},
+            "parts": {part.judge.model_id: part.snapshot() for part in self._parts({partition})},
             "aggregates": {m: a.snapshot() for m, a in self.aggregates.items() if m in models},
         }
         return encode(state), {tp: o for tp, o in self.positions.items() if tp[1] == partition}
@@ -309,17 +317,36 @@ class Engine:
             else:
                 continue
             self.restore(state, offsets)
-            aggregates = state.get("aggregates", {})  # spread models (older records have none)
-            for model_id, part_state in state.get("parts", {}).items():
-                self._part(model_id, partition).restore(part_state)
-            for model_id, aggregate_state in aggregates.items():
-                self._aggregate(model_id).restore(aggregate_state)
+            aggregates = self._restore_spread(partition, state)
             self.homes.update(dict.fromkeys([*state["models"], *aggregates], partition))
             log.info(
                 "partition restored",
                 extra={"partition": partition, "from": origin, "models": sorted(state["models"])},
             )
         return dict(self.positions)
+
+    def _restore_spread(self, partition: int, state: Mapping[str, Any]) -> list[str]:
+        """Restore a partition's parts and aggregates of spread models (older records
+        have none); return the models aggregated here. Those of models that are no
+        longer spread are left out: their windows would be published to no one."""
+        # Its partials are read from the start, whatever KAFKA__AUTO_OFFSET_RESET says.
+        if self.spread:
+            self.positions.setdefault((self.settings.state.partials_topic, partition), 0)
+        kept: dict[str, dict[str, Any]] = {"parts": {}, "aggregates": {}}
+        for kind, states in kept.items():
+            for model_id, model_state in state.get(kind, {}).items():
+                if model_id in self.spread:
+                    states[model_id] = model_state
+                else:
+                    log.warning(
+                        "state of a model no longer spread left out",
+                        extra={"model": model_id, "partition": partition},
+                    )
+        for model_id, part_state in kept["parts"].items():
+            self._part(model_id, partition).restore(part_state)
+        for model_id, aggregate_state in kept["aggregates"].items():
+            self._aggregate(model_id).restore(aggregate_state)
+        return list(kept["aggregates"])
 
     def release(self, partitions: Collection[int], store: StateStore) -> Offsets:
         """Partitions revoked: checkpoint them, then let their state go; return their
@@ -344,8 +371,8 @@ class Engine:
             del self.homes[model_id]
             self.models.pop(model_id, None)
             self.aggregates.pop(model_id, None)
-        for key in [key for key in self.parts if key[1] in partitions]:
-            del self.parts[key]
+        for part in self._parts(partitions):
+            del self.parts[part.judge.model_id, part.partition]
         self.policy.forget(models)
         self.router.forget(models)
         for tp in [tp for tp in self.positions if tp[1] in partitions]:
@@ -450,14 +477,12 @@ class Engine:
         for value, origin in partials:
             try:
                 partial = spread.decode(value, self.changelog.shape)
+                if partial.model not in self.spread:
+                    raise StateError(f"{partial.model!r} is not in STATE__SPREAD_MODELS here")
+                self._aggregate(partial.model).receive(partial)
             except StateError as exc:
                 bad.append(BadEvent("bad_partial", str(exc), value, origin))
                 continue
-            if partial.model not in self.spread:
-                detail = f"{partial.model!r} is not in STATE__SPREAD_MODELS here"
-                bad.append(BadEvent("bad_partial", detail, value, origin))
-                continue
-            self._aggregate(partial.model).receive(partial)
             self.homes[partial.model] = origin.partition
         for event in bad:
             self._reject(event)
@@ -484,8 +509,11 @@ class Engine:
     def _part(self, model_id: str, partition: int) -> Part:
         part = self.parts.get((model_id, partition))
         if part is None:
-            part = self.parts[model_id, partition] = Part(self._judge(model_id))
+            part = self.parts[model_id, partition] = Part(self._judge(model_id), partition)
         return part
+
+    def _parts(self, partitions: Collection[int]) -> list[Part]:
+        return [part for (_, p), part in self.parts.items() if p in partitions]
 
     def _aggregate(self, model_id: str) -> Aggregate:
         aggregate = self.aggregates.get(model_id)

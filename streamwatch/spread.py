@@ -20,31 +20,37 @@ from __future__ import annotations
 import logging
 import math
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from streamwatch.detectors import Finding, Severity
+from streamwatch.detectors import DetectorSet, Finding, Severity
 from streamwatch.errors import StateError
 from streamwatch.events import Event
 from streamwatch.model import ClosedWindow, ModelMonitor
-from streamwatch.state import FORMAT
+from streamwatch.state import FORMAT, ZLIB_LEVEL
 from streamwatch.windows import LATE, TimeWindows, WindowBounds
 
 log = logging.getLogger("streamwatch.spread")
 
 
 class Partial(msgspec.Struct, array_like=True):
-    """What one partition publishes of a spread model at a checkpoint: the windows that
-    closed there since the last (index, events, detector state), and its watermark."""
+    """What one partition publishes of a spread model: a window that closed there (its
+    index, events and detector state, compressed), or none, and how far its watermark
+    has come. Each closed window is a record of its own, so that records stay small."""
 
     format: int
     shape: str
     model: str
     partition: int
     watermark: float
-    windows: list[tuple[int, int, dict[str, Any]]]
+    window: tuple[int, int, bytes] | None = None
+
+
+def encode(partial: Partial) -> bytes:
+    return msgspec.msgpack.encode(partial)
 
 
 def decode(value: bytes, shape: str) -> Partial:
@@ -64,30 +70,41 @@ def decode(value: bytes, shape: str) -> Partial:
 class Part:
     """One partition's share of a spread model."""
 
-    def __init__(self, judge: ModelMonitor) -> None:
+    def __init__(self, judge: ModelMonitor, partition: int) -> None:
         window = judge.settings.window
         self.judge = judge  # its schema and grid are the pinned reference's
+        self.partition = partition
         self.windows = TimeWindows(judge.new_state, window.seconds, window.allowed_lateness)
-        self.closed: list[tuple[int, int, dict[str, Any]]] = []  # not yet published
+        self.closed: list[tuple[int, int, bytes]] = []  # not yet published
         self.published = -math.inf  # the watermark last published
 
     def process(self, predictions: list[Event]) -> tuple[int, int]:
         """Window predictions; return how many were windowed and how many were late."""
         batch = self.judge.schema.build(predictions)
         late = int((self.windows.add(batch) == LATE).sum())
-        self.closed += [(b.index, n, s.snapshot()) for b, s, n in self.windows.pop_closed()]
+        for bounds, state, n in self.windows.pop_closed():
+            blob = zlib.compress(msgspec.msgpack.encode(state.snapshot()), ZLIB_LEVEL)
+            self.closed.append((bounds.index, n, blob))
         return batch.n - late, late
 
-    def partial(self, model: str, partition: int, shape: str) -> Partial | None:
-        """What to publish: closed windows, or at least a watermark that moved."""
-        watermark = self.windows.watermark
-        if not self.closed and watermark <= self.published:
-            return None
-        return Partial(FORMAT, shape, model, partition, watermark, self.closed)
+    def partials(self, shape: str) -> list[Partial]:
+        """What to publish: each closed window, with the end of that window as how far
+        the partition has come (its later windows are in later records), and the
+        watermark with the last; or the watermark alone, if it moved."""
+        model, watermark, size = self.judge.model_id, self.windows.watermark, self.windows.size
+        records = [
+            Partial(FORMAT, shape, model, self.partition, (index + 1) * size, (index, n, blob))
+            for index, n, blob in self.closed
+        ]
+        if records:
+            records[-1].watermark = watermark
+        elif watermark > self.published:
+            records.append(Partial(FORMAT, shape, model, self.partition, watermark))
+        return records
 
-    def sent(self, partial: Partial) -> None:
+    def published_up_to(self, watermark: float) -> None:
         self.closed = []
-        self.published = partial.watermark
+        self.published = watermark
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -98,7 +115,7 @@ class Part:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.windows.restore(state["windows"])
-        self.closed = [(int(i), int(n), s) for i, n, s in state["closed"]]
+        self.closed = [(int(i), int(n), bytes(b)) for i, n, b in state["closed"]]
         self.published = float(state["published"])
 
 
@@ -110,25 +127,36 @@ class Aggregate:
         self.partitions = partitions
         self.timeout = timeout
         self.size = judge.settings.window.seconds
-        self.pending: dict[int, dict[int, tuple[int, dict[str, Any]]]] = {}  # window -> part
-        self.passed: dict[int, float] = {}  # partition -> its watermark
+        self.pending: dict[int, dict[int, tuple[int, DetectorSet]]] = {}  # window -> part
+        self.watermarks: dict[int, float] = {}  # partition -> how far it has come
         self.evaluated_through = -math.inf  # window index
-        self._first: dict[int, float] = {}  # window -> when its first partial came (monotonic)
+        # When each pending window's first partial came (monotonic). Not saved: after a
+        # restore the wait starts anew.
+        self._first: dict[int, float] = {}
 
     def receive(self, partial: Partial, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        for index, n, state in partial.windows:
-            if index <= self.evaluated_through:
-                log.warning(
-                    "partial came after its window was evaluated",
-                    extra={"model": partial.model, "partition": partial.partition, "window": index},
-                )
-                continue
-            self.pending.setdefault(index, {})[partial.partition] = (n, state)
-            self._first.setdefault(index, now)
-        self.passed[partial.partition] = max(
-            self.passed.get(partial.partition, -math.inf), partial.watermark
+        """Take a partial on; raise :class:`StateError` if it does not make sense."""
+        if not 0 <= partial.partition < self.partitions:
+            raise StateError(f"partial from partition {partial.partition} of {self.partitions}")
+        if partial.window is not None:
+            index, n, blob = partial.window
+            if index > self.evaluated_through:
+                state = self._state(blob)
+                self.pending.setdefault(index, {})[partial.partition] = (n, state)
+                self._first.setdefault(index, time.monotonic() if now is None else now)
+            else:  # published again after a crash: the same as the one merged
+                log.debug("partial of an evaluated window", extra={"window": index})
+        self.watermarks[partial.partition] = max(
+            self.watermarks.get(partial.partition, -math.inf), partial.watermark
         )
+
+    def _state(self, blob: bytes) -> DetectorSet:
+        state = self.judge.new_state()
+        try:
+            state.restore(msgspec.msgpack.decode(zlib.decompress(blob)))
+        except (msgspec.DecodeError, zlib.error, KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"a partial's detector state is unreadable: {exc!r}") from exc
+        return state
 
     def due(self, now: float | None = None) -> list[ClosedWindow]:
         """Evaluate, in order, the windows every partition has passed (or waited for
@@ -137,8 +165,7 @@ class Aggregate:
         evaluated = []
         for index in sorted(self.pending):
             end = (index + 1) * self.size
-            missing = [p for p in range(self.partitions) if self.passed.get(p, -math.inf) < end]
-            # (After a restore the wait starts anew: when the first came is not saved.)
+            missing = [p for p in range(self.partitions) if self.watermarks.get(p, -math.inf) < end]
             if missing and now - self._first.setdefault(index, now) < self.timeout:
                 break
             evaluated.append(self._evaluate(index, self.pending.pop(index), missing))
@@ -147,53 +174,57 @@ class Aggregate:
         return evaluated
 
     def _evaluate(
-        self, index: int, parts: Mapping[int, tuple[int, dict[str, Any]]], missing: list[int]
+        self, index: int, parts: Mapping[int, tuple[int, DetectorSet]], missing: list[int]
     ) -> ClosedWindow:
         merged, n = self.judge.new_state(), 0
         for partition in sorted(parts):
-            count, snapshot = parts[partition]
-            state = self.judge.new_state()
-            state.restore(snapshot)
+            count, state = parts[partition]
             merged.merge(state)
             n += count
         bounds = WindowBounds(index, index * self.size, (index + 1) * self.size)
         window = self.judge.compare(bounds, merged, n)
-        if missing:
-            window.findings.append(self._incomplete(bounds, n, missing))
+        window.findings.append(self._completeness(bounds, n, missing))
         return window
 
-    def _incomplete(self, bounds: WindowBounds, n: int, missing: list[int]) -> Finding:
+    def _completeness(self, bounds: WindowBounds, n: int, missing: list[int]) -> Finding:
+        """How many partitions the window was evaluated without: a warning if any (its
+        alert resolves with the next window that has them all)."""
+        explanation = (
+            f"evaluated without partitions {', '.join(map(str, missing))}: they had not "
+            f"passed the window's end {self.timeout:g} s after its first partial came"
+            if missing
+            else f"merged from all {self.partitions} partitions"
+        )
         return Finding(
             model=self.judge.model_id,
             detector="aggregation",
             subject="partitions",
             statistic="missing",
             value=float(len(missing)),
-            threshold=0.0,
-            severity=Severity.WARNING,
+            threshold=1.0,
+            severity=Severity.WARNING if missing else Severity.OK,
             n_reference=self.partitions,
             n_current=n,
             window=bounds,
-            explanation=(
-                f"evaluated without partitions {', '.join(map(str, missing))}: they had not "
-                f"passed the window's end {self.timeout:g} s after its first partial came"
-            ),
+            explanation=explanation,
         )
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "pending": [
-                [index, partition, n, state]
+                [index, partition, n, state.snapshot()]
                 for index, parts in sorted(self.pending.items())
                 for partition, (n, state) in sorted(parts.items())
             ],
-            "passed": sorted(self.passed.items()),
+            "watermarks": sorted(self.watermarks.items()),
             "evaluated_through": self.evaluated_through,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.pending = {}
         for index, partition, n, snapshot in state["pending"]:
-            self.pending.setdefault(int(index), {})[int(partition)] = (int(n), snapshot)
-        self.passed = {int(p): float(w) for p, w in state["passed"]}
+            detectors = self.judge.new_state()
+            detectors.restore(snapshot)
+            self.pending.setdefault(int(index), {})[int(partition)] = (int(n), detectors)
+        self.watermarks = {int(p): float(w) for p, w in state["watermarks"]}
         self.evaluated_through = float(state["evaluated_through"])

@@ -15,13 +15,13 @@ from pydantic import ValidationError
 
 from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine, Outcome
-from streamwatch.errors import ConfigError
+from streamwatch.errors import ConfigError, StateError
 from streamwatch.events import Origin, decode_batch
 from streamwatch.metrics import Metrics
 from streamwatch.model import ModelMonitor
 from streamwatch.reference import load_reference
 from streamwatch.spread import Aggregate, Part, Partial
-from streamwatch.state import StateStore
+from streamwatch.state import FORMAT, StateStore
 from tests.factories import FakeChangelog, event
 
 PARTITIONS = 3
@@ -89,7 +89,9 @@ def evaluated(outcomes: Sequence[Outcome]) -> Stats:
             if w.role == "evaluated":
                 assert w.bounds.start not in windows, w.bounds
                 stats = sorted(
-                    (f.detector, f.subject, f.statistic, round(f.value, 9)) for f in w.findings
+                    (f.detector, f.subject, f.statistic, round(f.value, 9))
+                    for f in w.findings
+                    if f.detector != "aggregation"  # (only a spread model's windows have it)
                 )
                 windows[w.bounds.start] = (w.n, stats)
     return windows
@@ -194,23 +196,43 @@ def test_a_window_waits_for_every_partition_until_the_timeout_then_says_who_was_
 ) -> None:
     s = settings(tmp_path, "e", reference)
     judge = ModelMonitor("s", s, load_reference(reference, s)["s"])
-    part = Part(judge)
-    part.process(decode_batch([(m, o) for m, o in stream()[:400]], 10**6).events)
-    closed = part.partial("s", 0, "x")
-    assert closed is not None
-    assert [index for index, _, _ in closed.windows] == [START // 60, START // 60 + 1]
+    part = Part(judge, 0)
+    part.process(decode_batch(stream()[:400], 10**6).events)
+    records = part.partials("x")
+    first_window = START // 60
+    assert [r.window[0] for r in records if r.window] == [first_window, first_window + 1]
+    # Each record says the partition has passed its own window; the last, how far it is.
+    assert [r.watermark for r in records] == [START + 60.0, part.windows.watermark]
     aggregate = Aggregate(judge, partitions=3, timeout=60.0)
-    aggregate.receive(closed, now=1000.0)
-    aggregate.receive(Partial(closed.format, "x", "s", 1, closed.watermark, []), now=1030.0)
+    for record in records:
+        aggregate.receive(record, now=1000.0)
+    aggregate.receive(Partial(FORMAT, "x", "s", 1, records[-1].watermark), now=1030.0)
     assert aggregate.due(now=1000.0) == []  # partition 2 has not passed the first window
     assert aggregate.due(now=1059.0) == []
     first, second = aggregate.due(now=1060.0)
     assert (first.n, second.n) == (PER_MINUTE, PER_MINUTE)
-    missing = [f for f in first.findings if f.detector == "aggregation"]
-    assert [(f.value, f.severity.value) for f in missing] == [(1.0, "warning")]
+    missing = [f for w in (first, second) for f in w.findings if f.detector == "aggregation"]
+    assert [(f.value, f.severity.value) for f in missing] == [(1.0, "warning")] * 2
     assert "without partitions 2" in missing[0].explanation
-    aggregate.receive(closed)  # too late: its windows were evaluated
+    aggregate.receive(records[0])  # published again after a crash: its window is done
     assert aggregate.pending == {}
+
+    # A window that every partition has passed is evaluated at once, and says so (an
+    # alert of a window without some partitions resolves then).
+    assert records[0].window is not None
+    _, n, blob = records[0].window
+    for partition in range(3):
+        window = (first_window + 2, n, blob)
+        aggregate.receive(Partial(FORMAT, "x", "s", partition, START + 1000.0, window))
+    (complete,) = aggregate.due()
+    assert complete.n == 3 * n
+    (found,) = [f for f in complete.findings if f.detector == "aggregation"]
+    assert (found.value, found.severity.value) == (0.0, "ok")
+
+    with pytest.raises(StateError, match="partition 3 of 3"):
+        aggregate.receive(Partial(FORMAT, "x", "s", 3, 0.0))
+    with pytest.raises(StateError, match="detector state is unreadable"):
+        aggregate.receive(Partial(FORMAT, "x", "s", 0, 0.0, (first_window + 9, 1, b"junk")))
 
 
 def test_a_spread_models_labels_and_unreadable_partials_are_dead_letters(
