@@ -303,6 +303,9 @@ class Engine:
         held = {p for _, p in self.positions} | set(self.homes.values())
         new = sorted(set(partitions) - held)
         remote = self.changelog.read(new)
+        if self.spread:  # partials are read from the start, whatever AUTO_OFFSET_RESET says
+            topic = self.settings.state.partials_topic
+            self.positions.update({(topic, p): 0 for p in new})  # unless restored below
         for partition in new:
             local = store.load(partition_scope(partition))
             logged = remote.get(partition)
@@ -329,9 +332,6 @@ class Engine:
         """Restore a partition's parts and aggregates of spread models (older records
         have none); return the models aggregated here. Those of models that are no
         longer spread are left out: their windows would be published to no one."""
-        # Its partials are read from the start, whatever KAFKA__AUTO_OFFSET_RESET says.
-        if self.spread:
-            self.positions.setdefault((self.settings.state.partials_topic, partition), 0)
         kept: dict[str, dict[str, Any]] = {"parts": {}, "aggregates": {}}
         for kind, states in kept.items():
             for model_id, model_state in state.get(kind, {}).items():

@@ -335,8 +335,8 @@ def wait_until_merged(kafka: str, group: str, partials: str) -> None:
     committed = Committed(kafka, group, partials)
 
     def merged() -> bool:
-        ends = {p: end for p, end in end_offsets(kafka, partials).items() if end}
-        return bool(ends) and committed() == ends
+        ends, done = end_offsets(kafka, partials), committed()
+        return any(ends.values()) and all(done.get(p, 0) == end for p, end in ends.items())
 
     try:
         wait_for(merged, TIMEOUT, "partials merged", every=0.5)
