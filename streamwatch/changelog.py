@@ -14,6 +14,7 @@ to ``STATE__CHANGELOG_TOPIC``.partials, created beside it with as many partition
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 
@@ -34,6 +35,7 @@ log = logging.getLogger("streamwatch.changelog")
 MAX_RECORD_BYTES = 64 << 20  # a partition's state; the topic's max.message.bytes
 SEGMENT_MS = 600_000  # roll segments every 10 minutes, so that compaction has work
 READ_TIMEOUT_MS = 30_000
+DESCRIBE_TRIES = 20  # half a second apart
 
 
 class _Record(msgspec.Struct, array_like=True):
@@ -163,12 +165,23 @@ def _ensure(
         admin.create_topics([new])
         log.info("topic created", extra={"topic": topic, "partitions": partitions})
     except TopicAlreadyExistsError:
-        existing = len(admin.describe_topics([topic])[0]["partitions"])
+        existing = _partitions(admin, topic)
         if existing < partitions or (exact and existing != partitions):
             raise StateError(
                 f"{topic} has {existing} partitions, the source {partitions}: it needs "
                 "the same number"
             ) from None
+
+
+def _partitions(admin: KafkaAdminClient, topic: str) -> int:
+    """How many partitions ``topic`` has. Just created by another instance, it may show
+    none for a moment, until the broker's metadata has it."""
+    for _ in range(DESCRIBE_TRIES):
+        found = len(admin.describe_topics([topic])[0]["partitions"])
+        if found:
+            return found
+        time.sleep(0.5)
+    return 0
 
 
 def encode(blob: bytes, offsets: Offsets, shape: str) -> bytes:
