@@ -332,21 +332,19 @@ class Engine:
         """Restore a partition's parts and aggregates of spread models (older records
         have none); return the models aggregated here. Those of models that are no
         longer spread are left out: their windows would be published to no one."""
-        kept: dict[str, dict[str, Any]] = {"parts": {}, "aggregates": {}}
-        for kind, states in kept.items():
-            for model_id, model_state in state.get(kind, {}).items():
-                if model_id in self.spread:
-                    states[model_id] = model_state
-                else:
-                    log.warning(
-                        "state of a model no longer spread left out",
-                        extra={"model": model_id, "partition": partition},
-                    )
-        for model_id, part_state in kept["parts"].items():
-            self._part(model_id, partition).restore(part_state)
-        for model_id, aggregate_state in kept["aggregates"].items():
-            self._aggregate(model_id).restore(aggregate_state)
-        return list(kept["aggregates"])
+        parts, aggregates = state.get("parts", {}), state.get("aggregates", {})
+        gone = sorted((parts.keys() | aggregates.keys()) - self.spread)
+        if gone:
+            log.warning(
+                "state of models no longer spread left out",
+                extra={"models": gone, "partition": partition},
+            )
+        for model_id in parts.keys() & self.spread:
+            self._part(model_id, partition).restore(parts[model_id])
+        owned = [model_id for model_id in aggregates if model_id in self.spread]
+        for model_id in owned:
+            self._aggregate(model_id).restore(aggregates[model_id])
+        return owned
 
     def release(self, partitions: Collection[int], store: StateStore) -> Offsets:
         """Partitions revoked: checkpoint them, then let their state go; return their
@@ -464,9 +462,7 @@ class Engine:
             else:
                 by_partition.setdefault(origin.partition, []).append(event)
         for partition, predictions in by_partition.items():
-            windowed, late = self._part(model_id, partition).process(predictions)
-            self.metrics.events.labels(model_id).inc(windowed)
-            self.metrics.late_events.labels(model_id).inc(late)
+            self._account(model_id, self._part(model_id, partition).process(predictions))
         return bad
 
     def _receive(self, partials: Sequence[Message]) -> list[BadEvent]:

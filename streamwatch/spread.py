@@ -29,7 +29,7 @@ import msgspec
 from streamwatch.detectors import DetectorSet, Finding, Severity
 from streamwatch.errors import StateError
 from streamwatch.events import Event
-from streamwatch.model import ClosedWindow, ModelMonitor
+from streamwatch.model import ClosedWindow, ModelMonitor, Processed
 from streamwatch.state import FORMAT, ZLIB_LEVEL
 from streamwatch.windows import LATE, TimeWindows, WindowBounds
 
@@ -78,14 +78,15 @@ class Part:
         self.closed: list[tuple[int, int, bytes]] = []  # not yet published
         self.published = -math.inf  # the watermark last published
 
-    def process(self, predictions: list[Event]) -> tuple[int, int]:
-        """Window predictions; return how many were windowed and how many were late."""
+    def process(self, predictions: list[Event]) -> Processed:
+        """Window predictions: how many were windowed and how many were late (the
+        windows that closed are kept to be published, not evaluated here)."""
         batch = self.judge.schema.build(predictions)
         late = int((self.windows.add(batch) == LATE).sum())
         for bounds, state, n in self.windows.pop_closed():
             blob = zlib.compress(msgspec.msgpack.encode(state.snapshot()), ZLIB_LEVEL)
             self.closed.append((bounds.index, n, blob))
-        return batch.n - late, late
+        return Processed(batch.n - late, late, [])
 
     def partials(self, shape: str) -> list[Partial]:
         """What to publish: each closed window, with the end of that window as how far
