@@ -24,7 +24,7 @@ from streamwatch import history, spread
 from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
-from streamwatch.errors import ChangelogError, ConfigError, StateError
+from streamwatch.errors import ChangelogError, ConfigError, EncodeError, StateError
 from streamwatch.events import BadEvent, Decoded, Event, decode_batch, gc_paused
 from streamwatch.health import Health
 from streamwatch.logs import RateLimited
@@ -563,7 +563,14 @@ class Engine:
                 for alert in notification.alerts:
                     detector = alert.labels["detector"]
                     self.metrics.alerts.labels(window.model, detector, alert.status).inc()
-                self.router.route(notification)  # stored durably; workers send it
+                try:
+                    self.router.route(notification)  # stored durably; workers send it
+                except EncodeError as e:
+                    # A bug in what a detector reported must not stop the loop for good
+                    # (the same window is rebuilt after every restart): say so, go on.
+                    self.metrics.unencodable.labels(window.model).inc()
+                    log.error("notification not stored", extra={"error": str(e)})
+                    continue
                 notifications.append(notification)
         if notifications:
             self.dispatcher.wake()

@@ -21,3 +21,7 @@ class StateError(StreamwatchError):
 
 class ChangelogError(StreamwatchError):
     """A partition's state could not be written to the changelog topic."""
+
+
+class EncodeError(StreamwatchError):
+    """A notification could not be encoded for the outbox (a value that is not plain data)."""

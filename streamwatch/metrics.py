@@ -78,6 +78,12 @@ class Metrics:
             ["sink", "result"],
             registry=registry,
         )
+        self.unencodable = Counter(
+            "streamwatch_unencodable_notifications",
+            "Notifications kept out of the outbox because they could not be encoded",
+            ["model"],
+            registry=registry,
+        )
         self.processing_seconds = Histogram(
             "streamwatch_processing_seconds",
             "Time to process one polled batch, decode to alerts",

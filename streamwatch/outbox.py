@@ -25,6 +25,7 @@ import msgspec
 
 from streamwatch.alerts import Notification
 from streamwatch.config import Settings
+from streamwatch.errors import EncodeError
 from streamwatch.metrics import Metrics
 from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
 
@@ -78,8 +79,12 @@ class Outbox:
             self._db.executescript(_SCHEMA)
 
     def add(self, notification: Notification, sink: str, status: str = "pending") -> bool:
-        """Store a notification for a sink; False when it was stored before."""
-        blob = msgspec.msgpack.encode(notification)
+        """Store a notification for a sink; False when it was stored before. Raises
+        :class:`EncodeError` when it cannot be encoded (then nothing is stored)."""
+        try:
+            blob = msgspec.msgpack.encode(notification)
+        except (TypeError, ValueError, msgspec.EncodeError) as e:
+            raise EncodeError(f"notification {notification.id} cannot be stored: {e}") from e
         with self._lock:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO outbox (id, sink, status, notification, due, created) "

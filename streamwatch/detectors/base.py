@@ -13,7 +13,12 @@ from streamwatch.windows import WindowBounds
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """What one detector concluded about one subject of one model's window."""
+    """What one detector concluded about one subject of one model's window.
+
+    Its numbers are plain Python floats and ints whatever a detector computed them with
+    (numpy scalars are coerced here, once), so that every finding can be checkpointed,
+    encoded into a notification and logged.
+    """
 
     model: str
     detector: str
@@ -28,6 +33,14 @@ class Finding:
     explanation: str
     details: Mapping[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("value", "threshold"):
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
+        for name in ("n_reference", "n_current"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        details = {str(k): _number(f"details[{k!r}]", v) for k, v in self.details.items()}
+        object.__setattr__(self, "details", details)
+
 
 @dataclass(frozen=True, slots=True)
 class Distribution:
@@ -41,6 +54,13 @@ class Distribution:
     labels: tuple[str, ...]
     reference: tuple[float, ...]
     current: tuple[float, ...]
+
+
+def _number(name: str, value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"a finding's {name} must be a number, not {value!r}") from None
 
 
 class Detector(Protocol):

@@ -4,20 +4,25 @@ import io
 import itertools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from streamwatch.alerts import Notification
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
+from streamwatch.detectors import Finding
 from streamwatch.engine import Engine
 from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
 from streamwatch.state import StateStore
+from streamwatch.windows import WindowBounds
 from tests.factories import event, origin
 
 
@@ -177,3 +182,39 @@ def test_a_refused_commit_is_tried_again_while_no_input_comes(tmp_path: Path) ->
         store.close()
     assert source.commits[:2] == [{("test", 0): 5}] * 2
     assert source.polls <= 50  # the second commit came while idle, not at the stop
+
+
+def test_a_notification_that_cannot_be_encoded_is_counted_and_the_loop_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    e = engine(out)
+    observe = e.policy.observe
+
+    def broken(
+        model: str, window: WindowBounds, findings: Iterable[Finding]
+    ) -> Notification | None:
+        sent = observe(model, window, findings)
+        if sent is None or window.index != 12:
+            return sent
+        (first, *rest) = sent.alerts
+        return replace(sent, alerts=(replace(first, value=object()), *rest))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(e.policy, "observe", broken)
+    messages = [
+        (
+            event(
+                f"{m}-{i}", timestamp=m * 60_000 + i * 400, features={"x": i % 9 + 9 * (m >= 12)}
+            ),
+            origin(m * 150 + i),
+        )
+        for m in range(20)
+        for i in range(150)
+    ]
+    outcome = e.process(messages)
+    later = e.finish()
+    assert e.metrics.total("streamwatch_unencodable_notifications", model="m") == 1
+    assert e.outbox.pending() == 0  # nothing of it was stored
+    assert outcome.notifications == []
+    assert later.notifications == []
+    assert e.metrics.total("streamwatch_windows_closed") == 20  # every window still closed

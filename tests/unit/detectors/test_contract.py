@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from streamwatch.batch import Batch, Columns
 from streamwatch.config import DetectorSettings, DriftSettings, OperationalSettings
-from streamwatch.detectors import FAMILIES, ModelBinning, Severity
+from streamwatch.detectors import FAMILIES, Finding, ModelBinning, Severity
 from streamwatch.detectors.drift import DriftDetector, FeatureDrift, PredictionDrift
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.ood import OutOfDistribution
@@ -157,3 +158,17 @@ def test_overlong_categories_count_as_missing() -> None:
     detector.update(Batch(np.zeros(4), Columns({}, {"k": values}), Columns()))
     assert dict(detector.categorical["k"].counts) == {"a": 1, "b": 1}
     assert detector.categorical["k"].missing == 2
+
+
+def test_a_finding_holds_plain_numbers_whatever_it_was_given() -> None:
+    f = Finding(
+        "m", "slice_performance", "region=EU", "accuracy", np.float64(0.2), np.float32(0.05),
+        Severity.WARNING, np.int64(10), np.int32(5), WindowBounds(0, 0.0, 60.0), "why",
+        {"rate": np.float64(0.7)},
+    )  # fmt: skip
+    assert type(f.value) is float
+    assert type(f.threshold) is float
+    assert type(f.n_reference) is int
+    assert type(f.details["rate"]) is float
+    with pytest.raises(TypeError, match="value must be a number"):
+        replace(f, value="high")
