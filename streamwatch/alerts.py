@@ -5,9 +5,11 @@ model, detector, subject, statistic: the check, as one feature has several) and 
 fingerprint. Counting conclusive windows only (a finding was made), it fires when
 ``fire_after`` of the last ``of_last`` breach, is sent again when it escalates or
 every ``repeat_interval`` while it still breaches, and resolves after
-``resolve_after`` clean windows in a row. A critical alert of a model inhibits that
-model's warnings of the same detector. The alerts of one model and window travel as
-one notification.
+``resolve_after`` clean windows in a row. A critical alert inhibits the warnings that
+share its ``ALERTS__INHIBIT_EQUAL`` labels (by default model, detector and subject, as
+an Alertmanager inhibit rule with ``equal``), so a critical drift of one feature does
+not hide a warning on another. The alerts of one model and window travel as one
+notification.
 """
 
 from __future__ import annotations
@@ -213,10 +215,11 @@ class AlertPolicy:
         self, model: str, window: WindowBounds, findings: Iterable[Finding]
     ) -> Notification | None:
         """The notification of one model's window: what fired, repeated, escalated or
-        resolved in it, less warnings inhibited by a critical alert of their detector."""
+        resolved in it, less warnings inhibited by a critical alert with equal labels."""
         changes = [c for f in findings if (c := self._observe(self.redacted(f))) is not None]
+        equal = self.settings.inhibit_equal
         critical = {
-            (t.labels["model"], t.labels["detector"])
+            tuple(t.labels.get(k) for k in equal)
             for t in self.tracks.values()
             if t.severity is Severity.CRITICAL
         }
@@ -225,7 +228,7 @@ class AlertPolicy:
             inhibited = (
                 alert.status == "firing"
                 and alert.severity is Severity.WARNING
-                and (alert.labels["model"], alert.labels["detector"]) in critical
+                and tuple(alert.labels.get(k) for k in equal) in critical
             )
             if not inhibited:
                 alerts.append(alert)

@@ -518,6 +518,11 @@ class AlertSettings(_Section):
     redact: tuple[str, ...] = Field(
         (), description="feature names never written in an alert: a stable alias instead"
     )
+    inhibit_equal: tuple[str, ...] = Field(
+        ("model", "detector", "subject"),
+        description="a critical alert inhibits the warnings that share these labels with it "
+        "(Alertmanager's inhibit rule 'equal')",
+    )
 
     def hysteresis_of(self, detector: str) -> Hysteresis:
         return self.detectors.get(detector, self.hysteresis)

@@ -9,13 +9,18 @@ from streamwatch.windows import WindowBounds
 
 
 def finding(
-    subject: str, severity: Severity, window: int, model: str = "m", detector: str = "feature_drift"
+    subject: str,
+    severity: Severity,
+    window: int,
+    model: str = "m",
+    detector: str = "feature_drift",
+    statistic: str = "wasserstein",
 ) -> Finding:
     return Finding(
         model=model,
         detector=detector,
         subject=subject,
-        statistic="wasserstein",
+        statistic=statistic,
         value={Severity.OK: 0.01, Severity.WARNING: 0.15, Severity.CRITICAL: 0.4}[severity],
         threshold=0.1,
         severity=severity,
@@ -127,8 +132,26 @@ def test_a_firing_alert_repeats_every_interval_while_it_breaches() -> None:
     assert lifecycle(escalating, "wwcc.") == "F-E-X"
 
 
-def test_a_critical_alert_inhibits_warnings_of_its_detector_and_model() -> None:
+def test_a_critical_alert_inhibits_only_warnings_of_its_subject_by_default() -> None:
     policy = AlertPolicy()
+    sent = observe(
+        policy,
+        1,
+        finding("x", Severity.WARNING, 1),  # another feature: sent
+        finding("y", Severity.CRITICAL, 1),
+        finding("y", Severity.WARNING, 1, statistic="ks"),  # same feature: inhibited
+        finding("q", Severity.WARNING, 1, detector="data_quality"),  # another detector
+    )
+    assert sent is not None
+    assert sorted((a.labels["subject"], a.labels["statistic"]) for a in sent.alerts) == [
+        ("q", "wasserstein"),
+        ("x", "wasserstein"),
+        ("y", "wasserstein"),
+    ]
+
+
+def test_inhibition_follows_its_equal_labels() -> None:
+    policy = AlertPolicy(AlertSettings(inhibit_equal=("model", "detector")))
     sent = observe(
         policy,
         1,
@@ -149,8 +172,16 @@ def test_a_critical_alert_inhibits_warnings_of_its_detector_and_model() -> None:
 
 def test_an_alert_inhibited_all_along_resolves_silently() -> None:
     policy = AlertPolicy()
-    observe(policy, 1, finding("x", Severity.WARNING, 1), finding("y", Severity.CRITICAL, 1))
-    quiet = observe(policy, 2, finding("x", Severity.OK, 2), finding("y", Severity.CRITICAL, 2))
+    ks = "ks"
+    observe(
+        policy,
+        1,
+        finding("y", Severity.WARNING, 1, statistic=ks),
+        finding("y", Severity.CRITICAL, 1),
+    )
+    quiet = observe(
+        policy, 2, finding("y", Severity.OK, 2, statistic=ks), finding("y", Severity.CRITICAL, 2)
+    )
     assert quiet is None
 
 
