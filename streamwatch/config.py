@@ -146,10 +146,17 @@ class ReferenceSettings(_Section):
     min_events: int = Field(
         1000, ge=1, description="first closed windows are pooled into the reference up to this"
     )
+    season: Duration = Field(
+        0.0,
+        ge=0,
+        description="the period of the stream's cycle (e.g. 1d): the reference then covers "
+        "a whole one and each window is compared with the reference at its own phase",
+    )
+    phases: int = Field(24, ge=1, description="equal parts of the season compared apart")
 
 
 NumericStatistic = Literal["wasserstein", "psi", "jensen_shannon", "ks"]
-CategoricalStatistic = Literal["jensen_shannon", "psi"]
+CategoricalStatistic = Literal["total_variation", "jensen_shannon", "psi"]
 
 # Effect-size thresholds (warning, critical) of each statistic. Wasserstein is
 # normalised by the reference standard deviation: 0.1 reads "a tenth of a sd".

@@ -21,7 +21,7 @@ from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinni
 from streamwatch.detectors.shadow import Shadow
 from streamwatch.events import Event
 from streamwatch.outcomes import LabelCounts, Outcomes
-from streamwatch.reference import Pinned
+from streamwatch.reference import Pinned, ReferencePool
 from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
 
 
@@ -55,11 +55,10 @@ class ModelMonitor:
         self.schema = pinned.schema if pinned else Schema.of(model_id, settings)
         self.binning = ModelBinning(settings.detectors)
         self.windows: Windows[DetectorSet] = self._windows()
-        self.reference: DetectorSet | None = None
+        self.reference = ReferencePool(settings.reference, self.new_state)
         self.outcomes = Outcomes(model_id, settings, self.binning.features)
         self.shadow = Shadow(settings.detectors.shadow)
         self.champion: str | None = settings.detectors.shadow.champions.get(model_id)
-        self.pinned = pinned is not None
         # While warming up: predictions held back until the grid's sample is complete,
         # and labels (their predictions may be among them). Part of the checkpoint.
         self._pending: list[Event] = []
@@ -68,8 +67,7 @@ class ModelMonitor:
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
             self.binning.fit(pinned.batch)
-            self.reference = self.new_state()
-            self.reference.update(pinned.batch)
+            self.reference.pin(*self._pinned_states(pinned.batch))
 
     def process(self, predictions: Sequence[Event], labels: Sequence[Event] = ()) -> Processed:
         """Window a batch of this model's predictions, join its labels, then evaluate what
@@ -134,8 +132,7 @@ class ModelMonitor:
                 "segments": sorted(self.schema.segments),
             },
             "binning": self.binning.snapshot(),
-            "reference": None if self.reference is None else self.reference.snapshot(),
-            "pinned": self.pinned,
+            "reference": self.reference.snapshot(),
             "windows": self.windows.snapshot(),
             "outcomes": self.outcomes.snapshot(),
             "shadow": self.shadow.snapshot(),
@@ -148,11 +145,7 @@ class ModelMonitor:
         self.schema.ignored = set(state["schema"]["ignored"])
         self.schema.segments = set(state["schema"]["segments"])
         self.binning.restore(state["binning"])
-        self.reference = None
-        if state["reference"] is not None:
-            self.reference = self.new_state()
-            self.reference.restore(state["reference"])
-        self.pinned = bool(state["pinned"])
+        self.reference.restore(state["reference"])
         self._warming_up = bool(state["warming_up"])
         self._pending = msgspec.convert(state["pending"], list[Event])
         self._pending_labels = msgspec.convert(state["pending_labels"], list[Event])
@@ -255,13 +248,10 @@ class ModelMonitor:
         return closed
 
     def compare(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
-        reference = self.reference
-        if reference is None:
-            self.reference = state
+        pool = self.reference
+        if pool.add(bounds, state):  # still pooling the first windows into the reference
             return ClosedWindow(self.model_id, bounds, n, "reference")
-        if not self.pinned and reference.n < self.settings.reference.min_events:
-            reference.merge(state)  # still pooling the first windows into the reference
-            return ClosedWindow(self.model_id, bounds, n, "reference")
+        reference = pool.of(bounds)
         findings = state.evaluate(self.model_id, bounds, reference)
         findings += self._estimated_label_shift(bounds, state)
         distributions = state.distributions(reference, findings)
@@ -280,6 +270,18 @@ class ModelMonitor:
             self.model_id, bounds, labelled.confusion, predicted, settings
         )
         return [finding] if finding else []
+
+    def _pinned_states(self, batch: Batch) -> tuple[DetectorSet, dict[int, DetectorSet]]:
+        """A pinned reference as a whole and, with a season, by phase."""
+        whole = self.new_state()
+        whole.update(batch)
+        phases = {}
+        if self.settings.reference.season:
+            of = self.reference.phases_of(batch.event_time)
+            for phase in np.unique(of).tolist():
+                phases[phase] = self.new_state()
+                phases[phase].update(batch.take(np.flatnonzero(of == phase)))
+        return whole, phases
 
     def new_state(self) -> DetectorSet:
         return DetectorSet(self.settings.detectors, self.binning)

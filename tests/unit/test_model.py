@@ -52,8 +52,8 @@ def test_first_windows_pool_into_the_reference_then_windows_are_evaluated() -> N
         "evaluated",
         "evaluated",
     ]
-    assert monitor.reference is not None
-    assert monitor.reference.n == 1200
+    assert monitor.reference.state is not None
+    assert monitor.reference.state.n == 1200
     severities = [
         [f.severity for f in w.findings if f.detector == "feature_drift"] for w in closed[2:]
     ]
@@ -124,3 +124,52 @@ def test_statistics_do_not_depend_on_batching_or_a_checkpoint_during_warm_up() -
     assert run_in_batches(events, 1000, 700) == whole
     # A checkpoint after 1,000 events: the warm-up (2,048 by default) is not over yet.
     assert run_in_batches(events, 1000, 500, pause_at=1000) == whole
+
+
+def cycle_hour(rng: np.random.Generator, hour: int, extra: float = 0.0) -> list[Event]:
+    # A daily cycle of half a standard deviation, and traffic varying tenfold with it.
+    phase = np.sin(2 * np.pi * hour / 24)
+    return hour_of_events(rng, hour, int(1100 + 900 * phase), shift=0.5 * phase + extra)
+
+
+def test_a_reference_spanning_a_day_takes_the_daily_cycle_as_normal() -> None:
+    rng = np.random.default_rng(3)
+    cycle = Settings(
+        window=WindowSettings(size="1h", allowed_lateness=60.0),
+        reference=ReferenceSettings(min_events=1000, season=86400.0),
+    )
+    monitor, plain = ModelMonitor("m", cycle), ModelMonitor("m", settings())
+    breaches = {"cycle": 0, "plain": 0}
+    for hour in range(24 * 4):
+        events = cycle_hour(rng, hour)
+        for name, m in (("cycle", monitor), ("plain", plain)):
+            for w in m.process(events).closed:
+                breaches[name] += sum(f.severity is not Severity.OK for f in w.findings)
+    assert monitor.reference.complete and len(monitor.reference.phases) == 24
+    assert breaches["cycle"] == 0
+    assert breaches["plain"] > 20  # the first hours alone are no reference for the rest
+    # A shift beyond the cycle is still found, in its first window.
+    monitor.process(cycle_hour(rng, 24 * 4, extra=0.4))
+    (closed,) = [w for w in monitor.process(cycle_hour(rng, 24 * 4 + 1)).closed if w.findings]
+    assert closed.bounds.start == 24 * 4 * 3600
+    (drift,) = [f for f in closed.findings if f.detector == "feature_drift"]
+    assert drift.severity is not Severity.OK
+
+
+def test_the_reference_and_its_bounds_survive_a_snapshot() -> None:
+    rng = np.random.default_rng(4)
+    cycle = Settings(
+        window=WindowSettings(size="1h", allowed_lateness=60.0),
+        reference=ReferenceSettings(season=86400.0),
+    )
+    whole, resumed = ModelMonitor("m", cycle), ModelMonitor("m", cycle)
+    for hour in range(8):  # mid-reference: windows still kept apart
+        whole.process(cycle_hour(rng, hour))
+    resumed.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(whole.snapshot())))
+    assert len(resumed.reference.phases) == len(whole.reference.phases) > 0
+    rest = [cycle_hour(rng, hour) for hour in range(8, 30)]
+    results = [[m.process(events).closed for events in rest] for m in (whole, resumed)]
+    assert resumed.reference.complete and whole.reference.complete
+    assert [[f for w in ws for f in w.findings] for ws in results[0]] == [
+        [f for w in ws for f in w.findings] for ws in results[1]
+    ]
