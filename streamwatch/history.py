@@ -120,19 +120,23 @@ def _statistic(f: Finding) -> Statistic:
     )
 
 
-def write(db: sqlite3.Connection, records: Sequence[WindowRecord], keep: HistorySettings) -> None:
-    """Insert (or replace) the records and prune their models; inside the caller's
-    transaction."""
+def write(
+    db: sqlite3.Connection, records: Sequence[WindowRecord], keep: HistorySettings, by_age: bool
+) -> None:
+    """Insert (or replace) the records and prune their models, by age (``by_age``: time
+    windows) and by count; inside the caller's transaction. Count windows are pruned
+    by count alone: on a slow stream one window may span more than the age limit."""
     db.executemany(
         "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?)",
         [(r.model, r.start, r.role, r.end, msgspec.msgpack.encode(r)) for r in records],
     )
     for model in sorted({r.model for r in records}):
-        db.execute(
-            "DELETE FROM history WHERE model = ? AND end < "
-            "(SELECT max(end) FROM history WHERE model = ?) - ?",
-            (model, model, keep.max_age),
-        )
+        if by_age:
+            db.execute(
+                "DELETE FROM history WHERE model = ? AND end < "
+                "(SELECT max(end) FROM history WHERE model = ?) - ?",
+                (model, model, keep.max_age),
+            )
         db.execute(
             "DELETE FROM history WHERE model = ? AND rowid IN (SELECT rowid FROM history "
             "WHERE model = ? ORDER BY end DESC, role LIMIT -1 OFFSET ?)",

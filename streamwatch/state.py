@@ -26,7 +26,7 @@ from streamwatch.history import WindowRecord
 
 # 2: the inputs' Mahalanobis fit; 3: warm-up events held in the checkpoint; 4: the
 # label join stored column by column.
-FORMAT = 4
+FORMAT = 5
 ZLIB_LEVEL = 1  # for state sent to Kafka: histograms compress 4x at level 1, 5 ms a MB
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
 ENGINE = "engine"  # the scope of a single instance's checkpoint; scaled out: partition-N
@@ -66,6 +66,7 @@ class StateStore:
         self.path = path
         self.shape = shape(settings)
         self.keep = settings.history
+        self.by_age = settings.window.mode == "time"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -129,7 +130,7 @@ class StateStore:
                 ],
             )
             if closed and self.keep.enabled:
-                history.write(self._db, closed, self.keep)
+                history.write(self._db, closed, self.keep, self.by_age)
             if lag is not None:
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('lag', ?)", (msgspec.json.encode(lag),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamwatch import history
-from streamwatch.config import HistorySettings, Settings
+from streamwatch.config import HistorySettings, Settings, WindowSettings
 from streamwatch.detectors import Distribution, Finding, Severity
 from streamwatch.model import ClosedWindow
 from streamwatch.state import StateStore
@@ -62,6 +62,17 @@ def test_each_model_keeps_its_newest_windows_within_the_age_limit(tmp_path: Path
     assert [int(r.start // HOUR) for r in fraud] == [15, 16, 17, 18, 19]
     eta = history.read(tmp_path / "state.sqlite", model="eta")
     assert [int(r.start // HOUR) for r in eta] == [30]  # window 0 ended 30 h before
+
+
+def test_count_windows_are_pruned_by_count_alone(tmp_path: Path) -> None:
+    # A slow stream: each window of 1,000 events spans 20 days, past the 10-day limit.
+    keep = HistorySettings(max_age=10 * 24 * HOUR, max_windows=5)
+    window = WindowSettings(mode="count", size="1000")
+    store = StateStore(tmp_path / "state.sqlite", Settings(history=keep, window=window))
+    save(store, *(closed("fraud", i * 20 * 24) for i in range(8)))
+    store.close()
+    fraud = history.read(tmp_path / "state.sqlite", model="fraud")
+    assert [int(r.start // HOUR) // (20 * 24) for r in fraud] == [3, 4, 5, 6, 7]
 
 
 def test_no_history_is_written_when_it_is_off(tmp_path: Path) -> None:
