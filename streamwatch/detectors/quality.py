@@ -3,13 +3,22 @@ number among categories), values out of the reference's range, unseen categories
 schema changes (a feature appears or disappears), per feature and window.
 
 It reads the aggregates feature drift keeps (missing counts, the fine grid's open-ended
-bins, category counts), so nothing is counted twice. A rate alarms when it rose by an
-absolute margin over the reference's and the rise is significant (one-sided, two
-proportions), Benjamini-Hochberg-adjusted across every check of the window.
+bins, category counts), so nothing is counted twice. A rate is compared with the
+reference's by a one-sided test, Fisher's exact (the pooled z-test claims significance
+where few are expected: see :func:`statistics.higher_rate_exact_pvalue`),
+Benjamini-Hochberg-adjusted across every check of the window. A significant rise warns
+from ``warning`` (1 point) up and is critical from ``critical`` (20 points): 3% of values
+of the wrong type where the reference had none is a warning at a few thousand events.
 
 "Out of range" means below or above the fine grid, whose outer edges are the
 reference sample's 1/128 and 127/128 quantiles; the reference's own share there (about
-1.6%) is the baseline.
+1.6%) is the baseline. "Unseen" means a category the reference does not have; even with
+no change, a category rare enough may be missing from the reference and turn up later,
+so the baseline is the reference's share of events in categories it saw once
+(Good-Turing's estimate of the share of events whose category a sample has not seen).
+
+A feature is present when it comes with values of either kind: one whose values now
+come with the wrong type is reported as such, not as disappeared.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from streamwatch.config import DataQualitySettings
 from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Finding
 from streamwatch.detectors.drift import FeatureDrift
-from streamwatch.detectors.histogram import CategoryCounts, NumericHistogram
+from streamwatch.detectors.histogram import OTHER, CategoryCounts, NumericHistogram
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
@@ -31,11 +40,14 @@ MIN_EXPECTED_ABSENT = 20  # P(none | 20 expected) is e^-20
 @dataclass(frozen=True, slots=True)
 class _Rate:
     subject: str
-    check: str  # missing | out_of_range | unseen
+    check: str  # missing | wrong_type | out_of_range | unseen
     current: int
     n: int
     reference: int
     n_reference: int
+    # The test counts the reference as this share of its events: less than all where
+    # its rate is an estimate noisier than a share of them (unseen categories).
+    worth: float = 1.0
 
     @property
     def rise(self) -> float:
@@ -43,7 +55,8 @@ class _Rate:
 
     @property
     def pvalue(self) -> float:
-        return st.higher_rate_pvalue(self.current, self.n, self.reference, self.n_reference)
+        k_ref, n_ref = round(self.reference * self.worth), round(self.n_reference * self.worth)
+        return st.higher_rate_exact_pvalue(self.current, self.n, k_ref, max(n_ref, 1))
 
 
 def evaluate(
@@ -79,8 +92,20 @@ def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list
         rates += _presence(name, counts, ref_counts, minimum)
         if min(counts.n, ref_counts.n) >= minimum:
             unseen = sum(v for k, v in counts.counts.items() if k not in ref_counts.counts)
-            rates.append(_Rate(name, "unseen", unseen, counts.n, 0, ref_counts.n))
+            once, worth = _unseen_baseline(ref_counts)
+            rates.append(_Rate(name, "unseen", unseen, counts.n, once, ref_counts.n, worth))
     return rates
+
+
+def _unseen_baseline(reference: CategoryCounts) -> tuple[int, float]:
+    """The reference's own count of unseen categories, and what it is worth. Left out
+    of the reference, an event's category is unseen when it was seen once there: N1 of
+    n (Good-Turing). That share varies more than a share of n events, by 2 N2 / n^2 in
+    variance (Esty 1983; N2 categories seen twice), so it counts as fewer events."""
+    once = sum(1 for k, v in reference.counts.items() if v == 1 and k != OTHER)
+    twice = sum(1 for k, v in reference.counts.items() if v == 2 and k != OTHER)
+    binomial = once * (1 - once / reference.n)
+    return once, binomial / (binomial + 2 * twice) if binomial else 1.0
 
 
 def _presence(
@@ -105,6 +130,7 @@ _WORDS = {
     "out_of_range": "values outside the reference's range",
     "unseen": "categories unseen in the reference",
 }
+_BASELINE = {"unseen": " expected (the reference's events in categories it saw once)"}
 
 
 def _rate_finding(
@@ -124,7 +150,9 @@ def _rate_finding(
         n_current=r.n,
         window=window,
         explanation=f"feature '{r.subject}' of model '{model}': {_WORDS[r.check]} "
-        f"{ref_share:.1%} → {share:.1%}" + severity.note(f"q = {qvalue:.2g}") + ".",
+        f"{ref_share:.1%}{_BASELINE.get(r.check, '')} → {share:.1%}"
+        + severity.note(f"q = {qvalue:.2g}")
+        + ".",
         details={"share": share, "reference_share": ref_share, "q_value": qvalue},
     )
 
@@ -132,8 +160,8 @@ def _rate_finding(
 def _schema(
     model: str, window: WindowBounds, current: FeatureDrift, reference: FeatureDrift, minimum: int
 ) -> list[Finding]:
-    """Features the reference had values of: still here (ok, so that an alert can
-    resolve) or gone; and features with values now that the reference never had. Gone
+    """Features the reference had values of (of either type): still here (ok, so that
+    an alert can resolve) or gone; and features with values now that the reference never had. Gone
     means none where the reference's share predicts at least 20 (a rare feature absent
     from a small window is chance, not a schema change)."""
     window_size = max((_total(current, k) for k in _names(current)), default=0)
@@ -160,12 +188,10 @@ def _names(state: FeatureDrift) -> set[str]:
 
 
 def _count(state: FeatureDrift, name: str) -> int:
-    """Values (not missing) of a column in a state; 0 when the column never came."""
-    numeric = state.numeric.get(name)
-    if numeric is not None:
-        return numeric.n
-    categorical = state.categorical.get(name)
-    return 0 if categorical is None else categorical.n
+    """Values of a column in a state, of the right type or not (a numeric feature now
+    sent as text is there, with the wrong type); 0 when the column never came."""
+    column = state.numeric.get(name) or state.categorical.get(name)
+    return 0 if column is None else column.n + column.wrong_type
 
 
 def _schema_finding(model: str, window: WindowBounds, name: str, present: bool | None) -> Finding:

@@ -108,7 +108,7 @@ def test_count_windows_need_a_count(tmp_path: Path) -> None:
 
 def test_thresholds_must_be_ordered(tmp_path: Path) -> None:
     env_file = write(
-        tmp_path / "t.env", "STREAMWATCH_DETECTORS__PREDICTION_DRIFT__CATEGORICAL_CRITICAL=0.05\n"
+        tmp_path / "t.env", "STREAMWATCH_DETECTORS__PREDICTION_DRIFT__CATEGORICAL_CRITICAL=0.01\n"
     )
     with pytest.raises(ConfigError, match="categorical_critical"):
         load_settings([env_file])

@@ -145,7 +145,8 @@ def test_a_reference_spanning_a_day_takes_the_daily_cycle_as_normal() -> None:
         for name, m in (("cycle", monitor), ("plain", plain)):
             for w in m.process(events).closed:
                 breaches[name] += sum(f.severity is not Severity.OK for f in w.findings)
-    assert monitor.reference.complete and len(monitor.reference.phases) == 24
+    assert monitor.reference.complete
+    assert len(monitor.reference.phases) == 24
     assert breaches["cycle"] == 0
     assert breaches["plain"] > 20  # the first hours alone are no reference for the rest
     # A shift beyond the cycle is still found, in its first window.
@@ -169,7 +170,8 @@ def test_the_reference_and_its_bounds_survive_a_snapshot() -> None:
     assert len(resumed.reference.phases) == len(whole.reference.phases) > 0
     rest = [cycle_hour(rng, hour) for hour in range(8, 30)]
     results = [[m.process(events).closed for events in rest] for m in (whole, resumed)]
-    assert resumed.reference.complete and whole.reference.complete
+    assert resumed.reference.complete
+    assert whole.reference.complete
     assert [[f for w in ws for f in w.findings] for ws in results[0]] == [
         [f for w in ws for f in w.findings] for ws in results[1]
     ]

@@ -161,9 +161,10 @@ def test_overlong_categories_count_as_missing() -> None:
 
 
 def test_a_finding_holds_plain_numbers_whatever_it_was_given() -> None:
+    # numpy scalars, as detectors compute them (not what the annotations say: the point)
     f = Finding(
-        "m", "slice_performance", "region=EU", "accuracy", np.float64(0.2), np.float32(0.05),
-        Severity.WARNING, np.int64(10), np.int32(5), WindowBounds(0, 0.0, 60.0), "why",
+        "m", "slice_performance", "region=EU", "accuracy", np.float64(0.2), np.float32(0.05),  # type: ignore[arg-type]
+        Severity.WARNING, np.int64(10), np.int32(5), WindowBounds(0, 0.0, 60.0), "why",  # type: ignore[arg-type]
         {"rate": np.float64(0.7)},
     )  # fmt: skip
     assert type(f.value) is float
@@ -171,4 +172,4 @@ def test_a_finding_holds_plain_numbers_whatever_it_was_given() -> None:
     assert type(f.n_reference) is int
     assert type(f.details["rate"]) is float
     with pytest.raises(TypeError, match="value must be a number"):
-        replace(f, value="high")
+        replace(f, value="high")  # type: ignore[arg-type]

@@ -115,16 +115,16 @@ def test_a_quarter_sd_mean_shift_at_5000_events_always_alarms() -> None:
 
 
 @pytest.mark.parametrize(
-    ("probabilities", "categories", "js"),
+    ("probabilities", "categories", "tv", "js"),
     [
-        # 15 points of mass move from A to C: Jensen-Shannon distance 0.19.
-        (np.array([0.15, 0.2, 0.3, 0.15, 0.1, 0.1]), CATEGORIES, 0.19),
-        # A category never seen in the reference takes 10%: distance 0.23.
-        (np.r_[BASE * 0.9, 0.1], np.r_[CATEGORIES, ["NEW"]], 0.23),
+        # 15 points of mass move from A to C: total variation 0.15, Jensen-Shannon 0.19.
+        (np.array([0.15, 0.2, 0.3, 0.15, 0.1, 0.1]), CATEGORIES, 0.15, 0.19),
+        # A category never seen in the reference takes 10%: 0.10 and 0.23.
+        (np.r_[BASE * 0.9, 0.1], np.r_[CATEGORIES, ["NEW"]], 0.10, 0.23),
     ],
 )
 def test_categorical_shifts_alarm_in_every_window(
-    probabilities: np.ndarray, categories: np.ndarray, js: float
+    probabilities: np.ndarray, categories: np.ndarray, tv: float, js: float
 ) -> None:
     rng = np.random.default_rng(5)
     settings = DriftSettings()
@@ -134,7 +134,9 @@ def test_categorical_shifts_alarm_in_every_window(
         findings = window_findings(reference, current, settings, grid)
         assert alarms(findings) == ["c0"]
         (c0,) = [f for f in findings if f.subject == "c0"]
-        assert c0.value == pytest.approx(js, abs=0.03)
+        assert c0.statistic == "total_variation"
+        assert c0.value == pytest.approx(tv, abs=0.02)
+        assert c0.details["jensen_shannon"] == pytest.approx(js, abs=0.03)
 
 
 def test_findings_explain_themselves() -> None:
@@ -257,3 +259,86 @@ def test_sparse_categories_alarm_at_most_at_the_false_discovery_rate() -> None:
         for _ in range(300)
     )
     assert alarmed <= 3  # alpha = 1% of 300 windows
+
+
+FIVE = np.array(["A", "B", "C", "D", "E"])
+FIVE_SHARES = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
+
+
+def moved(points: float) -> np.ndarray:
+    """FIVE_SHARES with ``points`` of mass moved from A to B."""
+    shares: np.ndarray = FIVE_SHARES + np.array([-points, points, 0.0, 0.0, 0.0])
+    return shares
+
+
+def one_categorical(
+    rng: np.random.Generator, n: int, shares: np.ndarray, categories: np.ndarray = FIVE
+) -> Batch:
+    values = rng.choice(categories, n, p=shares).astype(object)
+    return Batch(np.zeros(n), Columns({}, {"c": values}), Columns())
+
+
+def test_8_points_moved_between_two_of_five_categories_warn_at_5000_events() -> None:
+    # Total variation 0.08: as much mass as a 0.2 sd shift moves, which numeric drift
+    # flags. Jensen-Shannon reads 0.08-0.11 here, mostly below its warning of 0.1.
+    rng = np.random.default_rng(14)
+    settings = DriftSettings()
+    reference, binning = reference_of(one_categorical(rng, 5000, FIVE_SHARES), settings)
+    for _ in range(50):
+        current = one_categorical(rng, 5000, moved(0.08))
+        (finding,) = window_findings(reference, current, settings, binning)
+        assert finding.severity is not Severity.OK
+        assert finding.value == pytest.approx(0.09, abs=0.02)
+
+
+def test_12_points_moved_are_notified_in_their_first_window() -> None:
+    rng = np.random.default_rng(15)
+    settings = DriftSettings()
+    reference, binning = reference_of(one_categorical(rng, 5000, FIVE_SHARES), settings)
+    first, *later = [
+        window_findings(reference, one_categorical(rng, 5000, moved(0.12)), settings, binning)
+        for _ in range(20)
+    ]
+    assert [f.severity for f in first] == [Severity.CRITICAL]  # 0.12 moved ≥ 0.1
+    assert all(f.severity is not Severity.OK for findings in later for f in findings)
+    assert "critical drift: total variation (share of mass moved) 0.1" in first[0].explanation
+
+
+def test_one_point_moved_at_a_million_events_is_no_drift() -> None:
+    # Highly significant at this size, and trivial: the effect size holds it back.
+    rng = np.random.default_rng(16)
+    settings = DriftSettings()
+    reference, binning = reference_of(one_categorical(rng, 1_000_000, FIVE_SHARES), settings)
+    for _ in range(3):
+        current = one_categorical(rng, 1_000_000, moved(0.01))
+        (finding,) = window_findings(reference, current, settings, binning)
+        assert finding.severity is Severity.OK
+        assert finding.details["q_value"] < 1e-10
+        assert finding.value == pytest.approx(0.01, abs=0.003)
+
+
+@pytest.mark.parametrize("reference_size", [1_000, 20_000])
+def test_a_long_tailed_categorical_without_change_breaches_at_the_false_discovery_rate(
+    reference_size: int,
+) -> None:
+    # 300 Zipf values: a 1,000-event reference misses 7% of the mass (categories it
+    # never saw), a 20,000-event one overflows the 200 tracked categories. Neither may
+    # read as drift: the chi-square test must hold its level, with windows from 200 to
+    # 20,000 events.
+    rng = np.random.default_rng(17)
+    values = np.array([f"v{i}" for i in range(300)])
+    weights = np.arange(1, 301) ** -1.3
+    shares = weights / weights.sum()
+    settings = DriftSettings()
+    reference, binning = reference_of(
+        one_categorical(rng, reference_size, shares, values), settings
+    )
+    significant = breaches = 0
+    for _ in range(200):
+        n = round(float(np.exp(rng.uniform(np.log(200), np.log(20_000)))))
+        current = one_categorical(rng, n, shares, values)
+        (finding,) = window_findings(reference, current, settings, binning)
+        significant += finding.details["q_value"] <= settings.alpha
+        breaches += finding.severity is not Severity.OK
+    assert significant <= 4  # 1% of 200 windows is 2
+    assert breaches <= 2

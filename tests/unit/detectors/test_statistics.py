@@ -115,3 +115,54 @@ def test_benjamini_hochberg_matches_scipy() -> None:
     p = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205]
     assert st.benjamini_hochberg(p) == pytest.approx(stats.false_discovery_control(p))
     assert st.benjamini_hochberg([]) == []
+
+
+def test_total_variation_is_the_share_of_mass_moved() -> None:
+    ref = np.array([300.0, 250.0, 200.0, 150.0, 100.0])
+    cur = np.array([220.0, 330.0, 200.0, 150.0, 100.0])  # 8 points from the first to the second
+    assert st.total_variation(ref, cur) == pytest.approx(0.08)
+    assert st.total_variation(ref, 2 * ref) == 0.0
+    assert st.total_variation(np.array([1, 0]), np.array([0, 1])) == 1.0
+
+
+@pytest.mark.parametrize("shift", [0.1, 0.2, 0.25, 0.4])
+def test_total_variation_of_a_normal_shift_is_two_phi_of_half_the_shift_less_one(
+    shift: float, rng: np.random.Generator
+) -> None:
+    # The scale its thresholds are set on: 0.04 at 0.1 sd, 0.1 at 0.25 sd.
+    a, b = rng.normal(0, 1, 500_000), rng.normal(shift, 1, 500_000)
+    edges = np.linspace(-6.0, 6.0, 241)
+    tv = st.total_variation(binned(edges, a), binned(edges, b))
+    assert tv == pytest.approx(2 * stats.norm.cdf(shift / 2) - 1, abs=0.005)
+
+
+def test_pooling_judges_sparseness_on_both_sides_and_pools_what_it_is_told_to() -> None:
+    ref = np.array([500.0, 300.0, 3.0, 0.0, 40.0])
+    cur = np.array([480.0, 310.0, 0.0, 2.0, 60.0])
+    pooled_ref, pooled_cur, kept = st.pool_sparse(ref, cur)
+    assert kept.tolist() == [True, True, False, False, True]
+    assert (pooled_ref.tolist(), pooled_cur.tolist()) == ([500, 300, 40, 3], [480, 310, 60, 2])
+    swapped = st.pool_sparse(cur, ref)
+    assert swapped[2].tolist() == kept.tolist()  # the same whichever side is which
+    always = np.array([False, False, False, False, True])  # e.g. __other__
+    pooled_ref, pooled_cur, kept = st.pool_sparse(ref, cur, always=always)
+    assert kept.tolist() == [True, True, False, False, False]
+    assert (pooled_ref.tolist(), pooled_cur.tolist()) == ([500, 300, 43], [480, 310, 62])
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "k_ref", "n_ref"),
+    [(1, 100, 0, 3000), (5, 100, 0, 3000), (90, 3000, 0, 3000), (660, 3000, 600, 3000)],
+)
+def test_the_exact_rate_test_is_fishers_one_sided(k: int, n: int, k_ref: int, n_ref: int) -> None:
+    expected = stats.fisher_exact([[k, n - k], [k_ref, n_ref - k_ref]], alternative="greater")
+    assert st.higher_rate_exact_pvalue(k, n, k_ref, n_ref) == pytest.approx(expected.pvalue)
+
+
+def test_the_exact_rate_test_holds_where_few_are_expected() -> None:
+    # One value of 3,100 in all, in the 100-event window: chance 100/3100. The pooled
+    # z-test calls it significant at 2e-8.
+    assert st.higher_rate_exact_pvalue(1, 100, 0, 3000) == pytest.approx(100 / 3100)
+    assert st.higher_rate_pvalue(1, 100, 0, 3000) < 1e-7
+    assert st.higher_rate_exact_pvalue(0, 100, 0, 3000) == 1.0
+    assert st.higher_rate_exact_pvalue(0, 100, 5, 3000) == 1.0
