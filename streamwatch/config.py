@@ -295,13 +295,24 @@ class SliceSettings(_Section):
 
     enabled: bool = Field(True, description="run this detector")
     features: tuple[str, ...] = Field((), description="features to slice by, besides segments")
-    protected: tuple[str, ...] = Field((), description="attributes whose fairness gaps to check")
+    protected: tuple[str, ...] = Field(
+        (),
+        description="attributes whose fairness gaps to check (sliced, listed as features or not)",
+    )
     max_slices: int = Field(20, ge=2, description="values tracked per dimension; the rest: other")
-    min_support: int = Field(100, ge=10, description="labelled events a slice needs")
-    warning: float = Field(0.05, gt=0, description="a slice this much worse than the rest warns")
+    min_support: int = Field(
+        100, ge=10, description="labelled events a slice needs, in the window and the reference"
+    )
+    warning: float = Field(
+        0.05,
+        gt=0,
+        description="a slice this much worse than in the reference, or this much further "
+        "behind the rest than in the reference, warns",
+    )
     critical: float = Field(0.15, gt=0, description="this much worse is critical")
-    # Many small slices are scanned every window: a strict level keeps chance gaps in a
-    # 5% slice (about 2 points of noise at 10,000 events) from alarming.
+    # Many small slices are scanned every window, each two ways (42 tests for seven
+    # slices): at this level about one window in a thousand breaches by chance, and a 5%
+    # slice losing 10 points at 10,000 events a window is found within two windows.
     alpha: float = Field(0.001, gt=0, lt=1, description="false discovery rate per window")
     parity_warning: float = Field(0.1, gt=0, description="parity and odds gaps that warn")
     parity_critical: float = Field(0.2, gt=0, description="gaps that are critical")
@@ -327,11 +338,29 @@ class ShadowSettings(_Section):
 
 
 class ConceptDriftSettings(_Section):
-    """A river change detector on each model's stream of errors (detectors/concept)."""
+    """Concept drift: each window's errors against the reference's errors on the same
+    kind of predictions, or a river change detector on the error stream (detectors/concept)."""
 
     enabled: bool = Field(True, description="run this detector")
-    detector: Literal["adwin", "page_hinkley", "ddm", "eddm"] = Field(
-        "adwin", description="river change detector; ddm and eddm read classifiers' misses only"
+    detector: Literal["reference", "adwin", "page_hinkley", "ddm", "eddm"] = Field(
+        "reference",
+        description="reference: a window's errors beyond those the reference makes on the "
+        "same predictions (follows daily cycles); adwin, page_hinkley, ddm, eddm: a river "
+        "change detector on the errors in arrival order (not seasonal-aware; ddm and eddm "
+        "read classifiers' misses only)",
+    )
+    warning: float = Field(
+        0.05,
+        gt=0,
+        description="excess error rate that warns (for a regressor: a share of the expected "
+        "mean absolute error)",
+    )
+    critical: float = Field(0.1, gt=0, description="excess error rate that is critical")
+    # One test per window, not a family: a strict level keeps chance excesses in windows
+    # of a few hundred labels to about one in a thousand windows.
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance level")
+    min_labels: int = Field(
+        100, ge=10, description="fewer labels in the window or the reference: no verdict"
     )
 
 

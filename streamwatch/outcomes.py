@@ -5,8 +5,18 @@ window's end plus the label horizon: labels may come on another topic, read at a
 pace than the predictions, so only their own clock says which have come. A model whose
 labels never come has its windows evaluated (label coverage 0%) once its predictions'
 time is a label time-to-live past that, and all are evaluated at the end of input.
-Outcomes of the windows pooled into the drift reference are pooled into the outcome
-reference. Labels for windows already evaluated are counted as late labels.
+Labels for windows already evaluated are counted as late labels.
+
+The first labelled windows make the outcome reference, whatever their drift role (a
+pinned drift reference has no labels; labels may start late): a :class:`Labelled` state
+(performance, slices, errors per calibration cell) pooled by a
+:class:`~streamwatch.reference.ReferencePool` until it holds ``REFERENCE__MIN_EVENTS``
+labels and, with ``REFERENCE__SEASON``, covers a whole season, by phase too. A later
+window's performance, slice performance and observed label shift are compared with the
+reference at its phase; concept drift with the whole reference, whose calibration cells
+follow a cycle of the inputs by themselves (and a phase holds too few labels to find a
+change of p(y|x) at night). Fairness is absolute and label coverage a report: neither is
+compared with the reference, and both are reported from the first labelled window on.
 """
 
 from __future__ import annotations
@@ -19,22 +29,53 @@ from typing import Any
 import numpy as np
 
 from streamwatch.batch import Batch
-from streamwatch.config import Settings
+from streamwatch.config import DetectorSettings, Settings
 from streamwatch.detectors import Finding, label_shift
-from streamwatch.detectors.concept import ConceptDrift
+from streamwatch.detectors.concept import Residuals, Sequential, classes
 from streamwatch.detectors.histogram import Binning
-from streamwatch.detectors.performance import Performance, class_label
+from streamwatch.detectors.performance import Performance
 from streamwatch.detectors.slices import Slices, bucket_labels, quartile_cuts
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
+from streamwatch.reference import ReferencePool
 from streamwatch.severity import Severity
 from streamwatch.windows import IdArray, WindowBounds
 
 
+class Labelled:
+    """What labelled outcomes give one window, or the outcome reference: performance,
+    slices and errors per calibration cell (concept drift). Pooled by a ReferencePool."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.performance = Performance(settings.performance)
+        self.slices = Slices(settings.slices, settings.performance.positive_class)
+        self.errors = Residuals(settings.concept_drift)
+
+    @property
+    def n(self) -> int:
+        return self.performance.n
+
+    def merge(self, other: Labelled) -> None:
+        self.performance.merge(other.performance)
+        self.slices.merge(other.slices)
+        self.errors.merge(other.errors)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "performance": self.performance.snapshot(),
+            "slices": self.slices.snapshot(),
+            "errors": self.errors.snapshot(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.performance.restore(state["performance"])
+        self.slices.restore(state["slices"])
+        self.errors.restore(state["errors"])
+
+
 @dataclass(slots=True)
 class _Window:
-    performance: Performance
-    slices: Slices
+    state: Labelled
     bounds: WindowBounds | None = None  # known once the window has closed
     predictions: int = 0
     labels: int = 0
@@ -72,14 +113,22 @@ class Outcomes:
         self.dimensions: list[str] = []  # slice dimensions, in the order first seen
         self.vocabulary: dict[str, set[str]] = {}  # slice values per dimension
         self.join = LabelJoin(settings.labels.max_pending, settings.labels.ttl)
-        self.concept = ConceptDrift(settings.detectors.concept_drift)
+        concept = settings.detectors.concept_drift
+        # A river detector reads the errors in arrival order; the default reads windows.
+        self.sequential = None if concept.detector == "reference" else Sequential(concept)
         self.windows: dict[int, _Window] = {}
-        self.reference: Performance | None = None
+        self.pool = ReferencePool(settings.reference, self._new)
         self.evaluated_through = -1  # window indexes up to this one are done
         self.latest = -math.inf  # the largest prediction time seen
         self.label_latest = -math.inf  # the largest label time seen
         self.joined = 0
         self.late = 0
+
+    @property
+    def reference(self) -> Performance | None:
+        """The outcome reference's performance (its confusion serves BBSE), complete or
+        still pooling."""
+        return None if self.pool.state is None else self.pool.state.performance
 
     @property
     def counts(self) -> LabelCounts:
@@ -114,8 +163,10 @@ class Outcomes:
             self._apply(waiting, regression)
 
     def _slice_values(self, batch: Batch, kept: np.ndarray) -> list[tuple[str | None, ...]]:
-        """Each kept prediction's value of every slice dimension (None where it has none)."""
-        for name in [*self.settings.detectors.slices.features, *sorted(batch.segments.categorical)]:
+        """Each kept prediction's value of every slice dimension (None where it has none).
+        Protected attributes are dimensions too, named as slice features or not."""
+        slices = self.settings.detectors.slices
+        for name in [*slices.features, *slices.protected, *sorted(batch.segments.categorical)]:
             if name not in self.dimensions:
                 self.dimensions.append(name)  # append only: stored tuples stay aligned
         columns = [self._slice_column(batch, name)[kept].tolist() for name in self.dimensions]
@@ -144,19 +195,20 @@ class Outcomes:
         self._apply(self.join.match(ids, [e.label for e in events], times), regression)
 
     def _apply(self, joined: Joined, regression: bool) -> None:
-        if self.settings.detectors.concept_drift.enabled:
-            self.concept.update(joined, regression)
+        if self.sequential is not None and self.settings.detectors.concept_drift.enabled:
+            self.sequential.update(joined, regression)
         for index in np.unique(joined.window).tolist():
             part = joined.take(joined.window == index)
             if index <= self.evaluated_through:
                 self.late += part.n
                 continue
             window = self._window(index)
-            window.performance.update(part, regression)
+            state = window.state
+            state.performance.update(part, regression)
+            state.errors.update(part, regression)
             if not regression and part.slices:
-                predicted = [str(p) for p in part.prediction.tolist()]
-                actual = [class_label(v) for v in part.label.tolist()]
-                window.slices.update(
+                predicted, actual = classes(part.prediction, str), classes(part.label)
+                state.slices.update(
                     self.dimensions, part.slices, predicted, actual, self.vocabulary
                 )
             window.labels += part.n
@@ -185,50 +237,59 @@ class Outcomes:
     def _evaluate(self, index: int) -> Evaluated:
         window = self.windows.pop(index)
         self.evaluated_through = max(self.evaluated_through, index)
-        # Changes found among late labels of windows judged already: nowhere to report.
-        stale = [w for w in self.concept.changes if w < index]
-        for w in stale:
-            del self.concept.changes[w]
-        assert window.bounds is not None
-        coverage = _coverage(self.model_id, window)
-        concept = self.concept.evaluate(self.model_id, window.bounds)
-        # The first labelled windows make the outcome reference, until it holds the
-        # reference's minimum: whatever their drift role (a pinned drift reference, or
-        # labels that started late, must not leave label-based detectors without one).
-        if self.reference is None or self.reference.n < self.settings.reference.min_events:
-            if window.performance.n:
-                if self.reference is None:
-                    self.reference = window.performance
-                else:
-                    self.reference.merge(window.performance)
-            return Evaluated(window.bounds, [coverage])
-        findings = [coverage]
+        bounds, state = window.bounds, window.state
+        assert bounds is not None
         detectors = self.settings.detectors
-        if detectors.concept_drift.enabled:
-            findings.append(concept)
-        if self.reference is not None and detectors.performance.enabled:
-            findings += window.performance.evaluate(self.model_id, window.bounds, self.reference)
+        findings = [_coverage(self.model_id, window)]
+        sequential = None
+        if self.sequential is not None:
+            # Changes found among late labels of windows judged already: nowhere to report.
+            for w in [w for w in self.sequential.changes if w < index]:
+                del self.sequential.changes[w]
+            sequential = self.sequential.evaluate(self.model_id, bounds)
+        fairness = state.slices.fairness(self.model_id, bounds) if detectors.slices.enabled else []
+        pool = self.pool
+        if state.n and pool.add(bounds, state):  # pooled into the outcome reference
+            return Evaluated(bounds, findings + fairness)
+        if pool.complete:
+            if sequential is not None and detectors.concept_drift.enabled:
+                findings.append(sequential)
+            findings += self._compare(bounds, state)
+        return Evaluated(bounds, findings + fairness)
+
+    def _compare(self, bounds: WindowBounds, state: Labelled) -> list[Finding]:
+        """A window's findings against the outcome reference at its phase (not fairness,
+        which is absolute, nor label coverage). Concept drift reads the whole reference:
+        its cells follow the cycle already, and a phase's few labels would blunt it."""
+        model, detectors = self.model_id, self.settings.detectors
+        whole, reference = self.pool.state, self.pool.of(bounds)
+        assert whole is not None
+        findings = []
+        if detectors.concept_drift.enabled and self.sequential is None:
+            concept = state.errors.evaluate(model, bounds, whole.errors)
+            findings += [concept] if concept else []
+        if detectors.performance.enabled:
+            findings += state.performance.evaluate(model, bounds, reference.performance)
         if detectors.slices.enabled:
-            findings += window.slices.evaluate(self.model_id, window.bounds)
-        if self.reference is not None and detectors.label_shift.enabled:
+            findings += state.slices.evaluate(model, bounds, reference.slices)
+        if detectors.label_shift.enabled:
             shift = label_shift.observed(
-                self.model_id,
-                window.bounds,
-                window.performance.confusion,
-                self.reference.confusion,
+                model,
+                bounds,
+                state.performance.confusion,
+                reference.performance.confusion,
                 detectors.label_shift,
             )
             findings += [shift] if shift else []
-        return Evaluated(window.bounds, findings)
+        return findings
+
+    def _new(self) -> Labelled:
+        return Labelled(self.settings.detectors)
 
     def _window(self, index: int) -> _Window:
         window = self.windows.get(index)
         if window is None:
-            detectors = self.settings.detectors
-            window = self.windows[index] = _Window(
-                Performance(detectors.performance),
-                Slices(detectors.slices, detectors.performance.positive_class),
-            )
+            window = self.windows[index] = _Window(self._new())
         return window
 
     def snapshot(self) -> dict[str, Any]:
@@ -241,13 +302,12 @@ class Outcomes:
                     w.predictions,
                     w.labels,
                     w.delay_total,
-                    w.performance.snapshot(),
-                    w.slices.snapshot(),
+                    w.state.snapshot(),
                 ]
                 for index, w in sorted(self.windows.items())
             ],
-            "reference": None if self.reference is None else self.reference.snapshot(),
-            "concept": self.concept.snapshot(),
+            "pool": self.pool.snapshot(),
+            "sequential": None if self.sequential is None else self.sequential.snapshot(),
             "dimensions": self.dimensions,
             "vocabulary": {k: sorted(v) for k, v in self.vocabulary.items()},
             "evaluated_through": self.evaluated_through,
@@ -260,18 +320,15 @@ class Outcomes:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.join.restore(state["join"])
         self.windows = {}
-        for index, bounds, predictions, labels, delay, performance, slices in state["windows"]:
+        for index, bounds, predictions, labels, delay, outcomes in state["windows"]:
             window = self._window(int(index))
             window.bounds = None if bounds is None else WindowBounds(*bounds)
             window.predictions = int(predictions)
             window.labels, window.delay_total = int(labels), float(delay)
-            window.performance.restore(performance)
-            window.slices.restore(slices)
-        self.reference = None
-        if state["reference"] is not None:
-            self.reference = Performance(self.settings.detectors.performance)
-            self.reference.restore(state["reference"])
-        self.concept.restore(state["concept"])
+            window.state.restore(outcomes)
+        self.pool.restore(state["pool"])
+        if self.sequential is not None and state["sequential"] is not None:
+            self.sequential.restore(state["sequential"])
         self.dimensions = list(state["dimensions"])
         self.vocabulary = {k: set(v) for k, v in state["vocabulary"].items()}
         self.evaluated_through = int(state["evaluated_through"])

@@ -1,4 +1,5 @@
-"""The shared checks for the states built from labelled outcomes: performance, slices.
+"""The shared checks for the states built from labelled outcomes: performance, slices,
+errors per calibration cell (concept drift), and the composite the outcome reference pools.
 
 Merging states built on parts of a stream equals the state of the whole stream, and a
 snapshot survives msgpack (the checkpoint's encoding) unchanged.
@@ -14,10 +15,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamwatch.config import PerformanceSettings, SliceSettings
+from streamwatch.config import (
+    ConceptDriftSettings,
+    DetectorSettings,
+    PerformanceSettings,
+    SliceSettings,
+)
+from streamwatch.detectors.concept import Residuals
 from streamwatch.detectors.performance import Performance
 from streamwatch.detectors.slices import Slices
 from streamwatch.join import Joined
+from streamwatch.outcomes import Labelled
 
 
 def joined(seed: int, n: int, regression: bool) -> Joined:
@@ -113,3 +121,51 @@ def test_slices_snapshot_round_trips_through_msgpack() -> None:
     assert {k: v.tolist() for k, v in restored.counts.items()} == {
         k: v.tolist() for k, v in state.counts.items()
     }
+
+
+def residuals(part: Joined, regression: bool) -> Residuals:
+    state = Residuals(ConceptDriftSettings())
+    state.update(part, regression)
+    return state
+
+
+@pytest.mark.parametrize("regression", [False, True])
+@given(seed=st.integers(0, 500), cuts=st.lists(st.integers(0, 400), max_size=4))
+def test_residuals_merge_equals_the_whole(regression: bool, seed: int, cuts: list[int]) -> None:
+    whole = joined(seed, 400, regression)
+    merged = Residuals(ConceptDriftSettings())
+    for part in parts(whole, cuts):
+        merged.merge(residuals(part, regression))
+    expected = residuals(whole, regression).snapshot()
+    got = merged.snapshot()
+    assert got["regression"] == expected["regression"]
+    assert [row[:3] for row in got["cells"]] == [row[:3] for row in expected["cells"]]
+    for a, b in zip(got["cells"], expected["cells"], strict=True):
+        assert a[3:] == pytest.approx(b[3:])
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_residuals_snapshot_round_trips_through_msgpack(regression: bool) -> None:
+    state = residuals(joined(3, 300, regression), regression)
+    restored = Residuals(ConceptDriftSettings())
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(state.snapshot())))
+    assert restored.snapshot() == state.snapshot()
+
+
+def labelled(part: Joined) -> Labelled:
+    state = Labelled(DetectorSettings())
+    state.performance.update(part, regression=False)
+    state.errors.update(part, regression=False)
+    predicted = [str(p) for p in part.prediction.tolist()]
+    actual = [str(a) for a in part.label.tolist()]
+    state.slices.update(["region", "group"], part.slices, predicted, actual, {})
+    return state
+
+
+def test_the_pooled_composite_merges_counts_and_round_trips_through_msgpack() -> None:
+    a, b = labelled(joined(4, 300, regression=False)), labelled(joined(5, 200, regression=False))
+    a.merge(b)
+    assert a.n == 500
+    restored = Labelled(DetectorSettings())
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(a.snapshot())))
+    assert restored.snapshot() == a.snapshot()
