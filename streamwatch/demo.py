@@ -24,21 +24,26 @@ HOURS = 10
 SHIFT_AT = START + 6 * 3600 + 20 * 60  # 06:20, inside the 06:00 window
 
 # Ground truth: (model, detector, subject) that must alert, and nothing else, with the
-# windows (hours since START) where detection is expected: drift where the shift starts
-# or the next; fraud's errors (the shift sends many more transactions over the fixed
-# review threshold) as its labels come in, an hour late: the change in its error stream
-# first, the accuracy of a whole window after.
+# windows (hours since START) where detection is expected (an escalation counts where it
+# happens): drift where the shift starts or the next, with the values it pushes beyond
+# the reference's range; fraud's performance (the shift sends many more transactions
+# over the fixed review threshold: more false positives) as its labels come in, an hour
+# late, in both regions. Not concept drift: p(y|x) stays the score, the errors follow
+# the scores' cells.
 DRIFT_WINDOWS = (6, 7)
+LABELLED_WINDOWS = (6, 7, 8, 9)
 EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
     ("fraud", "feature_drift", "amount"): DRIFT_WINDOWS,
     ("fraud", "feature_drift", "country"): DRIFT_WINDOWS,
+    ("fraud", "data_quality", "amount"): DRIFT_WINDOWS,
     ("fraud", "prediction_drift", "score"): DRIFT_WINDOWS,
-    # The predicted class's drift is a warning, inhibited by the critical drift of the
-    # score (one detector): only the score's alert is sent.
+    ("fraud", "prediction_drift", "prediction"): DRIFT_WINDOWS,
     ("fraud", "out_of_distribution", "inputs"): DRIFT_WINDOWS,
-    ("fraud", "performance", "accuracy"): (6, 7, 8),
-    ("fraud", "concept_drift", "errors"): (6, 7, 8),
+    ("fraud", "performance", "accuracy"): LABELLED_WINDOWS,
+    ("fraud", "slice_performance", "region=EU"): LABELLED_WINDOWS,
+    ("fraud", "slice_performance", "region=NA"): LABELLED_WINDOWS,
     ("eta", "feature_drift", "traffic_index"): DRIFT_WINDOWS,
+    ("eta", "data_quality", "traffic_index"): DRIFT_WINDOWS,
     ("eta", "prediction_drift", "prediction"): DRIFT_WINDOWS,
 }
 
