@@ -4,10 +4,11 @@ Latency is kept in a log-bucketed sketch (1% relative accuracy, mergeable, no va
 kept). Its p95 and p99 alarm when they rose by a relative margin and the share of events
 slower than the reference's quantile is significantly above what that quantile means
 (5% or 1%: a one-sided binomial test); a configured p99 limit is checked the same way.
-The error rate is compared one-sidedly with the reference's (two proportions). The
+The error rate is compared one-sidedly with the reference's (Fisher's exact test). The
 volume alarms when the window's event count is a factor away from what the reference's
 rate (events per second of event time) predicts for the window, and a Poisson test says
-so; a pinned reference file works as well as pooled windows.
+so; a pinned reference file works as well as pooled windows. ``alpha`` is the level of
+a window's tests together (Bonferroni over the checks made).
 """
 
 from __future__ import annotations
@@ -112,18 +113,25 @@ class Operational:
 
     def evaluate(self, model: str, window: WindowBounds, reference: Operational) -> list[Finding]:
         s = self.settings
-        found = []
         # A window cut short (the end of input) would read as a drop: volume only counts
         # for windows whose events span most of their length.
         length = window.end - window.start
-        if self.last - self.first >= 0.9 * length and reference.last > reference.first:
-            found.append(self._volume(model, window, reference, length))
-        if min(self.latency.n, reference.latency.n) >= s.min_samples:
-            found += [self._latency(model, window, reference, q) for q in (0.95, 0.99)]
-            if s.latency_p99_limit_ms is not None:
-                found.append(self._limit(model, window, s.latency_p99_limit_ms))
-        if min(self.flagged, reference.flagged) >= s.min_samples:
-            found.append(self._errors(model, window, reference))
+        volume = self.last - self.first >= 0.9 * length and reference.last > reference.first
+        latency = min(self.latency.n, reference.latency.n) >= s.min_samples
+        limit = latency and s.latency_p99_limit_ms is not None
+        errors = min(self.flagged, reference.flagged) >= s.min_samples
+        # ALPHA is the level of the window's tests together (Bonferroni), so that the
+        # detector raises a false alarm in about one window of 1 / ALPHA.
+        level = s.alpha / max(1, volume + 2 * latency + limit + errors)
+        found = []
+        if volume:
+            found.append(self._volume(model, window, reference, length, level))
+        if latency:
+            found += [self._latency(model, window, reference, q, level) for q in (0.95, 0.99)]
+        if limit and s.latency_p99_limit_ms is not None:
+            found.append(self._limit(model, window, s.latency_p99_limit_ms, level))
+        if errors:
+            found.append(self._errors(model, window, reference, level))
         return found
 
     def _finding(
@@ -157,7 +165,9 @@ class Operational:
             details=details,
         )
 
-    def _latency(self, model: str, window: WindowBounds, ref: Operational, q: float) -> Finding:
+    def _latency(
+        self, model: str, window: WindowBounds, ref: Operational, q: float, level: float
+    ) -> Finding:
         ref_q, cur_q = ref.latency.quantile(q), self.latency.quantile(q)
         slower = self.latency.above(ref_q)
         test = binomtest(slower, self.latency.n, 1 - q, alternative="greater")
@@ -170,7 +180,7 @@ class Operational:
             "relative_increase",
             rise,
             (self.settings.latency_warning, self.settings.latency_critical),
-            test.pvalue <= self.settings.alpha,
+            test.pvalue <= level,
             ref.latency.n,
             self.latency.n,
             f"latency {label} {ref_q:.3g} ms → {cur_q:.3g} ms ({rise:+.0%}); "
@@ -178,7 +188,7 @@ class Operational:
             {"current_ms": cur_q, "reference_ms": ref_q, "p_value": float(test.pvalue)},
         )
 
-    def _limit(self, model: str, window: WindowBounds, limit: float) -> Finding:
+    def _limit(self, model: str, window: WindowBounds, limit: float, level: float) -> Finding:
         slower = self.latency.above(limit)
         test = binomtest(slower, self.latency.n, 0.01, alternative="greater")
         p99 = self.latency.quantile(0.99)
@@ -190,14 +200,14 @@ class Operational:
             "relative_excess",
             max(over, 0.0),
             (1e-9, self.settings.latency_critical),
-            test.pvalue <= self.settings.alpha,
+            test.pvalue <= level,
             0,
             self.latency.n,
             f"latency p99 {p99:.3g} ms against a limit of {limit:g} ms",
             {"p99_ms": p99, "limit_ms": limit, "p_value": float(test.pvalue)},
         )
 
-    def _errors(self, model: str, window: WindowBounds, ref: Operational) -> Finding:
+    def _errors(self, model: str, window: WindowBounds, ref: Operational, level: float) -> Finding:
         rate, ref_rate = self.errors / self.flagged, ref.errors / ref.flagged
         pvalue = st.higher_rate_pvalue(self.errors, self.flagged, ref.errors, ref.flagged)
         return self._finding(
@@ -207,14 +217,16 @@ class Operational:
             "increase",
             rate - ref_rate,
             (self.settings.error_warning, self.settings.error_critical),
-            pvalue <= self.settings.alpha,
+            pvalue <= level,
             ref.flagged,
             self.flagged,
             f"error rate {ref_rate:.2%} → {rate:.2%}",
             {"rate": rate, "reference": ref_rate, "p_value": pvalue},
         )
 
-    def _volume(self, model: str, window: WindowBounds, ref: Operational, length: float) -> Finding:
+    def _volume(
+        self, model: str, window: WindowBounds, ref: Operational, length: float, level: float
+    ) -> Finding:
         expected = ref.events / (ref.last - ref.first) * length
         factor = max(self.events, 1) / max(expected, 1)
         fold = max(factor, 1 / factor)  # a drop to a third and a tripling both read 3
@@ -228,7 +240,7 @@ class Operational:
             "fold_change",
             fold,
             (self.settings.volume_warning, self.settings.volume_critical),
-            pvalue <= self.settings.alpha,
+            pvalue <= level,
             ref.events,
             self.events,
             f"{self.events:,} events where the reference's rate predicts {expected:,.0f} "

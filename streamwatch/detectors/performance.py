@@ -30,6 +30,7 @@ from streamwatch.windows import WindowBounds
 
 SCORE_BINS = 100
 ECE_BINS = 10
+RESAMPLES = (1_000, 20_000)  # p-values down to 5e-5: below ALPHA / 8 metrics
 _EPS = 1e-15  # log loss of a confident mistake is large, not infinite
 _LOSSES = ("log_loss", "brier", "abs_error", "sq_error", "abs_pct_error")
 
@@ -298,29 +299,38 @@ def _mean_metric(
     return [_Metric(name, show(mean), show(mean_ref), pvalue, False)]
 
 
-def _ece(counts: np.ndarray, sums: np.ndarray) -> float:
-    """Expected calibration error over 10 equal-width bins."""
+def _ece(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Expected calibration error over 10 equal-width bins, of one window's cells
+    (counts: label x score bin; sums: scores per bin) or of a stack of them."""
     coarse = SCORE_BINS // ECE_BINS
-    n = counts.reshape(2, ECE_BINS, coarse).sum(axis=2)
-    total = n.sum(axis=0)
-    score = sums.reshape(ECE_BINS, coarse).sum(axis=1)
-    used = total > 0
-    gap = np.abs(score[used] / total[used] - n[1][used] / total[used])
-    return float((total[used] * gap).sum() / total.sum())
+    n = counts.reshape(*counts.shape[:-1], ECE_BINS, coarse).sum(axis=-1)
+    total = n.sum(axis=-2)
+    score = sums.reshape(*sums.shape[:-1], ECE_BINS, coarse).sum(axis=-1)
+    positives = n[..., 1, :]
+    safe = np.maximum(total, 1)
+    gap = np.where(total > 0, np.abs(score / safe - positives / safe), 0.0)
+    ece: np.ndarray = (total * gap).sum(axis=-1) / np.maximum(total.sum(axis=-1), 1)
+    return ece
 
 
 def _ece_metric(current: Performance, ref: Performance) -> _Metric:
     """ECE, and how often a window of the current size drawn from the reference's
     calibration (its bin-by-label cells, its mean score per bin) shows one this large:
-    the small-sample upward bias of ECE is then in the null, not read as drift."""
-    ece = _ece(current.score_counts, current.score_sums)
-    ece_ref = _ece(ref.score_counts, ref.score_sums)
+    the small-sample upward bias of ECE is then in the null, not read as drift. Enough
+    draws (RESAMPLES) that a p-value can reach ALPHA after the window's correction."""
+    ece = float(_ece(current.score_counts, current.score_sums))
+    ece_ref = float(_ece(ref.score_counts, ref.score_sums))
     cells = ref.score_counts.ravel().astype(np.float64)
     n = int(current.score_counts.sum())
-    rng = np.random.default_rng(0)  # deterministic: the same state gives the same verdict
-    resampled = rng.multinomial(n, cells / cells.sum(), size=1000).reshape(1000, 2, SCORE_BINS)
     totals = ref.score_counts.sum(axis=0)
     means = np.divide(ref.score_sums, totals, out=np.zeros(SCORE_BINS), where=totals > 0)
-    null = np.array([_ece(r, means * r.sum(axis=0)) for r in resampled])
-    pvalue = float((np.sum(null >= ece) + 1) / (len(null) + 1))
+    rng = np.random.default_rng(0)  # deterministic: the same state gives the same verdict
+    pvalue = 1.0
+    for draws in RESAMPLES:  # more draws only where the first few say it may be small
+        resampled = rng.multinomial(n, cells / cells.sum(), size=draws)
+        resampled = resampled.reshape(draws, 2, SCORE_BINS)
+        null = _ece(resampled, means * resampled.sum(axis=1))
+        pvalue = float((np.sum(null >= ece) + 1) / (draws + 1))
+        if pvalue > 0.01:
+            break
     return _Metric("ece", ece, ece_ref, pvalue, False, absolute=True)

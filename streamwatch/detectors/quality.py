@@ -5,7 +5,7 @@ schema changes (a feature appears or disappears), per feature and window.
 It reads the aggregates feature drift keeps (missing counts, the fine grid's open-ended
 bins, category counts), so nothing is counted twice. A rate is compared with the
 reference's by a one-sided test, Fisher's exact (the pooled z-test claims significance
-where few are expected: see :func:`statistics.higher_rate_exact_pvalue`),
+where few are expected: see :func:`statistics.higher_rate_pvalue`),
 Benjamini-Hochberg-adjusted across every check of the window. A significant rise warns
 from ``warning`` (1 point) up and is critical from ``critical`` (20 points): 3% of values
 of the wrong type where the reference had none is a warning at a few thousand events.
@@ -56,7 +56,7 @@ class _Rate:
     @property
     def pvalue(self) -> float:
         k_ref, n_ref = round(self.reference * self.worth), round(self.n_reference * self.worth)
-        return st.higher_rate_exact_pvalue(self.current, self.n, k_ref, max(n_ref, 1))
+        return st.higher_rate_pvalue(self.current, self.n, k_ref, max(n_ref, 1))
 
 
 def evaluate(

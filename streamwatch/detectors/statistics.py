@@ -171,14 +171,7 @@ def one_sided(difference: float, se: float) -> float:
     return float(norm.sf(difference / se))
 
 
-def higher_rate_pvalue(k: float, n: float, k_ref: float, n_ref: float) -> float:
-    """One-sided pooled two-proportion z-test that the rate k/n exceeds k_ref/n_ref."""
-    pooled = (k + k_ref) / (n + n_ref)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_ref))
-    return one_sided(k / n - k_ref / n_ref, se)
-
-
-def higher_rate_exact_pvalue(k: int, n: int, k_ref: int, n_ref: int) -> float:
+def higher_rate_pvalue(k: int, n: int, k_ref: int, n_ref: int) -> float:
     """One-sided Fisher exact test that the rate k/n exceeds k_ref/n_ref: given the
     k + k_ref events counted on both sides, the chance that at least k of them fall
     among the current n (hypergeometric). Valid at any count, where the pooled z-test

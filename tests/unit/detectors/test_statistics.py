@@ -156,13 +156,12 @@ def test_pooling_judges_sparseness_on_both_sides_and_pools_what_it_is_told_to() 
 )
 def test_the_exact_rate_test_is_fishers_one_sided(k: int, n: int, k_ref: int, n_ref: int) -> None:
     expected = stats.fisher_exact([[k, n - k], [k_ref, n_ref - k_ref]], alternative="greater")
-    assert st.higher_rate_exact_pvalue(k, n, k_ref, n_ref) == pytest.approx(expected.pvalue)
+    assert st.higher_rate_pvalue(k, n, k_ref, n_ref) == pytest.approx(expected.pvalue)
 
 
 def test_the_exact_rate_test_holds_where_few_are_expected() -> None:
     # One value of 3,100 in all, in the 100-event window: chance 100/3100. The pooled
     # z-test calls it significant at 2e-8.
-    assert st.higher_rate_exact_pvalue(1, 100, 0, 3000) == pytest.approx(100 / 3100)
-    assert st.higher_rate_pvalue(1, 100, 0, 3000) < 1e-7
-    assert st.higher_rate_exact_pvalue(0, 100, 0, 3000) == 1.0
-    assert st.higher_rate_exact_pvalue(0, 100, 5, 3000) == 1.0
+    assert st.higher_rate_pvalue(1, 100, 0, 3000) == pytest.approx(100 / 3100)
+    assert st.higher_rate_pvalue(0, 100, 0, 3000) == 1.0
+    assert st.higher_rate_pvalue(0, 100, 5, 3000) == 1.0
