@@ -30,21 +30,10 @@ from streamwatch.outbox import Outbox
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.file import FileSink
 from tests.factories import origin
+from tests.scenarios.streams import DETECTORS as EVERY_DETECTOR
 
 # Every detector that judges (label coverage only reports, never alarms).
-DETECTORS = {
-    "feature_drift",
-    "prediction_drift",
-    "data_quality",
-    "out_of_distribution",
-    "operational",
-    "performance",
-    "concept_drift",
-    "label_shift",
-    "slice_performance",
-    "fairness",
-    "shadow",
-}
+DETECTORS = set(EVERY_DETECTOR) - {"labels"}
 
 
 def stream(rng: np.random.Generator) -> list[bytes]:
