@@ -128,7 +128,7 @@ def test_the_types_read_from_the_model() -> None:
         "STREAMWATCH_KAFKA__TOPICS": '| list (JSON) of strings | `["predictions"]` |',
         "STREAMWATCH_KAFKA__SASL_PASSWORD": "| secret | *unset* |",
         "STREAMWATCH_REFERENCE__MIN_EVENTS": "| integer ≥ 1 | `1000` |",
-        "STREAMWATCH_DETECTORS__FEATURE_DRIFT__ALPHA": "| number > 0 and < 1 | `0.01` |",
+        "STREAMWATCH_DETECTORS__FEATURE_DRIFT__ALPHA": "| number > 0 and < 1 | `0.001` |",
         "STREAMWATCH_SINKS__<NAME>__MIN_SEVERITY": "| one of: warning, critical | `warning` |",
         "STREAMWATCH_SINKS__<NAME>__PATH": "| path | *required* |",
         "STREAMWATCH_ALERTS__DETECTORS__<DETECTOR>__FIRE_AFTER": "| integer ≥ 1 | `1` |",
