@@ -138,10 +138,13 @@ def _slice(name: str, offset: float) -> Scenario:
     return Scenario(name, stream, CHANGE + AFTER_CHANGE, ("slice_performance",), f"region={SLICE}")
 
 
+WIDE_NULL = "null, 200 to 20,000 a window"
 SCENARIOS = {
     s.name: s
     for s in [
         Scenario("null", Stream(), NULL_WINDOWS),
+        # Windows from about 200 to 20,000 events: a hundredfold between night and day.
+        Scenario(WIDE_NULL, Stream(seed=16, peak=20_000), NULL_WINDOWS),
         _change("shift 0.4 sd", "shift", 0.4, "feature_drift", "credit_score"),
         _change("shift 0.2 sd", "shift", 0.2, "feature_drift", "credit_score"),
         _change("mix 12 points", "mix", 0.12, "feature_drift", "channel"),

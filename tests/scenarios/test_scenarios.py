@@ -23,6 +23,7 @@ from tests.scenarios.streams import (
     LABEL_DELAY,
     SCENARIOS,
     SLICE,
+    WIDE_NULL,
     Stream,
     Window,
     generate,
@@ -137,10 +138,13 @@ def test_every_change_has_its_stated_size() -> None:
 
 
 @pytest.mark.scenario
+@pytest.mark.parametrize("stream", ["null", WIDE_NULL])
 @pytest.mark.parametrize("detector", [*DETECTORS, "other"])
-def test_a_null_stream_notifies_nothing(run: Callable[[str], Run], detector: str) -> None:
+def test_a_null_stream_notifies_nothing(
+    run: Callable[[str], Run], stream: str, detector: str
+) -> None:
     """A day of reference and 156 windows of the same stream: no firing notification."""
-    null = run("null")
+    null = run(stream)
     assert null.evaluated >= 150
     alerts = [
         a
