@@ -33,8 +33,8 @@ on a chronic gap). Where the whole model gets worse, every slice is worse than i
 reference: those findings then say where, the performance detector that it did; the gap
 comparison stays quiet.
 
-Fairness stays absolute (each window on its own, never against the reference, and not
-bounded by the reference's windows): for each protected attribute, demographic parity
+Fairness stays absolute (each window on its own, never against the reference): for
+each protected attribute, demographic parity
 difference (selection rates), disparate impact ratio (the four-fifths rule), equal
 opportunity difference (true-positive rates) and equalized odds difference (the larger
 of the true- and false-positive rate gaps), each gated by a chi-square test of the

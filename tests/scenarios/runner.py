@@ -170,19 +170,17 @@ class Run:
 
     def trace(self, detector: str, subject: str | None, first: int, last: int) -> str:
         """A detector's findings about windows ``first`` to ``last``: what it measured,
-        against which threshold and null bound, and what it said."""
+        against which threshold, and what it said."""
         lines = []
         for seen in self.windows:
             if not first <= seen.index <= last:
                 continue
             for f in seen.findings:
                 if f.detector == detector and subject in (None, f.subject):
-                    bound = f.details.get("null_bound")
                     lines.append(
                         f"window {seen.index} ({clock(seen.index)}, {seen.role}, n={seen.n}): "
                         f"{f.subject} {f.statistic} {f.value:.4g} threshold {f.threshold:.4g}"
-                        + ("" if bound is None else f" null bound {bound:.4g}")
-                        + f" {f.severity.value}: {f.explanation}"
+                        f" {f.severity.value}: {f.explanation}"
                     )
         return "\n".join(lines) or f"(no {detector} finding in windows {first}..{last})"
 
