@@ -37,26 +37,26 @@ reported with the window its label's prediction belonged to. They know nothing o
 reference and are not seasonal-aware: on a stream whose error rate cycles between 0.20
 and 0.29 over the day, ADWIN alarms in 19 to 26 of 168 hourly windows (the stream of the
 tests), where the default is silent.
-Their state has no merge (one detector per model, pickled whole, in streamwatch's own
-state file); DDM and EDDM read classifiers' misses only.
+Their state has no merge (one detector per model); it is written as plain data, field by
+field (river_state.py). DDM and EDDM read classifiers' misses only.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
-from river import drift
-from river.drift import binary
 
 from streamwatch.config import ConceptDriftSettings
+from streamwatch.detectors import river_state
 from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Finding
 from streamwatch.detectors.performance import class_label
+from streamwatch.errors import StateError
 from streamwatch.join import Joined
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -66,13 +66,6 @@ GRID = 8  # regression cells per doubling of the predicted value's magnitude
 MIN_CELL = 100  # reference labels per cell
 PSEUDO = 2.0  # a cell's error variance is shrunk towards the reference's by this many labels
 N, SUM, SQUARES = range(3)
-
-_RIVER: dict[str, Any] = {
-    "adwin": drift.ADWIN,
-    "page_hinkley": drift.PageHinkley,
-    "ddm": binary.DDM,
-    "eddm": binary.EDDM,
-}
 
 
 class Residuals:
@@ -314,10 +307,10 @@ class Sequential:
     name = "concept_drift"
 
     def __init__(self, settings: ConceptDriftSettings) -> None:
-        if settings.detector not in _RIVER:
+        if settings.detector not in river_state.KINDS:
             raise ValueError(f"{settings.detector!r} is not a river change detector")
         self.settings = settings
-        self.detector: Any = _RIVER[settings.detector]()  # river is untyped
+        self.detector: Any = river_state.KINDS[settings.detector]()  # river is untyped
         self.changes: dict[int, int] = {}  # window index -> changes found in its labels
 
     def update(self, joined: Joined, regression: bool) -> None:
@@ -368,10 +361,19 @@ class Sequential:
         )
 
     def snapshot(self) -> dict[str, Any]:
-        # river's detectors are plain objects with no exchange format of their own; the
-        # state file is streamwatch's own, so pickling them is safe here.
-        return {"detector": pickle.dumps(self.detector), "changes": list(self.changes.items())}
+        # Data only: this state crosses the changelog topic, and whoever can write there
+        # must not be able to make the daemon run anything.
+        return {
+            "detector": river_state.snapshot(self.settings.detector, self.detector),
+            "changes": [[w, c] for w, c in self.changes.items()],
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.detector = pickle.loads(state["detector"])
-        self.changes = {int(w): int(c) for w, c in state["changes"]}
+        """Refuses (StateError) what :meth:`snapshot` does not write, e.g. the pickled
+        detectors of streamwatch before river_state."""
+        try:
+            changes = msgspec.convert(state.get("changes"), list[tuple[int, int]], strict=True)
+        except msgspec.ValidationError as exc:
+            raise StateError(f"concept drift's window changes are malformed ({exc})") from None
+        self.detector = river_state.restore(self.settings.detector, state.get("detector"))
+        self.changes = dict(changes)
