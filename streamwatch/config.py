@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from streamwatch.errors import ConfigError
+from streamwatch.redact import MaskedSecretUrl, MaskedUrl
 from streamwatch.severity import Severity
 
 ENV_PREFIX = "STREAMWATCH_"
@@ -64,7 +65,8 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: a sink's may hold a URL with its token.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class KafkaSettings(_Section):
@@ -455,14 +457,14 @@ class AppriseSinkSettings(_SinkBase):
     """Chat and email through apprise: mailto://, slack://, discord://, tgram://, ..."""
 
     kind: Literal["apprise"]
-    urls: tuple[SecretStr, ...] = Field(min_length=1, description="apprise URLs (secrets)")
+    urls: tuple[MaskedSecretUrl, ...] = Field(min_length=1, description="apprise URLs (secrets)")
 
 
 class WebhookSinkSettings(_SinkBase):
     """Alertmanager's webhook payload, signed the Standard Webhooks way."""
 
     kind: Literal["webhook"]
-    url: str = Field(description="endpoint each notification is POSTed to")
+    url: MaskedSecretUrl = Field(description="endpoint each notification is POSTed to")
     secret: SecretStr | None = Field(None, description="whsec_... signing secret")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="header -> value, sent with every request (secrets)"
@@ -481,7 +483,7 @@ class RetrainSinkSettings(_SinkBase):
         description="the API called: GitHub workflow_dispatch or repository_dispatch, "
         "an Airflow DAG run (REST API v1), or any JSON endpoint",
     )
-    url: str = Field(description="the dispatch, DAG-run or generic endpoint")
+    url: MaskedSecretUrl = Field(description="the dispatch, DAG-run or generic endpoint")
     token: SecretStr | None = Field(None, description="bearer token (GitHub) or basic user:pass")
     ref: str = Field("main", description="git ref of a workflow_dispatch")
     event_type: str = Field("streamwatch-retrain", description="repository_dispatch type")
@@ -494,7 +496,7 @@ class JiraSinkSettings(_SinkBase):
     """One Jira issue per alert (REST API v2); repeats and the resolution comment on it."""
 
     kind: Literal["jira"]
-    url: str = Field(description="base URL, e.g. https://example.atlassian.net")
+    url: MaskedUrl = Field(description="base URL, e.g. https://example.atlassian.net")
     project: str = Field(description="key of the project issues are created in")
     issue_type: str = Field("Bug", description="issue type of the issues created")
     user: str = Field(description="account email (Cloud) or user name")
@@ -508,7 +510,7 @@ class GithubIssueSinkSettings(_SinkBase):
     kind: Literal["github_issue"]
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
     token: SecretStr = Field(description="token with write access to the issues (to label them)")
-    api_url: str = Field(
+    api_url: MaskedUrl = Field(
         "https://api.github.com",
         description="REST API root; GitHub Enterprise: https://HOST/api/v3",
     )
@@ -663,7 +665,7 @@ class HistorySettings(_Section):
 class ReportSettings(_Section):
     """The HTML report (report/): served at /report, linked from alerts."""
 
-    base_url: str | None = Field(
+    base_url: MaskedUrl | None = Field(
         None,
         description="the daemon's server as readers reach it (e.g. https://sw.example.com); "
         "alerts then link to {base_url}/report?model=M&window=START",
@@ -681,6 +683,7 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         case_sensitive=False,
+        hide_input_in_errors=True,
     )
 
     kafka: KafkaSettings = KafkaSettings()

@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from streamwatch.config import ENV_PREFIX, NESTED, Settings, parse_duration
+from streamwatch.redact import SecretUrl
 
 OUTPUT = Path("docs/configuration.md")
 COMMAND = "python -m streamwatch.config_reference"
@@ -66,6 +67,9 @@ Values:
   its own as `...{NESTED}<KEY>=value`, but the key is then lower-cased: use JSON where a
   key has capitals (model ids, label names, header names).
 - **secret**: never printed or logged; best kept in `--secrets-dir` files.
+- **secret URL**: used as given, printed and logged masked: its user and password, its
+  query values and (for an incoming webhook: Slack, Discord, Teams, `/hooks/...`) its
+  path; an apprise URL but for its scheme.
 - *unset* means no value (the setting is off, or the text says what applies instead).
 """
 
@@ -155,12 +159,14 @@ _SCALARS: dict[Any, str] = {
     str: "string",
     Path: "path",
     SecretStr: "secret",
+    SecretUrl: "secret URL",
     AwareDatetime: "time: RFC 3339 with an offset, or epoch seconds",
     datetime: "time: RFC 3339, or epoch seconds",
 }
 _PLURALS = {
     "string": "strings",
     "secret": "secrets",
+    "secret URL": "secret URLs",
     "path": "paths",
     "integer": "integers",
     "number": "numbers",

@@ -1,4 +1,9 @@
-"""JSON log lines, and a rate limit for messages that could repeat by the thousand."""
+"""JSON log lines, and a rate limit for messages that could repeat by the thousand.
+
+Every line is masked on the way out (``redact.text``): URLs keep their host but not their
+credentials, query values or webhook path, and ``token=...`` pairs lose their value,
+wherever they are (the message, ``extra`` fields, an exception's text).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
+
+from streamwatch import redact
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -27,7 +34,22 @@ class JsonFormatter(logging.Formatter):
         line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(line, enc_hook=str).decode()
+        return msgspec.json.encode(_masked(line), enc_hook=_masked_str).decode()
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with the secrets in its text masked, through lists and mappings."""
+    if isinstance(value, str):
+        return redact.text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _masked_str(value: Any) -> str:
+    return redact.text(str(value))  # what msgspec cannot encode, as masked text
 
 
 def configure(level: str = "INFO", stream: TextIO = sys.stderr) -> None:

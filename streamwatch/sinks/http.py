@@ -11,9 +11,11 @@ from typing import Any
 
 import requests
 
+from streamwatch import redact
 from streamwatch.sinks.base import Delivered, DeliveryFailed
 
 USER_AGENT = "streamwatch"
+_PLAIN_HEADERS = {"user-agent", "accept", "accept-encoding", "connection", "content-type"}
 
 
 class HttpError(Exception):
@@ -48,7 +50,9 @@ class Http:
             return response
         status = response.status_code
         retryable = status == 429 or status >= 500
-        reason = f"{method} answered {status} {response.reason}: {response.text[:200]}"
+        # An error page may echo the request: its URL's secrets and the credentials sent.
+        answer = redact.text(response.text[:2000], self._secrets(url))[:200]
+        reason = f"{method} answered {status} {response.reason}: {answer}"
         retry_after = _retry_after(response.headers.get("Retry-After"))
         raise HttpError(DeliveryFailed(self.sink, reason, retryable, retry_after))
 
@@ -62,6 +66,19 @@ class Http:
 
     def close(self) -> None:
         self.session.close()
+
+    def _secrets(self, url: str) -> list[str]:
+        """What a call to ``url`` sends that is secret: parts of the URL, the values of
+        the session's headers (but the plain ones) and its basic auth password."""
+        found = redact.secret_parts(url)
+        for key, value in self.session.headers.items():
+            if key.lower() not in _PLAIN_HEADERS and isinstance(value, str):
+                # "Bearer TOKEN": the token alone too (not the scheme's name)
+                found += [value, *(word for word in value.split() if len(word) >= 8)]
+        auth = self.session.auth
+        if isinstance(auth, tuple) and len(auth) == 2:
+            found.append(str(auth[1]))
+        return found
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -106,6 +106,7 @@ class RetrainSink:
         generic = settings.preset == "generic"
         self.template = _template(name, settings.body) if generic else None
         self.signing = signer(name, settings.secret) if generic else None
+        self.url = settings.url.get_secret_value()
         self.http = Http(name, settings.timeout, _authorization(name, settings))
 
     def send(self, notification: Notification) -> DeliveryResult:
@@ -130,14 +131,12 @@ class RetrainSink:
                 values = {k: _json_escaped(v) for k, v in fields.items()}
                 values["notification_id"] = _json_escaped(notification.id)
                 body = self.template.substitute(values).encode()
-                return post_signed_json(
-                    self.http, self.settings.url, body, notification.id, self.signing
-                )
+                return post_signed_json(self.http, self.url, body, notification.id, self.signing)
 
     def _post(self, payload: dict[str, Any], ok: tuple[int, ...] = ()) -> DeliveryResult:
         headers = {"Content-Type": "application/json"}
         body = msgspec.json.encode(payload)
-        return self.http.deliver("POST", self.settings.url, data=body, headers=headers, ok=ok)
+        return self.http.deliver("POST", self.url, data=body, headers=headers, ok=ok)
 
     def close(self) -> None:
         self.http.close()

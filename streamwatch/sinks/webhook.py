@@ -82,7 +82,7 @@ class WebhookSink:
 
     def __init__(self, name: str, settings: WebhookSinkSettings) -> None:
         self.name = name
-        self.url = settings.url
+        self.url = settings.url.get_secret_value()
         self.signing = signer(name, settings.secret)
         extra = {key: value.get_secret_value() for key, value in settings.headers.items()}
         self.http = Http(name, settings.timeout, extra)

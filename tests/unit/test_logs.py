@@ -1,0 +1,71 @@
+"""JSON log lines: one object a line, secrets masked in every field."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from streamwatch.logs import JsonFormatter
+
+URL = "https://ops:pwSEKRIT@alerts.example.com/hooks/idSEKRIT?token=tokSEKRIT"
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("streamwatch.test_logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, stream
+    logger.removeHandler(handler)
+
+
+def test_a_line_is_json_with_the_extra_fields(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = logged
+    logger.info("stopped", extra={"events": 3, "rate": 0.5, "sink": "ops"})
+    line = json.loads(stream.getvalue())
+    assert (line["level"], line["message"], line["events"], line["sink"]) == (
+        "info",
+        "stopped",
+        3,
+        "ops",
+    )
+
+
+def test_secrets_are_masked_in_the_message_extras_and_exception(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = logged
+
+    class Opaque:
+        def __str__(self) -> str:
+            return f"an object naming {URL}"
+
+    try:
+        raise RuntimeError(f"cannot POST to {URL}: refused")
+    except RuntimeError:
+        logger.exception(
+            "sink raised calling %s",
+            URL,
+            extra={
+                "url": URL,
+                "attempts": [{"to": URL}, ("api_key=SEKRIT",)],
+                "object": Opaque(),
+            },
+        )
+    text = stream.getvalue()
+    line = json.loads(text)
+    assert "SEKRIT" not in text
+    assert line["url"] == "https://***@alerts.example.com/hooks/***?token=***"
+    assert line["attempts"] == [{"to": line["url"]}, ["api_key=***"]]
+    assert "RuntimeError: cannot POST to https://***@alerts.example.com" in line["exception"]
+    assert line["object"] == f"an object naming {line['url']}"
