@@ -4,8 +4,8 @@ the partition to whichever instance of the group is assigned it (as Kafka Stream
 Changelog partition N holds source partition N's state, one record per checkpoint under
 the key "N": compaction keeps the last, and only the last is ever read (seek to the end
 less one). A record is a checkpoint in the state file's own encoding (compressed), with
-its format and the digest of the settings that shape it, so a record written by other
-settings is refused like a state file is.
+its format, the digest of the settings that shape it and the checkpoint's checksum, so
+a record written by other settings, or changed since, is refused like a state file is.
 
 With spread models, the changelog's producer also publishes their partials (spread.py)
 to ``STATE__CHANGELOG_TOPIC``.partials, created beside it with as many partitions.
@@ -28,7 +28,15 @@ from streamwatch.config import Settings
 from streamwatch.errors import ChangelogError, SourceError, StateError
 from streamwatch.sources.kafka import client_config
 from streamwatch.spread import Partial
-from streamwatch.state import FORMAT, ZLIB_LEVEL, Offsets, decode_offsets, encode_offsets, shape
+from streamwatch.state import (
+    FORMAT,
+    ZLIB_LEVEL,
+    Offsets,
+    checksum,
+    decode_offsets,
+    encode_offsets,
+    shape,
+)
 
 log = logging.getLogger("streamwatch.changelog")
 
@@ -43,6 +51,7 @@ class _Record(msgspec.Struct, array_like=True):
     shape: str
     offsets: bytes
     state: bytes  # zlib-compressed: a quarter of the size, about 5 ms a megabyte
+    checksum: bytes = b""  # of the offsets and the state uncompressed; none before format 6
 
 
 class Changelog:
@@ -120,15 +129,16 @@ class Changelog:
         except KafkaError as exc:
             raise ChangelogError(f"{topic}: {exc}") from exc
 
-    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets]]:
-        """The last state written of each of ``partitions`` that has one."""
+    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets] | StateError]:
+        """The last state written of each of ``partitions`` that has one, or why it is
+        refused (another format or settings, a failed checksum)."""
         tps = [TopicPartition(self.topic, p) for p in partitions]
         self._reader.assign(tps)
         ends = self._reader.end_offsets(tps)
         wanted = {tp for tp in tps if ends[tp] > 0}
         for tp in wanted:
             self._reader.seek(tp, ends[tp] - 1)
-        found: dict[int, tuple[bytes, Offsets]] = {}
+        found: dict[int, tuple[bytes, Offsets] | StateError] = {}
         while wanted:
             batches = self._reader.poll(timeout_ms=READ_TIMEOUT_MS)
             if not batches:
@@ -136,7 +146,10 @@ class Changelog:
             for tp, records in batches.items():
                 if tp in wanted and records:
                     where = f"changelog {self.topic}[{tp.partition}]"
-                    found[tp.partition] = decode(records[-1].value, self.shape, where)
+                    try:
+                        found[tp.partition] = decode(records[-1].value, self.shape, where)
+                    except StateError as exc:
+                        found[tp.partition] = exc
                     wanted.discard(tp)
         self._reader.assign([])
         return found
@@ -186,12 +199,14 @@ def _partitions(admin: KafkaAdminClient, topic: str) -> int:
 
 def encode(blob: bytes, offsets: Offsets, shape: str) -> bytes:
     """A changelog record: a partition's encoded state and the offsets it covers."""
+    encoded = encode_offsets(offsets)
     state = zlib.compress(blob, ZLIB_LEVEL)
-    return msgspec.msgpack.encode(_Record(FORMAT, shape, encode_offsets(offsets), state))
+    return msgspec.msgpack.encode(_Record(FORMAT, shape, encoded, state, checksum(encoded, blob)))
 
 
 def decode(value: bytes, shape: str, where: str) -> tuple[bytes, Offsets]:
-    """A record's state and offsets; refused if written by another format or shape."""
+    """A record's state and offsets; refused if written by another format or shape, or if
+    it fails its checksum."""
     try:
         record = msgspec.msgpack.decode(value, type=_Record)
         offsets = decode_offsets(record.offsets)
@@ -203,5 +218,10 @@ def decode(value: bytes, shape: str, where: str) -> tuple[bytes, Offsets]:
             f"{where} was written by another streamwatch format or with other window or "
             "detector settings; restore those settings, or name a new "
             "STREAMWATCH_STATE__CHANGELOG_TOPIC to start afresh"
+        )
+    if checksum(record.offsets, state) != record.checksum:
+        raise StateError(
+            f"{where} fails its checksum (changed since it was written) and is not restored; "
+            "name a new STREAMWATCH_STATE__CHANGELOG_TOPIC to start afresh"
         )
     return state, offsets

@@ -45,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         return int(args.command(args))
-    except (ConfigError, StateError) as exc:
+    except StateError as exc:
+        # One JSON line (a daemon's log is parsed), no traceback: the file, what to do.
+        log.error(str(exc), extra={"path": str(exc.path)} if exc.path else {})
+        return EXIT_CONFIG
+    except ConfigError as exc:
         print(f"streamwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SourceError as exc:
@@ -203,7 +207,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, sys.stdout)
     sinks = build_sinks(settings)
     registry = CollectorRegistry()
-    outbox = Outbox(outbox_path(settings))
+    with storage("outbox", outbox_path(settings)):  # damaged, read-only: a StateError
+        outbox = Outbox(outbox_path(settings))
     engine = _engine(settings, sinks, Metrics(registry), outbox)
     server = None
     if settings.server.enabled:

@@ -37,7 +37,7 @@ from streamwatch.routing import Router
 from streamwatch.sinks import RoutedSink
 from streamwatch.sources import Message, Source
 from streamwatch.spread import Aggregate, Part
-from streamwatch.state import Offsets, StateStore, encode, partition_scope
+from streamwatch.state import Offsets, StateStore, copies, covers, encode, partition_scope
 
 if TYPE_CHECKING:
     from streamwatch.changelog import Changelog
@@ -307,9 +307,8 @@ class Engine:
             topic = self.settings.state.partials_topic
             self.positions.update({(topic, p): 0 for p in new})  # unless restored below
         for partition in new:
-            local = store.load(partition_scope(partition))
-            logged = remote.get(partition)
-            if local is not None and (logged is None or _covers(local.offsets, logged[1])):
+            local, logged = copies(store, partition, remote.get(partition))
+            if local is not None and (logged is None or covers(local.offsets, logged[1])):
                 state, offsets, origin = local.state, local.offsets, "state file"
                 if logged is None or logged[1] != offsets:
                     self._dirty.add(partition)  # the changelog is behind: catch it up
@@ -598,11 +597,6 @@ class Engine:
                     "suppressed_since_last": suppressed,
                 },
             )
-
-
-def _covers(offsets: Offsets, other: Offsets) -> bool:
-    """Whether ``offsets`` reach at least as far as ``other`` on every partition."""
-    return all(offsets.get(tp, 0) >= o for tp, o in other.items())
 
 
 def _log_window(window: ClosedWindow) -> None:

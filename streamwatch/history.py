@@ -19,7 +19,7 @@ import msgspec
 from streamwatch.alerts import Notification
 from streamwatch.config import HistorySettings
 from streamwatch.detectors import Distribution, Finding, Severity
-from streamwatch.errors import StateError
+from streamwatch.errors import StateError, storage
 from streamwatch.model import ClosedWindow
 
 SCHEMA = """
@@ -149,7 +149,8 @@ def read(path: Path, model: str | None = None, since: float | None = None) -> li
     ``since`` (epoch seconds), if given."""
     db = open_readonly(path)
     try:
-        return records(db, model, since)
+        with storage("state file", path):
+            return records(db, model, since)
     finally:
         db.close()
 
@@ -173,8 +174,8 @@ def records(
 def open_readonly(path: Path) -> sqlite3.Connection:
     """The state file opened for reading only (a running daemon may be writing it)."""
     if not path.is_file():
-        raise StateError(f"no state file at {path}")
-    try:
+        raise StateError(
+            f"no state file at {path}: name the daemon's (--state, or STATE__PATH)", path
+        )
+    with storage("state file", path):
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot read state file {path}: {exc}") from exc

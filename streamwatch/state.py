@@ -4,12 +4,16 @@ A checkpoint holds everything needed to resume (models' schemas, grids, referenc
 open windows, alert policy) and the source offsets it covers; the engine commits those
 offsets to Kafka only after the checkpoint is written. A checkpoint written by another
 format or with settings that shape state differently (window size, for instance) is
-refused with a message saying what differs, never silently misread.
+refused with a message saying what differs, never silently misread; so is one whose
+checksum fails (a byte changed on disk, in a record that still decodes). A file that
+cannot be opened, read or written (damaged, read-only, disk full) is a
+:class:`StateError` naming it and what to do, never a bare SQLite error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -21,12 +25,14 @@ import msgspec
 
 from streamwatch import history
 from streamwatch.config import Settings
-from streamwatch.errors import StateError
+from streamwatch.errors import CheckpointError, StateError, storage
 from streamwatch.history import WindowRecord
 
+log = logging.getLogger("streamwatch.state")
+
 # 2: the inputs' Mahalanobis fit; 3: warm-up events held in the checkpoint; 4: the
-# label join stored column by column.
-FORMAT = 5
+# label join stored column by column; 6: a checksum in every checkpoint record.
+FORMAT = 6
 ZLIB_LEVEL = 1  # for state sent to Kafka: histograms compress 4x at level 1, 5 ms a MB
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
 ENGINE = "engine"  # the scope of a single instance's checkpoint; scaled out: partition-N
@@ -37,7 +43,8 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     scope TEXT PRIMARY KEY,
     written_at REAL NOT NULL,
     offsets BLOB NOT NULL,
-    state BLOB NOT NULL
+    state BLOB NOT NULL,
+    checksum BLOB NOT NULL
 );
 """
 
@@ -67,13 +74,18 @@ class StateStore:
         self.shape = shape(settings)
         self.keep = settings.history
         self.by_age = settings.window.mode == "time"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA secure_delete=ON")  # freed pages keep no old values
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, fast
-        self._db.executescript(_SCHEMA + history.SCHEMA)
-        self._check_meta()
+        with storage("state file", path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA secure_delete=ON")  # freed pages keep no old values
+                self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint
+                self._db.executescript(_SCHEMA + history.SCHEMA)
+                self._check_meta()
+            except BaseException:
+                self._db.close()
+                raise
 
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -98,6 +110,9 @@ class StateStore:
             )
 
     def load(self, scope: str = ENGINE) -> Checkpoint | None:
+        """The checkpoint of ``scope``, verified: one that fails its checksum or cannot be
+        decoded raises :class:`CheckpointError` (nothing older is kept here; scaled out,
+        the engine restores the partition from the changelog instead)."""
         return read_checkpoint(self._db, self.path, scope)
 
     def save(
@@ -120,15 +135,13 @@ class StateStore:
         transaction, with the history of the windows closed since the last one and the
         consumer lag as last measured (for ``status``)."""
         now = time.time()
-        with self._db:
+        rows = []
+        for scope, (blob, offsets) in scopes.items():
+            encoded = encode_offsets(offsets)
+            rows.append((scope, now, encoded, blob, checksum(encoded, blob)))
+        with storage("state file", self.path), self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?, ?)",
-                [
-                    (scope, now, encode_offsets(offsets), blob)
-                    for scope, (blob, offsets) in scopes.items()
-                ],
-            )
+            self._db.executemany("INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?, ?, ?)", rows)
             if closed and self.keep.enabled:
                 history.write(self._db, closed, self.keep, self.by_age)
             if lag is not None:
@@ -139,7 +152,8 @@ class StateStore:
     def check_mode(self, partitioned: bool) -> None:
         """Refuse a state file written in the other mode: a single instance's checkpoint
         means nothing per partition, and partitions' mean nothing to a single instance."""
-        scopes = {row[0] for row in self._db.execute("SELECT scope FROM checkpoint")}
+        with storage("state file", self.path):
+            scopes = {row[0] for row in self._db.execute("SELECT scope FROM checkpoint")}
         single = ENGINE in scopes
         if partitioned == single and scopes:
             written, now = ("one instance", "scaled out") if single else ("scaled out", "alone")
@@ -151,7 +165,7 @@ class StateStore:
 
     def drop(self, scopes: Collection[str]) -> None:
         """Forget checkpoints (of partitions now kept by another instance)."""
-        with self._db:
+        with storage("state file", self.path), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM checkpoint WHERE scope = ?", [(s,) for s in scopes])
 
@@ -160,17 +174,22 @@ class StateStore:
 
 
 def read_checkpoint(db: sqlite3.Connection, path: Path, scope: str = ENGINE) -> Checkpoint | None:
-    """The checkpoint of ``scope`` in an open state file."""
-    row = db.execute(
-        "SELECT written_at, offsets, state FROM checkpoint WHERE scope = ?", (scope,)
-    ).fetchone()
-    return None if row is None else _decode(path, *row)
+    """The checkpoint of ``scope`` in an open state file, verified (:class:`CheckpointError`)."""
+    with storage("state file", path):
+        row = db.execute(
+            "SELECT written_at, offsets, state, checksum FROM checkpoint WHERE scope = ?",
+            (scope,),
+        ).fetchone()
+    return None if row is None else _decode(path, scope, *row)
 
 
 def read_merged(db: sqlite3.Connection, path: Path) -> Checkpoint | None:
     """Every scope's checkpoint as one (the engine's, or each partition's when scaled
     out): models, alerts and offsets together, written when the newest was."""
-    rows = db.execute("SELECT written_at, offsets, state FROM checkpoint").fetchall()
+    with storage("state file", path):
+        rows = db.execute(
+            "SELECT scope, written_at, offsets, state, checksum FROM checkpoint"
+        ).fetchall()
     if not rows:
         return None
     merged = Checkpoint({"models": {}, "policy": {}, "router": {"triggered": {}}}, {}, 0.0)
@@ -200,14 +219,70 @@ def decode_offsets(blob: bytes) -> Offsets:
     return {(t, int(p)): int(o) for t, p, o in msgspec.msgpack.decode(blob)}
 
 
-def _decode(path: Path, written_at: float, offsets: bytes, state: bytes) -> Checkpoint:
+def checksum(offsets: bytes, state: bytes) -> bytes:
+    """The digest a checkpoint record carries, in the state file and in the changelog:
+    of its encoded offsets and state, checked before either is restored. It finds a byte
+    changed on disk or on the way (it is no signature: whoever writes a record can
+    write its checksum)."""
+    digest = hashlib.blake2b(len(offsets).to_bytes(8, "big"), digest_size=16)
+    digest.update(offsets)
+    digest.update(state)
+    return digest.digest()
+
+
+def _decode(
+    path: Path, scope: str, written_at: float, offsets: bytes, state: bytes, digest: bytes
+) -> Checkpoint:
+    where = f"state file {path}: the checkpoint of {scope}"
+    if checksum(offsets, state) != digest:
+        raise CheckpointError(
+            f"{where} fails its checksum (changed since it was written) and is not "
+            "restored. Move the file aside to start afresh from the offsets committed to "
+            "Kafka (the models warm up again), or restore a backup of it.",
+            path,
+        )
     try:
         return Checkpoint(msgspec.msgpack.decode(state), decode_offsets(offsets), float(written_at))
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
-        raise StateError(f"state file {path} is unreadable: {exc}") from exc
+        raise CheckpointError(f"{where} is unreadable: {exc}. Move the file aside.", path) from exc
 
 
 def read_lag(db: sqlite3.Connection) -> dict[str, int]:
     """The consumer lag per partition ("topic:partition") at the last checkpoint."""
     row = db.execute("SELECT value FROM meta WHERE key = 'lag'").fetchone()
     return {} if row is None else msgspec.json.decode(row[0], type=dict[str, int])
+
+
+def copies(
+    store: StateStore, partition: int, logged: tuple[bytes, Offsets] | StateError | None
+) -> tuple[Checkpoint | None, tuple[bytes, Offsets] | None]:
+    """A partition's state in the state file and in the changelog, either missing; one
+    that is refused (a failed checksum, say) is passed over when the other is good, and
+    refuses the partition when it is the only one."""
+    refused: list[StateError] = []
+    try:
+        local = store.load(partition_scope(partition))
+    except CheckpointError as exc:
+        local = None
+        refused.append(exc)
+    if isinstance(logged, StateError):
+        refused.append(logged)
+        logged = None
+    if refused and local is None and logged is None:
+        reasons = "; ".join(map(str, refused))
+        raise StateError(
+            f"partition {partition}: no copy of its state can be restored ({reasons}); move "
+            "the state file aside and name a new STATE__CHANGELOG_TOPIC to start it afresh",
+            store.path,
+        )
+    for reason in refused:
+        log.error(
+            "a copy of a partition's state refused; the other restored",
+            extra={"partition": partition, "error": str(reason)},
+        )
+    return local, logged
+
+
+def covers(offsets: Offsets, other: Offsets) -> bool:
+    """Whether ``offsets`` reach at least as far as ``other`` on every partition."""
+    return all(offsets.get(tp, 0) >= o for tp, o in other.items())

@@ -11,7 +11,7 @@ import numpy as np
 
 from streamwatch.alerts import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
-from streamwatch.errors import ChangelogError
+from streamwatch.errors import ChangelogError, StateError
 from streamwatch.events import Origin
 from streamwatch.spread import Partial
 from streamwatch.state import Offsets
@@ -92,7 +92,7 @@ class FakeChangelog:
             raise ChangelogError("broker gone")
         self.records.update({p: (blob, dict(o)) for p, (blob, o) in states.items()})
 
-    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets]]:
+    def read(self, partitions: Sequence[int]) -> dict[int, tuple[bytes, Offsets] | StateError]:
         return {p: self.records[p] for p in partitions if p in self.records}
 
     def publish(self, partials: Sequence[Partial]) -> None:
