@@ -139,7 +139,8 @@ class Schema:
 
     At most ``max_columns`` feature columns are tracked, so that a producer sending
     ever-new feature names cannot grow the state without bound; names beyond the
-    limit, and names longer than 256 characters, are ignored and counted.
+    limit, and names longer than 256 characters, are ignored: counted (once per batch
+    they appear in), never stored, for a set of them would grow without bound too.
     """
 
     def __init__(self, max_columns: int = 500, task: Task = "auto") -> None:
@@ -148,7 +149,7 @@ class Schema:
         if task != "auto":
             self.outputs["prediction"] = "categorical" if task == "classification" else "numeric"
         self.max_columns = max_columns
-        self.ignored: set[str] = set()
+        self.ignored = 0  # names ignored, counted once per batch they come in
         self.segments: set[str] = set()  # segment keys, at most MAX_SEGMENTS
 
     @classmethod
@@ -168,7 +169,7 @@ class Schema:
             event_time = np.array(timestamps, dtype=np.float64) / 1000.0
         else:
             event_time = np.fromiter((e.epoch_seconds for e in events), np.float64, n)
-        features = self._columns(self.features, rows, self._admit(set().union(*rows)))
+        features = self._columns(self.features, rows, self.admit(set().union(*rows)))
         if "prediction" not in self.outputs:
             self._prediction_kind(events)
         outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
@@ -203,15 +204,18 @@ class Schema:
         )
         self.outputs["prediction"] = "categorical" if classifier else "numeric"
 
-    def _admit(self, names: set[str]) -> set[str]:
-        new = sorted(names - self.features.keys() - self.ignored)
+    def admit(self, names: set[str]) -> set[str]:
+        """The names of ``names`` that are (or now become) feature columns: new ones in
+        sorted order while there is room; the rest are counted as ignored."""
+        new = sorted(names - self.features.keys())
+        admitted = names.difference(new)
         room = self.max_columns - len(self.features)
         for name in new:
-            if len(name) > MAX_NAME_CHARS or room <= 0:
-                self.ignored.add(name)
-            else:
+            if len(name) <= MAX_NAME_CHARS and room > 0:
+                admitted.add(name)
                 room -= 1
-        return names - self.ignored
+        self.ignored += len(names) - len(admitted)
+        return admitted
 
     def _columns(
         self,

@@ -708,6 +708,29 @@ class Settings(BaseSettings):
     max_columns: int = Field(
         500, ge=1, description="feature columns tracked per model; further names are ignored"
     )
+    max_sample_bytes: int = Field(
+        4 << 20,
+        ge=1024,
+        description="bytes of held-back events per model during warm-up (their size in the "
+        "checkpoint); at the limit the grid is fitted on the events held so far",
+    )
+    max_buffer_bytes: int = Field(
+        64 << 20,
+        ge=1024,
+        description="bytes each per-model buffer holds at most (predictions waiting for labels, "
+        "labels waiting for predictions, challengers waiting for the champion); the oldest "
+        "entries make room",
+    )
+    models: list[str] = Field(
+        default_factory=list,
+        description="model ids watched; events of other ids go to dead letters (empty: any id)",
+    )
+    model_idle_ttl: Duration = Field(
+        7 * 86400.0,
+        gt=0,
+        description="a model with no event for this long (event time, against the newest event "
+        "seen of any model) is let go: its open windows are closed and recorded, its slot freed",
+    )
 
     @model_validator(mode="after")
     def _changelog_client(self) -> Settings:

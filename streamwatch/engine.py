@@ -21,6 +21,7 @@ import msgspec
 from threadpoolctl import threadpool_limits
 
 from streamwatch import history, spread
+from streamwatch.admission import Admission
 from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
@@ -76,6 +77,7 @@ class Engine:
         self.metrics = metrics
         self.reference = reference or {}
         self.models: dict[str, ModelMonitor] = {}
+        self.admission = Admission(settings)  # the allow-list; idle models let go
         self.policy = AlertPolicy(settings.alerts)
         self.outbox = outbox or Outbox()
         self.router = Router(sinks, settings.alerts.silences, self.outbox)
@@ -401,6 +403,7 @@ class Engine:
         latest = time.time() + self.settings.window.max_future
         decoded = decode_batch(messages, self.settings.max_message_bytes, latest)
         bad = list(decoded.bad)
+        decoded = self.admission.known(decoded, bad)
         if self.changelog is not None:
             decoded = self._at_home(decoded, bad)
         closed: list[ClosedWindow] = []
@@ -417,9 +420,32 @@ class Engine:
                 ]
                 continue
             closed += self._account(model_id, monitor.process(events.predictions, events.labels))
+            self.admission.seen(monitor)
+        closed += self._let_go()
         for event in bad:
             self._reject(event)
         return bad, closed
+
+    def _let_go(self) -> list[ClosedWindow]:
+        """Models idle for ``MODEL_IDLE_TTL``: their open windows closed, their slots
+        freed (admission.py). Their alerts, home and held notifications stay until a
+        checkpoint has covered those windows (or they come back)."""
+        retired, held, dirty = self.admission.retired, self._held, self._dirty
+        gone = [m for m in retired if m not in held and self.homes.get(m) not in dirty]
+        gone = [m for m in gone if m not in self.models]
+        if gone:
+            self.policy.forget(gone)
+            self.router.forget(gone)
+            for model_id in gone:
+                self.homes.pop(model_id, None)
+        retired[:] = [m for m in retired if m not in gone and m not in self.models]
+        closed = []
+        for model_id in self.admission.idle(self.models):
+            closed += self._account(model_id, self.models.pop(model_id).let_go())
+            retired.append(model_id)
+            if model_id in self.homes:
+                dirty.add(self.homes[model_id])  # its state goes with the next checkpoint
+        return closed
 
     def _at_home(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
         """Scaled out, a model's state lives with one partition: its events that come

@@ -79,6 +79,7 @@ class Event(msgspec.Struct, gc=False, frozen=True):
 BadReason = Literal[
     "future_timestamp",
     "model_limit",
+    "model_unknown",
     "model_spread",
     "spread_label",
     "bad_partial",

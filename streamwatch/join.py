@@ -3,8 +3,11 @@
 Only what a label is joined with is kept: the prediction's event time, its window, the
 predicted class or value and the score. Labels may also come first (they are often on
 another topic, read at another pace): such a label waits for its prediction. Both
-buffers are bounded twice: by a capacity (the oldest entries make room) and by a time
-to live in event time. A label whose prediction never comes is counted as unknown, not
+buffers are bounded three times: by a count and by bytes (the oldest entries make room
+for either) and by a time to live in event time. Bytes are what an entry takes in
+memory: a fixed overhead (the dict slot, the tuple, the numbers) measured on CPython
+3.11, plus its text (event id, predicted class, slice values), whose length only the
+event schema bounds (1 KB a class). A label whose prediction never comes is counted as unknown, not
 an error. The buffers are part of the checkpoint.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,10 @@ from streamwatch.windows import IdArray
 # (event time, window index, prediction, score, slice values); prediction is a class or
 # a value; the slice values line up with the model's slice dimensions.
 Entry = tuple[float, int, object, float, tuple[str | None, ...]]
+# Memory per entry beside its text: a dict slot, the key's and the tuple's headers and
+# the float objects (sys.getsizeof on CPython 3.11, rounded up).
+ENTRY_BYTES = 280
+EARLY_BYTES = 220
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +60,16 @@ class Joined:
 
 
 class LabelJoin:
-    def __init__(self, capacity: int, ttl: float) -> None:
-        if capacity < 1 or ttl <= 0:
-            raise ValueError("the label join needs a positive capacity and time to live")
+    def __init__(self, capacity: int, ttl: float, max_bytes: int = 64 << 20) -> None:
+        if capacity < 1 or ttl <= 0 or max_bytes < ENTRY_BYTES:
+            raise ValueError("the label join needs a positive capacity, bytes and time to live")
         self.capacity = capacity
         self.ttl = ttl
+        self.max_bytes = max_bytes
         self._pending: dict[str, Entry] = {}  # insertion order is arrival order
         self._early: dict[str, tuple[object, float]] = {}  # labels before predictions
+        self.pending_bytes = 0
+        self.early_bytes = 0
         self.evicted = 0
         self.expired = 0
         self.unknown = 0  # labels that waited for a prediction in vain
@@ -79,6 +89,11 @@ class LabelJoin:
         """Remember windowed predictions until their labels come; return the labels that
         were already waiting for some of them, joined."""
         pending = self._pending
+        keys = event_ids.tolist()
+        again = pending.keys() & keys if pending else ()
+        for key in again:  # replaced below: their bytes are counted anew
+            self.pending_bytes -= _entry_bytes(key, pending[key])
+        self.pending_bytes += _batch_bytes(keys, predictions, slices)
         pending.update(
             zip(
                 event_ids.tolist(),
@@ -99,12 +114,17 @@ class LabelJoin:
             if waiting:
                 keys = sorted(waiting)
                 values = [self._early.pop(key) for key in keys]
+                self.early_bytes -= sum(map(_early_bytes, keys, values))
                 early = self._join(keys, [v[0] for v in values], [v[1] for v in values])
         overflow = len(pending) - self.capacity
         if overflow > 0:
             for key in list(itertools.islice(pending, overflow)):
-                del pending[key]
+                self.pending_bytes -= _entry_bytes(key, pending.pop(key))
             self.evicted += overflow
+        while self.pending_bytes > self.max_bytes and pending:
+            key = next(iter(pending))
+            self.pending_bytes -= _entry_bytes(key, pending.pop(key))
+            self.evicted += 1
         return early
 
     def peek(self, event_id: str) -> Entry | None:
@@ -126,18 +146,26 @@ class LabelJoin:
         keep_early: bool = False,
     ) -> Joined:
         found = []
+        early = self._early
         for key, label, when in zip(event_ids, labels, label_time, strict=True):
             entry = self._pending.pop(key, None)
             if entry is not None:
+                self.pending_bytes -= _entry_bytes(key, entry)
                 found.append((entry, label, when))
             elif keep_early:  # its prediction has not come (or was labelled already)
-                self._early[key] = (label, when)
+                if key in early:
+                    self.early_bytes -= _early_bytes(key, early[key])
+                early[key] = (label, when)
+                self.early_bytes += _early_bytes(key, early[key])
         if keep_early:
-            overflow = len(self._early) - self.capacity
-            if overflow > 0:
-                for key in list(itertools.islice(self._early, overflow)):
-                    del self._early[key]
-                self.unknown += overflow
+            overflow = max(len(early) - self.capacity, 0)
+            for key in list(itertools.islice(early, overflow)):
+                self.early_bytes -= _early_bytes(key, early.pop(key))
+            while self.early_bytes > self.max_bytes and early:
+                key = next(iter(early))
+                self.early_bytes -= _early_bytes(key, early.pop(key))
+                overflow += 1
+            self.unknown += overflow
         n = len(found)
         prediction = np.empty(n, dtype=np.object_)
         label = np.empty(n, dtype=np.object_)
@@ -156,8 +184,14 @@ class LabelJoin:
         """Drop predictions, and waiting labels, older than their clock minus the time to
         live. Arrival order is event-time order up to the allowed lateness, so each scan
         stops at the first entry still in time."""
-        self.expired += _expire(self._pending, predicted_until - self.ttl, 0)
-        self.unknown += _expire(self._early, labelled_until - self.ttl, 1)
+        expired, self.pending_bytes = _expire(
+            self._pending, predicted_until - self.ttl, 0, self.pending_bytes, _entry_bytes
+        )
+        unknown, self.early_bytes = _expire(
+            self._early, labelled_until - self.ttl, 1, self.early_bytes, _early_bytes
+        )
+        self.expired += expired
+        self.unknown += unknown
 
     def snapshot(self) -> dict[str, Any]:
         """Column by column (transposed in C): a full buffer of 200,000 predictions is
@@ -182,16 +216,46 @@ class LabelJoin:
         self._early = dict(zip(keys, zip(*columns, strict=True), strict=True)) if columns else {}
         self.evicted, self.expired = int(state["evicted"]), int(state["expired"])
         self.unknown = int(state["unknown"])
+        self.pending_bytes = sum(itertools.starmap(_entry_bytes, self._pending.items()))
+        self.early_bytes = sum(itertools.starmap(_early_bytes, self._early.items()))
 
 
-def _expire(entries: dict[str, Any], limit: float, when: int) -> int:
+def _expire(
+    entries: dict[str, Any],
+    limit: float,
+    when: int,
+    held: int,
+    size: Callable[[str, Any], int],
+) -> tuple[int, int]:
     """Drop the entries (in arrival order) whose time, at position ``when``, is before
-    ``limit``, up to the first that is not; return how many went."""
+    ``limit``, up to the first that is not; return how many went and the bytes left."""
     if limit == math.inf:  # the end of input: all of them, at once
         count = len(entries)
         entries.clear()
-        return count
+        return count, 0
     stale = list(itertools.takewhile(lambda k: entries[k][when] < limit, entries))
     for key in stale:
-        del entries[key]
-    return len(stale)
+        held -= size(key, entries.pop(key))
+    return len(stale), held
+
+
+def _text(value: object) -> int:
+    return len(value) if type(value) is str else 0
+
+
+def _entry_bytes(key: str, entry: Entry) -> int:
+    return ENTRY_BYTES + len(key) + _text(entry[2]) + sum(map(_text, entry[4]))
+
+
+def _early_bytes(key: str, early: tuple[object, float]) -> int:
+    return EARLY_BYTES + len(key) + _text(early[0])
+
+
+def _batch_bytes(
+    keys: Sequence[str], predictions: Sequence[object], slices: Sequence[tuple[str | None, ...]]
+) -> int:
+    """What :func:`_entry_bytes` sums to over a batch, column by column (mostly in C)."""
+    total = len(keys) * ENTRY_BYTES + sum(map(len, keys)) + sum(map(_text, predictions))
+    if any(slices):
+        total += sum(map(_text, itertools.chain.from_iterable(slices)))
+    return total

@@ -3,19 +3,31 @@
 The first ``grid_sample`` events of a model are held back briefly, so that the fine
 numeric grid is fitted on all of them (a representative sample) rather than on whatever
 a first small poll happened to bring; then they are windowed like all later events.
+
+The sample is bounded in bytes too (``MAX_SAMPLE_BYTES``, what its events take in the
+checkpoint), since an event may be as large as ``MAX_MESSAGE_BYTES``: at the limit the
+grid is fitted on the events held so far. Those are still the model's first events, in
+arrival order, so the grid stays a sample of the stream fixed before any window is
+judged, only a smaller one: its bin edges are noisier, and the reference and every
+window are binned on the same edges, so the tests stay valid (a little less
+powerful). Held events keep only the feature names the model can track
+(``MAX_COLUMNS``, admitted in arrival order), and held labels only what the join needs.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from streamwatch.batch import Batch, Schema
+from streamwatch.batch import MAX_NAME_CHARS, Batch, Schema
 from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, label_shift
 from streamwatch.detectors.shadow import Shadow
@@ -23,6 +35,11 @@ from streamwatch.events import Event
 from streamwatch.outcomes import LabelCounts, Outcomes
 from streamwatch.reference import Pinned, ReferencePool
 from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
+
+log = logging.getLogger("streamwatch.model")
+_EPOCH = attrgetter("epoch_seconds")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Event).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +74,22 @@ class ModelMonitor:
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference = ReferencePool(settings.reference, self.new_state)
         self.outcomes = Outcomes(model_id, settings, self.binning.features)
-        self.shadow = Shadow(settings.detectors.shadow)
+        self.shadow = Shadow(settings.detectors.shadow, max_bytes=settings.max_buffer_bytes)
         self.champion: str | None = settings.detectors.shadow.champions.get(model_id)
         # While warming up: predictions held back until the grid's sample is complete,
         # and labels (their predictions may be among them). Part of the checkpoint.
-        self._pending: list[Event] = []
+        # Held predictions are kept encoded: as compact as in the checkpoint, and holding
+        # no reference into the decoded batch (whose freed memory it would pin).
+        self._pending: list[bytes] = []
         self._pending_labels: list[Event] = []
+        self._sizes: list[int] = []  # of the held predictions
+        self._times: list[float] = []
+        self._label_sizes: list[int] = []
+        self._names: set[str] = set()  # the feature names held predictions keep
         self._warming_up = pinned is None
+        self._told = False  # that feature names are ignored (logged once)
+        # The newest event time of the model (None: not known since a restore).
+        self.last_event: float | None = -math.inf
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
             self.binning.fit(pinned.batch)
@@ -73,14 +99,12 @@ class ModelMonitor:
         """Window a batch of this model's predictions, join its labels, then evaluate what
         closed and whose labels are due: labels first joined, then judged. Predictions of
         other versions than the champion are only compared with the champion's."""
+        if predictions or labels:
+            newest = max(map(_EPOCH, itertools.chain(predictions, labels)))
+            self.last_event = newest if self.last_event is None else max(newest, self.last_event)
         predictions = self._champion_only(predictions)
         if self._warming_up:
-            self._pending += predictions
-            self._pending_labels += labels  # their predictions may be held back too
-            overflow = len(self._pending_labels) - self.settings.labels.max_pending
-            if overflow > 0:  # bounded like the join: the oldest go, counted as unknown
-                del self._pending_labels[:overflow]
-                self.outcomes.join.unknown += overflow
+            self._hold(predictions, labels)
             sample = self._sample_size()
             return Processed(0, 0, []) if sample is None else self.settle(sample)
         before = self.outcomes.counts
@@ -89,17 +113,75 @@ class ModelMonitor:
             windowed, late, closed = self._window(self.schema.build(predictions))
         self.outcomes.label(labels, self._regression)
         closed += self._outcomes(final=False)
+        self._tell_ignored()
         return Processed(windowed, late, closed, self.outcomes.counts - before)
+
+    def _hold(self, predictions: Sequence[Event], labels: Sequence[Event]) -> None:
+        """Hold back a batch during warm-up, within the model's columns and bytes."""
+        if predictions:
+            kept = self._within_columns(predictions)
+            encoded = list(map(_encode, kept))
+            self._pending += encoded
+            self._sizes += map(len, encoded)
+            self._times += map(_EPOCH, kept)
+        if labels:  # their predictions may be held back too; only the join's fields kept
+            model = self.model_id
+            held = [Event(e.event_id, model, e.timestamp, label=e.label) for e in labels]
+            self._pending_labels += held
+            self._label_sizes += map(len, map(_encode, held))
+            # Bounded like the join: the oldest go, counted as unknown.
+            total, limit = sum(self._label_sizes), self.settings.max_buffer_bytes
+            overflow = max(len(self._pending_labels) - self.settings.labels.max_pending, 0)
+            total -= sum(self._label_sizes[:overflow])
+            while total > limit and overflow < len(self._pending_labels):
+                total -= self._label_sizes[overflow]
+                overflow += 1
+            if overflow:
+                del self._pending_labels[:overflow], self._label_sizes[:overflow]
+                self.outcomes.join.unknown += overflow
+        self._tell_ignored()
+
+    def _within_columns(self, predictions: Sequence[Event]) -> list[Event]:
+        """The predictions with only the feature names the model can track: those held
+        already, then new ones in sorted order while ``max_columns`` leaves room (as the
+        schema admits them); the others are counted as ignored, not kept."""
+        names, held = set().union(*(e.features for e in predictions)), self._names
+        new = sorted(names - held)
+        room = self.schema.max_columns - len(held)
+        for name in new:
+            if len(name) <= MAX_NAME_CHARS and room > 0:
+                held.add(name)
+                room -= 1
+        self.schema.ignored += len(names - held)
+        if names <= held:
+            return list(predictions)
+        return [
+            e
+            if e.features.keys() <= held
+            else msgspec.structs.replace(
+                e, features={k: v for k, v in e.features.items() if k in held}
+            )
+            for e in predictions
+        ]
+
+    def _tell_ignored(self) -> None:
+        if self.schema.ignored and not self._told:
+            self._told = True
+            log.warning(
+                "model has more feature names than MAX_COLUMNS; the rest are ignored",
+                extra={"model": self.model_id, "max_columns": self.schema.max_columns},
+            )
 
     def settle(self, sample: int | None = None) -> Processed:
         """End the warm-up: fit the grid on the first ``sample`` held-back events (all of
         them at the end of input), then window everything held back."""
         self._warming_up = False
         before = self.outcomes.counts
-        labels, self._pending_labels = self._pending_labels, []
+        labels, self._pending_labels, self._label_sizes = self._pending_labels, [], []
         windowed, late, closed = 0, 0, list[ClosedWindow]()
+        self._sizes, self._times, self._names = [], [], set()
         if self._pending:
-            batch, self._pending = self.schema.build(self._pending), []
+            batch, self._pending = self.schema.build(list(map(_decode, self._pending))), []
             self.binning.fit(batch if sample is None else batch.take(np.arange(sample)))
             windowed, late, closed = self._window(batch)
         self.outcomes.label(labels, self._regression)
@@ -115,6 +197,19 @@ class ModelMonitor:
         labels = settled.labels + (self.outcomes.counts - before)
         return Processed(settled.windowed, settled.late, closed, labels)
 
+    def let_go(self) -> Processed:
+        """The model went idle and is let go: with a reference to judge them by, its
+        open windows are closed and evaluated (and its labels' windows, with the labels
+        that came); without one they would only be pooled into a reference that goes
+        with the model, so they are dropped."""
+        pool = self.reference
+        judging = pool.complete or (
+            pool.state is not None
+            and pool.state.n >= pool.settings.min_events
+            and pool.end - pool.start >= pool.settings.season
+        )
+        return self.flush() if judging else Processed(0, 0, [])
+
     @property
     def _regression(self) -> bool:
         return self.schema.outputs.get("prediction") == "numeric"
@@ -122,13 +217,14 @@ class ModelMonitor:
     def snapshot(self) -> dict[str, Any]:
         """The model's whole state as plain data (held-back events too, during warm-up)."""
         return {
+            "last_event": self.last_event,
             "warming_up": self._warming_up,
-            "pending": msgspec.to_builtins(self._pending),
+            "pending": self._pending,
             "pending_labels": msgspec.to_builtins(self._pending_labels),
             "schema": {
                 "features": self.schema.features,
                 "outputs": self.schema.outputs,
-                "ignored": sorted(self.schema.ignored),
+                "ignored": self.schema.ignored,
                 "segments": sorted(self.schema.segments),
             },
             "binning": self.binning.snapshot(),
@@ -142,13 +238,25 @@ class ModelMonitor:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.schema.features = dict(state["schema"]["features"])
         self.schema.outputs = dict(state["schema"]["outputs"])
-        self.schema.ignored = set(state["schema"]["ignored"])
+        ignored = state["schema"]["ignored"]  # a list of the names, in older checkpoints
+        self.schema.ignored = ignored if isinstance(ignored, int) else len(ignored)
+        last = state.get("last_event")
+        self.last_event = None if last is None else float(last)
         self.schema.segments = set(state["schema"]["segments"])
         self.binning.restore(state["binning"])
         self.reference.restore(state["reference"])
         self._warming_up = bool(state["warming_up"])
-        self._pending = msgspec.convert(state["pending"], list[Event])
+        # Older checkpoints hold the events as maps, newer ones encoded.
+        held = [
+            _decode(e) if isinstance(e, bytes) else msgspec.convert(e, Event)
+            for e in state["pending"]
+        ]
+        self._pending = list(map(_encode, held))
+        self._times = list(map(_EPOCH, held))
         self._pending_labels = msgspec.convert(state["pending_labels"], list[Event])
+        self._sizes = list(map(len, self._pending))
+        self._label_sizes = [len(_encode(e)) for e in self._pending_labels]
+        self._names = set().union(*(e.features for e in held))
         self.windows.restore(state["windows"])
         self.outcomes.restore(state["outcomes"])
         self.shadow.restore(state["shadow"])
@@ -212,7 +320,7 @@ class ModelMonitor:
         )
         scores = outputs.numeric.get("score")
         for key, i in here.items():
-            version, prediction, score = waiting.pop(key)
+            version, prediction, score = self.shadow.take(key)
             if windows[i] == LATE or predictions is None:
                 continue
             champion_score = math.nan if scores is None else float(scores[i])
@@ -222,16 +330,20 @@ class ModelMonitor:
     def _sample_size(self) -> int | None:
         """How many of the first held-back events make the grid's sample, once they are
         all here: ``grid_sample`` events, or fewer where they span a whole window (no
-        window close waits for the warm-up). Counted in arrival order, so that the
-        sample, and every statistic after it, does not depend on how input is batched."""
+        window close waits for the warm-up) or reach ``max_sample_bytes``. Counted in
+        arrival order, so that the sample, and every statistic after it, does not depend
+        on how input is batched."""
         if not self._pending:
             return None
         window = self.settings.window
         size = self.settings.detectors.grid_sample
+        held = np.flatnonzero(np.cumsum(self._sizes) >= self.settings.max_sample_bytes)
+        if held.size:  # the bytes held reach the limit at this event
+            size = min(size, int(held[0]) + 1)
         if window.mode == "count":
             size = min(size, window.events)
         else:
-            times = np.fromiter((e.epoch_seconds for e in self._pending), np.float64)
+            times = np.array(self._times, np.float64)
             span = np.maximum.accumulate(times) - np.minimum.accumulate(times)
             spanned = np.flatnonzero(span >= window.seconds)
             if spanned.size:

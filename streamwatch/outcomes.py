@@ -112,7 +112,8 @@ class Outcomes:
         self.binning = binning  # the features', for bucketing numeric slice features
         self.dimensions: list[str] = []  # slice dimensions, in the order first seen
         self.vocabulary: dict[str, set[str]] = {}  # slice values per dimension
-        self.join = LabelJoin(settings.labels.max_pending, settings.labels.ttl)
+        labels = settings.labels
+        self.join = LabelJoin(labels.max_pending, labels.ttl, settings.max_buffer_bytes)
         concept = settings.detectors.concept_drift
         # A river detector reads the errors in arrival order; the default reads windows.
         self.sequential = None if concept.detector == "reference" else Sequential(concept)

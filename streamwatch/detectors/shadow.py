@@ -2,11 +2,11 @@
 
 When two versions of one model score the same event ids, each challenger prediction is
 paired with the champion's (found in the label join's buffer; a challenger that comes
-first waits for it, in a bounded buffer) and counted in the champion's window: pairs,
-agreements on the predicted class (or value), and the sum and sum of squares of the
-absolute score difference. Disagreement alarms when the lower bound of its 95% Wilson
-interval passes the threshold; the score difference when its mean passes the threshold
-significantly (one-sided z-test).
+first waits for it, in a buffer bounded by count and bytes) and counted in the
+champion's window: pairs, agreements on the predicted class (or value), and the sum and
+sum of squares of the absolute score difference. Disagreement alarms when the lower
+bound of its 95% Wilson interval passes the threshold; the score difference when its
+mean passes the threshold significantly (one-sided z-test).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
 Z95 = 1.959963984540054
+# Memory of a waiting challenger beside its text: a dict slot, the tuple, the score.
+WAITING_BYTES = 250
 
 
 @dataclass(slots=True)
@@ -52,6 +54,8 @@ class Shadow:
     waiting: dict[str, tuple[str, object, float]] = field(default_factory=dict)
     evaluated_through: int = -1  # pairs for windows up to here come too late
     late: int = 0
+    max_bytes: int = 64 << 20  # of ``waiting``
+    waiting_bytes: int = 0
 
     def pair(
         self,
@@ -73,9 +77,21 @@ class Shadow:
             pairs.diff_sq += difference * difference
 
     def wait(self, event_id: str, version: str, prediction: object, score: float) -> None:
-        self.waiting[event_id] = (version, prediction, score)
-        if len(self.waiting) > self.settings.max_waiting:
-            del self.waiting[next(iter(self.waiting))]  # the oldest makes room
+        waiting = self.waiting
+        if event_id in waiting:
+            self.take(event_id)
+        waiting[event_id] = entry = (version, prediction, score)
+        self.waiting_bytes += _waiting_bytes(event_id, entry)
+        while waiting and (
+            len(waiting) > self.settings.max_waiting or self.waiting_bytes > self.max_bytes
+        ):
+            self.take(next(iter(waiting)))  # the oldest makes room
+
+    def take(self, event_id: str) -> tuple[str, object, float]:
+        """The challenger waiting under ``event_id``, no longer waiting."""
+        entry = self.waiting.pop(event_id)
+        self.waiting_bytes -= _waiting_bytes(event_id, entry)
+        return entry
 
     def merge(self, other: Shadow) -> None:
         """Add the pairs counted on another part of the stream (same windows, versions)."""
@@ -154,7 +170,14 @@ class Shadow:
                 int(n), int(agree), int(scored), float(diff), float(diff_sq)
             )
         self.waiting = {str(k): (str(v), p, float(s)) for k, v, p, s in state["waiting"]}
+        self.waiting_bytes = sum(_waiting_bytes(k, entry) for k, entry in self.waiting.items())
         self.evaluated_through, self.late = int(state["evaluated_through"]), int(state["late"])
+
+
+def _waiting_bytes(key: str, entry: tuple[str, object, float]) -> int:
+    prediction = entry[1]
+    text = len(prediction) if type(prediction) is str else 0
+    return WAITING_BYTES + len(key) + len(entry[0]) + text
 
 
 def _same(a: object, b: object) -> bool:

@@ -114,8 +114,8 @@ def test_event_time_and_concat() -> None:
 def test_columns_are_capped() -> None:
     schema = Schema(max_columns=3)
     schema.build(events(event(features={"c": "x", "n" * 300: 1.0, "a": 1.0})))
-    assert "n" * 300 in schema.ignored  # a name over 256 characters
+    assert schema.ignored == 1  # a name over 256 characters
     batch = schema.build(events(event(features={"b": 1.0, "z": 2.0, "a": 3.0})))
     assert set(schema.features) == {"a", "b", "c"}
-    assert schema.ignored == {"n" * 300, "z"}
+    assert schema.ignored == 2  # counted, not kept: ever-new names cannot grow the state
     assert set(batch.features.numeric) == {"a", "b"}
