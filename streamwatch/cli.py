@@ -1,5 +1,5 @@
 """``streamwatch run | replay | demo | report | status | produce-demo | check-config |
-test-alert``: the CLI."""
+outbox | test-alert``: the CLI."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +24,9 @@ from streamwatch import demo, health, logs, status
 from streamwatch.alerts import sample_notification
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.engine import Engine, Outcome
-from streamwatch.errors import ConfigError, SourceError, StateError
+from streamwatch.errors import ConfigError, SourceError, StateError, storage
 from streamwatch.metrics import Metrics
-from streamwatch.outbox import Outbox, outbox_path
+from streamwatch.outbox import STATUSES, Outbox, outbox_path
 from streamwatch.reference import load_reference
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
 from streamwatch.sources import Hooks, ReplaySource, Source, kafka_source
@@ -118,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     check = command("check-config", _check_config, "print the effective settings, or what is wrong")
     config_options(check)
 
+    box = command("outbox", _outbox, "list the notifications to deliver, or send dead ones again")
+    box.add_argument("action", choices=("list", "retry"), help="retry: dead rows pending again")
+    box.add_argument("--sink", metavar="NAME", help="only this sink's rows")
+    box.add_argument("--status", choices=STATUSES, help="list only rows of this status")
+    box.add_argument("--outbox", type=Path, help="outbox file (default: as the settings say)")
+    config_options(box)
+
     test = command("test-alert", _test_alert, "send a test notification through the sinks")
     test.add_argument(
         "--sink", action="append", default=[], metavar="NAME", help="only this sink; repeatable"
@@ -150,6 +158,28 @@ def _status(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     print(json.dumps(masked(_settings(args)), indent=2))
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    path = Path(args.outbox) if args.outbox else outbox_path(_settings(args))
+    if not path.is_file():
+        raise StateError(f"no outbox at {path}: give --outbox, or the daemon's env file", path)
+    outbox = Outbox(path)  # beside a running daemon: SQLite's WAL lets both at it
+    try:
+        if args.action == "retry":
+            retried = outbox.retry(args.sink)
+            print(f"{retried} dead notification rows pending again: the daemon sends them")
+            return 0
+        for row in outbox.listed(args.sink, args.status):
+            created = datetime.fromtimestamp(row.created, UTC).isoformat(timespec="seconds")
+            error = f"  {row.error}" if row.error else ""
+            print(
+                f"{created}  {row.status:<8} {row.sink:<16} {row.model or '-':<16} {row.id}  "
+                f"attempts {row.attempts}{error}"
+            )
+    finally:
+        outbox.close()
     return 0
 
 

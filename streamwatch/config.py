@@ -435,9 +435,15 @@ class _SinkBase(_Section):
         default_factory=dict, description="label -> value; only alerts with all these are sent"
     )
     timeout: Duration = Field(10.0, gt=0, description="one delivery attempt at most")
-    max_attempts: int = Field(8, ge=1, description="attempts before a notification is dead")
+    max_attempts: int | None = Field(
+        None,
+        ge=1,
+        description="attempts before a notification is dead; default: no limit but OUTBOX__MAX_AGE",
+    )
     retry_base: Duration = Field(1.0, gt=0, description="first backoff; doubles per attempt")
-    retry_cap: Duration = Field(300.0, gt=0, description="longest backoff between attempts")
+    retry_cap: Duration = Field(
+        50.0, gt=0, description="longest backoff: delivery resumes within this of a recovery"
+    )
 
 
 class LogSinkSettings(_SinkBase):
@@ -599,6 +605,12 @@ class OutboxSettings(_Section):
 
     path: Path | None = Field(None, description="default: the state path + .outbox")
     drain_timeout: Duration = Field(30.0, ge=0, description="wait for sends at the end")
+    max_age: Duration = Field(
+        12 * 3600.0,
+        gt=0,
+        description="a notification is retried until it is this old, then dead (an outage "
+        "longer than this loses it unless `streamwatch outbox retry` sends it again)",
+    )
 
 
 def _default_sinks() -> dict[str, SinkSettings]:

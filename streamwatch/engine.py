@@ -25,13 +25,14 @@ from streamwatch.admission import Admission
 from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
+from streamwatch.dispatcher import STOP_WAIT, Dispatcher
 from streamwatch.errors import ChangelogError, ConfigError, EncodeError, StateError
 from streamwatch.events import BadEvent, Decoded, Event, decode_batch, gc_paused
 from streamwatch.health import Health
 from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
 from streamwatch.model import ClosedWindow, ModelMonitor, Processed
-from streamwatch.outbox import STOP_WAIT, Dispatcher, Outbox
+from streamwatch.outbox import Carried, Outbox
 from streamwatch.reference import Pinned
 from streamwatch.route import route
 from streamwatch.routing import Router
@@ -81,7 +82,11 @@ class Engine:
         self.policy = AlertPolicy(settings.alerts)
         self.outbox = outbox or Outbox()
         self.router = Router(sinks, settings.alerts.silences, self.outbox)
-        self.dispatcher = Dispatcher(self.outbox, sinks, metrics)
+        self.dispatcher = Dispatcher(self.outbox, sinks, metrics, settings.outbox.max_age)
+        # With durable state, a notification is held until the checkpoint that covers its
+        # window is: whoever restores an older state makes it again, never twice.
+        self._hold = False
+        self._held: dict[str, list[str]] = {}  # model -> notifications held since
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process
         # Scaled out (a changelog): state is kept, saved and moved per source partition.
         self.changelog = changelog
@@ -125,17 +130,27 @@ class Engine:
         is set (then checkpoint what was processed and stop). Return what each batch
         produced if ``keep`` (a daemon, which runs for months, keeps none)."""
         self.dispatcher.start()
+        self._hold = store is not None
         if store is not None and self.settings.history.enabled:
             self._closed = []  # kept until each checkpoint writes them
         try:
-            return self._loop(source, store, progress, keep)
+            try:
+                outcomes = self._loop(source, store, progress, keep)
+            finally:
+                self._drain()
+            if store is not None and self._note_sent():
+                source.commit(self.checkpoint(store))  # what the drain sent leaves the state
+            return outcomes
         finally:
-            if not self.dispatcher.drain(self._drain_budget()):
-                log.warning(
-                    "notifications still pending at exit; a durable outbox sends them on restart",
-                    extra={"pending": self.outbox.pending()},
-                )
             self.dispatcher.stop(min(self._drain_budget(), STOP_WAIT))
+
+    def _drain(self) -> None:
+        """Deliver what is pending for what is left of the grace period."""
+        if not self.dispatcher.drain(self._drain_budget()):
+            log.warning(
+                "notifications still pending at exit; a durable outbox sends them on restart",
+                extra={"pending": self.outbox.pending()},
+            )
 
     def _drain_budget(self) -> float:
         """Seconds to wait for deliveries: what is left of the grace period after a
@@ -163,6 +178,13 @@ class Engine:
         while not self.stopping.is_set():
             messages = source.poll(POLL_RECORDS)
             self.health.polled()
+            if self.dispatcher.failure is not None:
+                raise self.dispatcher.failure  # the outbox's file failed a worker
+            if store is not None and self._note_sent():
+                # Scaled out, a sent notification leaves its partition's state before more
+                # is processed, so that a successor does not send it again (only a crash
+                # between the send and this checkpoint does).
+                uncommitted = not source.commit(self.checkpoint(store))
             if messages is None:
                 kept(self.finish())
                 break
@@ -218,10 +240,12 @@ class Engine:
         (to commit)."""
         started = time.monotonic()
         closed = self._closed or []
+        self._note_sent()  # a partition's state carries its notifications until sent
         if self.changelog is None:
             store.save(self.snapshot(), self.positions, closed=closed, lag=self.metrics.lags())
             self._dirty.clear()
             closed.clear()
+            self._release(list(self._held))
         elif self._checkpoint_partitions(store, self.changelog, partitions, closed):
             closed.clear()  # else kept for the next checkpoint
         self._checkpointed_at = time.monotonic()
@@ -238,7 +262,7 @@ class Engine:
         """Each changed partition's state to the state file, then to the changelog; a
         partition stays changed (its offsets uncommitted) until the changelog has it.
         Return whether the state file was written (with ``closed``)."""
-        wanted = self._dirty if partitions is None else self._dirty & set(partitions)
+        wanted = set(self._dirty) if partitions is None else self._dirty & set(partitions)
         saved = False
         try:
             self._publish(changelog, wanted)
@@ -253,6 +277,22 @@ class Engine:
             )
             return saved
         self._dirty -= wanted
+        self._release([m for m, home in self.homes.items() if home in wanted])
+        return True
+
+    def _release(self, models: Collection[str]) -> None:
+        """The held notifications of ``models``, whose windows' state is durable now."""
+        ids = [i for m in models for i in self._held.pop(m, ())]
+        if ids and self.outbox.release(ids):
+            self.dispatcher.wake()
+
+    def _note_sent(self) -> bool:
+        """Scaled out: mark changed the partitions of models with a notification sent
+        since the last look (their state carries it no more); whether there are any."""
+        sent = self.dispatcher.sent()
+        if self.changelog is None or not sent:
+            return False
+        self._dirty.update(self.homes[m] for m in sent if m in self.homes)
         return True
 
     def _publish(self, changelog: Changelog, partitions: Collection[int]) -> None:
@@ -271,6 +311,7 @@ class Engine:
             "models": {model_id: m.snapshot() for model_id, m in self.models.items()},
             "policy": self.policy.snapshot(),
             "router": self.router.snapshot(),
+            "outbox": self.outbox.undelivered(None),
         }
 
     def restore(self, state: Mapping[str, Any], offsets: Offsets) -> None:
@@ -282,6 +323,12 @@ class Engine:
             self.models[model_id] = monitor
         self.policy.restore(state["policy"])
         self.router.restore(state["router"])
+        # Notifications of the windows this state closed: sent, or to send (held here
+        # when the crash came between the checkpoint and their release).
+        carried = [Carried(*row) for row in state.get("outbox", ())]
+        self.outbox.adopt(carried)
+        if self.outbox.release([row.id for row in carried]):
+            self.dispatcher.wake()
         self.positions.update(offsets)
 
     # -- partitions (scaled out) ----------------------------------------------------
@@ -295,6 +342,7 @@ class Engine:
             "router": self.router.snapshot(models),
             "parts": {part.judge.model_id: part.snapshot() for part in self._parts({partition})},
             "aggregates": {m: a.snapshot() for m, a in self.aggregates.items() if m in models},
+            "outbox": self.outbox.undelivered(models),
         }
         return encode(state), {tp: o for tp, o in self.positions.items() if tp[1] == partition}
 
@@ -369,11 +417,15 @@ class Engine:
         for model_id in models:
             del self.homes[model_id]
             self.models.pop(model_id, None)
+            self._held.pop(model_id, None)  # made again by whoever takes the partition
             self.aggregates.pop(model_id, None)
         for part in self._parts(partitions):
             del self.parts[part.judge.model_id, part.partition]
         self.policy.forget(models)
         self.router.forget(models)
+        # Their undelivered notifications went with the partitions' state (or are made
+        # again from it): sent by the partitions' next owner, not from here.
+        self.outbox.move(models)
         for tp in [tp for tp in self.positions if tp[1] in partitions]:
             del self.positions[tp]
         self._dirty -= set(partitions)
@@ -589,13 +641,15 @@ class Engine:
                     detector = alert.labels["detector"]
                     self.metrics.alerts.labels(window.model, detector, alert.status).inc()
                 try:
-                    self.router.route(notification)  # stored durably; workers send it
+                    self.router.route(notification, "held" if self._hold else "pending")
                 except EncodeError as e:
                     # A bug in what a detector reported must not stop the loop for good
                     # (the same window is rebuilt after every restart): say so, go on.
                     self.metrics.unencodable.labels(window.model).inc()
                     log.error("notification not stored", extra={"error": str(e)})
                     continue
+                if self._hold:
+                    self._held.setdefault(window.model, []).append(notification.id)
                 notifications.append(notification)
         if notifications:
             self.dispatcher.wake()

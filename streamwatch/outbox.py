@@ -1,23 +1,26 @@
-"""The outbox: every notification is stored durably before any send, then delivered.
+"""The outbox: every notification is stored durably before any send.
 
-A row per (notification id, sink) in SQLite, written by the engine and read by one
-delivery worker per sink, apart from the consume loop. A worker sends what is due, with
-the sink's own timeout; a retryable failure (network, 429, 5xx) is tried again after
-an exponential backoff with full jitter (at least the receiver's ``Retry-After``), until
-the sink's ``max_attempts``; then, or on a failure that cannot succeed, the row is dead
-and counted. Rows left pending by a shutdown or a crash are sent after restart. The id
-is derived from the notification's content and the key is (id, sink), so the same
-notification written twice (a window replayed after a crash) is stored, and sent, once.
+A row per (notification id, sink) in SQLite, written by the engine and read by the
+delivery workers (dispatcher.py). The id is derived from the notification's content
+and the key is (id, sink), so the same notification written twice (a window replayed
+after a crash) is stored, and sent, once.
+
+A row's life: ``held`` while the checkpoint that covers its window is not yet durable
+(whoever restores an older state closes the window again and makes the same row), then
+``pending`` until it is ``sent``, or ``dead`` (a failure that cannot succeed, or
+retried past ``OUTBOX__MAX_AGE``); ``silenced`` rows are a record, never sent. Dead
+rows can be made pending again (``streamwatch outbox retry``). Scaled out, a row is
+sent by whoever holds its model's partition: the undelivered rows travel with the
+partition's state, and are ``moved`` where it was (pending again if it comes back).
 """
 
 from __future__ import annotations
 
-import logging
-import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,28 +28,24 @@ import msgspec
 
 from streamwatch.alerts import Notification
 from streamwatch.config import Settings
-from streamwatch.errors import EncodeError
-from streamwatch.metrics import Metrics
-from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
-
-log = logging.getLogger("streamwatch.outbox")
+from streamwatch.errors import EncodeError, storage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT NOT NULL,
     sink TEXT NOT NULL,
-    status TEXT NOT NULL,           -- pending | sent | dead | silenced
+    status TEXT NOT NULL,           -- held | pending | sent | dead | silenced | moved
     notification BLOB NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     due REAL NOT NULL,              -- when the next attempt may start (epoch seconds)
-    created REAL NOT NULL,
+    created REAL NOT NULL,          -- when it was stored (or retried by hand)
     error TEXT,
+    model TEXT,
     PRIMARY KEY (id, sink)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, status, due);
 """
-IDLE_POLL = 1.0  # a worker looks for due rows at least this often
-STOP_WAIT = 5.0  # seconds a stopping worker may take to finish its attempt
+STATUSES = ("held", "pending", "sent", "dead", "silenced", "moved")
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -61,22 +60,55 @@ class Row:
     sink: str
     notification: Notification
     attempts: int
+    created: float
+
+
+class Carried(msgspec.Struct, array_like=True, frozen=True):
+    """An undelivered row as it travels with its partition's state (scaled out)."""
+
+    id: str
+    sink: str
+    notification: bytes
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A row as ``streamwatch outbox list`` shows it."""
+
+    id: str
+    sink: str
+    status: str
+    model: str | None
+    attempts: int
+    created: float
+    error: str | None
 
 
 class Outbox:
     """Notifications and their delivery state in one SQLite file (or in memory)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            ":memory:" if path is None else path, isolation_level=None, check_same_thread=False
-        )
+        """Open (or create) the outbox; a file that cannot be used (damaged, read-only,
+        a full disk), now or at any write later, raises :class:`StateError`."""
+        self.path = Path(":memory:") if path is None else path
         self._lock = threading.Lock()  # one connection, shared by the engine and workers
-        with self._lock:
+        with self._lock, storage("outbox", self.path):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a crash, fast
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            if "model" not in columns:  # a file written before rows knew their model
+                self._db.execute("ALTER TABLE outbox ADD COLUMN model TEXT")
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, to one caller at a time; its errors as :class:`StateError`."""
+        with self._lock, storage("outbox", self.path):
+            yield self._db
 
     def add(self, notification: Notification, sink: str, status: str = "pending") -> bool:
         """Store a notification for a sink; False when it was stored before. Raises
@@ -85,181 +117,134 @@ class Outbox:
             blob = msgspec.msgpack.encode(notification)
         except (TypeError, ValueError, msgspec.EncodeError) as e:
             raise EncodeError(f"notification {notification.id} cannot be stored: {e}") from e
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (id, sink, status, notification, due, created) "
-                "VALUES (?, ?, ?, ?, 0, ?)",  # due at once
-                (notification.id, sink, status, blob, time.time()),
+        with self._using() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox "
+                "(id, sink, status, notification, due, created, model) "
+                "VALUES (?, ?, ?, ?, 0, ?, ?)",  # due at once
+                (notification.id, sink, status, blob, time.time(), notification.model),
             )
         return cursor.rowcount == 1
 
+    def release(self, ids: Collection[str]) -> int:
+        """Held rows of these notifications become pending (their state is durable)."""
+        with self._using() as db:
+            return sum(
+                db.execute(
+                    "UPDATE outbox SET status = 'pending' WHERE id = ? AND status = 'held'",
+                    (id_,),
+                ).rowcount
+                for id_ in ids
+            )
+
+    def undelivered(self, models: Collection[str] | None) -> list[Carried]:
+        """The held and pending rows of ``models`` (or of all): what a state carries."""
+        with self._using() as db:
+            rows = db.execute(
+                "SELECT id, sink, notification, model FROM outbox "
+                "WHERE status IN ('held', 'pending') ORDER BY created, id, sink"
+            ).fetchall()
+        return [
+            Carried(id_, sink, bytes(blob), model)
+            for id_, sink, blob, model in rows
+            if models is None or model in models
+        ]
+
+    def adopt(self, rows: Iterable[Carried]) -> int:
+        """Rows carried by a restored partition state, pending here unless known (sent,
+        say, by this instance before the partition went away and came back): a row
+        moved away with its partition is pending again."""
+        now = time.time()
+        with self._using() as db:
+            return sum(
+                db.execute(
+                    "INSERT INTO outbox (id, sink, status, notification, due, created, model) "
+                    "VALUES (?, ?, 'pending', ?, 0, ?, ?) ON CONFLICT (id, sink) DO UPDATE "
+                    "SET status = 'pending', due = 0 WHERE status = 'moved'",
+                    (row.id, row.sink, row.notification, now, row.model),
+                ).rowcount
+                for row in rows
+            )
+
+    def move(self, models: Collection[str]) -> int:
+        """The held and pending rows of ``models``, whose partitions another instance
+        holds now: never sent from here."""
+        with self._using() as db:
+            return sum(
+                db.execute(
+                    "UPDATE outbox SET status = 'moved' "
+                    "WHERE model = ? AND status IN ('held', 'pending')",
+                    (model,),
+                ).rowcount
+                for model in models
+            )
+
     def due(self, sink: str, now: float, limit: int = 50) -> list[Row]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, notification, attempts FROM outbox "
+        with self._using() as db:
+            rows = db.execute(
+                "SELECT id, notification, attempts, created FROM outbox "
                 "WHERE sink = ? AND status = 'pending' AND due <= ? ORDER BY created LIMIT ?",
                 (sink, now, limit),
             ).fetchall()
         return [
-            Row(id_, sink, msgspec.msgpack.decode(blob, type=Notification), attempts)
-            for id_, blob, attempts in rows
+            Row(id_, sink, msgspec.msgpack.decode(blob, type=Notification), attempts, created)
+            for id_, blob, attempts, created in rows
         ]
 
     def next_due(self, sink: str) -> float | None:
-        with self._lock:
-            (due,) = self._db.execute(
+        with self._using() as db:
+            (due,) = db.execute(
                 "SELECT MIN(due) FROM outbox WHERE sink = ? AND status = 'pending'", (sink,)
             ).fetchone()
         return None if due is None else float(due)
 
     def mark(self, row: Row, status: str, due: float = 0.0, error: str | None = None) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._using() as db:
+            db.execute(
                 "UPDATE outbox SET status = ?, attempts = ?, due = ?, error = ? "
                 "WHERE id = ? AND sink = ?",
                 (status, row.attempts + 1, due, error, row.id, row.sink),
             )
 
+    def listed(self, sink: str | None = None, status: str | None = None) -> list[Listed]:
+        """Rows, oldest first, of one sink and status or of all."""
+        with self._using() as db:
+            rows = db.execute(
+                "SELECT id, sink, status, model, attempts, created, error FROM outbox "
+                "WHERE (:sink IS NULL OR sink = :sink) AND (:status IS NULL OR status = :status) "
+                "ORDER BY created, id, sink",
+                {"sink": sink, "status": status},
+            ).fetchall()
+        return [Listed(*row) for row in rows]
+
+    def retry(self, sink: str | None = None) -> int:
+        """Dead rows (of one sink, or all) pending again, with a fresh ``MAX_AGE``."""
+        with self._using() as db:
+            return int(
+                db.execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, due = 0, "
+                    "created = :now, error = NULL "
+                    "WHERE status = 'dead' AND (:sink IS NULL OR sink = :sink)",
+                    {"now": time.time(), "sink": sink},
+                ).rowcount
+            )
+
     def counts(self) -> dict[tuple[str, str], int]:
         """Rows by (sink, status)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._using() as db:
+            rows = db.execute(
                 "SELECT sink, status, COUNT(*) FROM outbox GROUP BY sink, status"
             ).fetchall()
         return {(sink, status): int(n) for sink, status, n in rows}
 
-    def pending(self) -> int:
-        return sum(n for (_, status), n in self.counts().items() if status == "pending")
+    def pending(self, sinks: Collection[str] | None = None) -> int:
+        """Rows waiting to be sent (of ``sinks``, or of all)."""
+        return sum(
+            n
+            for (sink, status), n in self.counts().items()
+            if status == "pending" and (sinks is None or sink in sinks)
+        )
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class Dispatcher:
-    """One delivery worker thread per sink, sending what the outbox holds."""
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        sinks: Sequence[RoutedSink],
-        metrics: Metrics,
-        clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.outbox = outbox
-        self.sinks = sinks
-        self.metrics = metrics
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self._stopping = threading.Event()
-        self._wake = {routed.sink.name: threading.Event() for routed in sinks}
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        for routed in self.sinks:
-            thread = threading.Thread(
-                target=self._work, args=(routed,), name=f"deliver-{routed.sink.name}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def wake(self) -> None:
-        """New rows are in the outbox."""
-        for event in self._wake.values():
-            event.set()
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until nothing is pending (True) or ``timeout`` seconds pass (False)."""
-        deadline = time.monotonic() + timeout
-        while self.outbox.pending():
-            if time.monotonic() >= deadline:
-                return False
-            self.wake()
-            time.sleep(0.05)
-        return True
-
-    def stop(self, wait: float = STOP_WAIT) -> None:
-        """Stop the workers after their current attempt, waiting ``wait`` seconds at most
-        for all of them: a send still hanging then is left behind (a daemon thread), its
-        row pending for the next start."""
-        self._stopping.set()
-        self.wake()
-        deadline = time.monotonic() + wait
-        for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        self._threads.clear()
-        for routed in self.sinks:
-            routed.sink.close()
-
-    def _work(self, routed: RoutedSink) -> None:
-        try:
-            self._deliver(routed)
-        except sqlite3.ProgrammingError:
-            if not self._stopping.is_set():
-                raise
-            # Left behind at stop, it came back after the outbox closed: the row stays
-            # pending and is sent after the next start.
-
-    def _deliver(self, routed: RoutedSink) -> None:
-        name, wake = routed.sink.name, self._wake[routed.sink.name]
-        while not self._stopping.is_set():
-            rows = self.outbox.due(name, self.clock())
-            for row in rows:
-                if self._stopping.is_set():
-                    return
-                self._attempt(routed, row)
-            if not rows:
-                next_due = self.outbox.next_due(name)
-                wait = IDLE_POLL if next_due is None else next_due - self.clock()
-                wake.wait(min(max(wait, 0.0), IDLE_POLL))
-                wake.clear()
-
-    def _attempt(self, routed: RoutedSink, row: Row) -> None:
-        result = _send(routed, row.notification)
-        sink, settings = routed.sink.name, routed.settings
-        if isinstance(result, Delivered):
-            self.outbox.mark(row, "sent")
-            self.metrics.notifications.labels(sink, "sent").inc()
-            return
-        attempts = row.attempts + 1
-        if result.retryable and attempts < settings.max_attempts:
-            backoff = self.rng.uniform(
-                0, min(settings.retry_cap, settings.retry_base * 2**row.attempts)
-            )
-            # Retry-After is honoured up to the cap: a receiver cannot park a row forever.
-            asked = min(result.retry_after or 0.0, settings.retry_cap)
-            delay = max(backoff, asked)
-            self.outbox.mark(row, "pending", self.clock() + delay, result.reason)
-            self.metrics.notifications.labels(sink, "retried").inc()
-            log.warning(
-                "notification not delivered, will retry",
-                extra={
-                    "sink": sink,
-                    "notification": row.id,
-                    "attempt": attempts,
-                    "retry_in_seconds": round(delay, 3),
-                    "reason": result.reason,
-                },
-            )
-            return
-        self.outbox.mark(row, "dead", error=result.reason)
-        self.metrics.notifications.labels(sink, "dead").inc()
-        log.error(
-            "notification dead",
-            extra={
-                "sink": sink,
-                "notification": row.id,
-                "attempts": attempts,
-                "reason": result.reason,
-            },
-        )
-
-
-def _send(routed: RoutedSink, notification: Notification) -> DeliveryResult:
-    """A sink's send, which should not raise; a bug in one must not stop its worker."""
-    try:
-        return routed.sink.send(notification)
-    except Exception as exc:  # the worker must outlive any sink's bug
-        log.exception("sink raised", extra={"sink": routed.sink.name})
-        return DeliveryFailed(routed.sink.name, f"sink raised {type(exc).__name__}", True)

@@ -30,9 +30,10 @@ class Router:
         self.outbox = outbox
         self.triggered: dict[str, float] = {}  # "sink/model" -> window end of the last trigger
 
-    def route(self, notification: Notification) -> int:
-        """Store the notification for every sink that wants some of it; return how many
-        rows are new (0 when the same notification was routed before)."""
+    def route(self, notification: Notification, status: str = "pending") -> int:
+        """Store the notification for every sink that wants some of it (``held`` until
+        the checkpoint that covers its window is durable); return how many rows are new
+        (0 when the same notification was routed before)."""
         silenced = [a for a in notification.alerts if self._silenced(a, notification.window.end)]
         if silenced:
             self.outbox.add(replace(notification, alerts=tuple(silenced)), SILENCED, "silenced")
@@ -47,7 +48,7 @@ class Router:
             )
             if not wanted or not self._cooled_down(routed, notification, wanted):
                 continue
-            added += self.outbox.add(replace(notification, alerts=wanted), routed.sink.name)
+            added += self.outbox.add(replace(notification, alerts=wanted), routed.sink.name, status)
         return added
 
     def _silenced(self, alert: Alert, when: float) -> bool:

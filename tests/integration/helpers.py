@@ -122,7 +122,10 @@ def wait_for(
 
 
 def env_file(path: Path, **variables: object) -> Path:
-    path.write_text("".join(f"STREAMWATCH_{k.upper()}={v}\n" for k, v in variables.items()))
+    """An env file of these settings (``None``: left out, the default)."""
+    path.write_text(
+        "".join(f"STREAMWATCH_{k.upper()}={v}\n" for k, v in variables.items() if v is not None)
+    )
     return path
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,9 @@ from pydantic import SecretStr
 
 from streamwatch.alerts import sample_notification
 from streamwatch.config import WebhookSinkSettings
+from streamwatch.dispatcher import Dispatcher
 from streamwatch.metrics import Metrics
-from streamwatch.outbox import Dispatcher, Outbox
+from streamwatch.outbox import Outbox
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.webhook import WebhookSink
 from tests.factories import event
@@ -47,7 +49,7 @@ def test_a_receiver_failing_three_times_gets_the_notification_once_under_one_id(
         outbox.add(n, "hook")
         dispatcher = Dispatcher(outbox, [webhook(receiver.url)], metrics)
         dispatcher.start()
-        assert dispatcher.drain(20)
+        wait_for(lambda: outbox.pending() == 0, 20, "the delivery")
         dispatcher.stop()
     ids = [got.headers["webhook-id"] for got in receiver.requests]
     assert ids == [n.id] * 4  # three refused, the fourth accepted: one id throughout
@@ -55,11 +57,12 @@ def test_a_receiver_failing_three_times_gets_the_notification_once_under_one_id(
     assert metrics.total("streamwatch_notifications", result="sent") == 1
 
 
-def drifting(minutes: int = 20, shift_at: int = 12) -> list[bytes]:
+def drifting(minutes: int = 20, shift_at: int = 12, model: str = "m") -> list[bytes]:
     """One-minute windows of 150 events; feature x jumps by 3 sd from ``shift_at``."""
     return [
         event(
-            f"{minute}-{i}",
+            f"{model}-{minute}-{i}",
+            model_id=model,
             timestamp=1_790_000_000_000 + minute * 60_000 + i * 400,
             features={"x": ((i * 7919) % 150) / 150.0 + (3.0 if minute >= shift_at else 0.0)},
         )
@@ -69,7 +72,7 @@ def drifting(minutes: int = 20, shift_at: int = 12) -> list[bytes]:
 
 
 def daemon_env(tmp_path: Path, kafka: str, topic: str, url: str, **extra: object) -> Path:
-    settings: dict[str, object] = {"state__checkpoint_interval": "60s", **extra}
+    settings: dict[str, object] = {"state__checkpoint_interval": "2s", **extra}
     return env_file(
         tmp_path / f"d{len(list(tmp_path.glob('*.env')))}.env",
         kafka__bootstrap_servers=kafka,
@@ -83,10 +86,7 @@ def daemon_env(tmp_path: Path, kafka: str, topic: str, url: str, **extra: object
         sinks__hook__kind="webhook",
         sinks__hook__url=url,
         sinks__hook__secret=SECRET,
-        sinks__hook__retry_base="0.2s",
-        sinks__hook__retry_cap="0.5s",
-        sinks__hook__timeout="1s",
-        **settings,  # by default no checkpoint within a test: a kill loses the run's state
+        **({"sinks__hook__retry_base": "0.2s", "sinks__hook__retry_cap": "0.5s"} | settings),
     )
 
 
@@ -134,7 +134,7 @@ def test_notifications_in_the_outbox_when_the_daemon_is_killed_are_sent_after_re
     )
     # The receiver is not up yet: the notifications wait in the outbox, retrying.
     wait_for(lambda: outbox_rows(tmp_path)["pending"] >= 1, 90, "pending notifications")
-    first.kill()  # SIGKILL: no drain, no checkpoint; Kafka offsets uncommitted
+    first.kill()  # SIGKILL: no drain; what came after the last checkpoint is read again
     pending = outbox_rows(tmp_path)["pending"]
 
     def accept(got: Received) -> Reply:
@@ -155,3 +155,47 @@ def test_notifications_in_the_outbox_when_the_daemon_is_killed_are_sent_after_re
     assert all(count == 1 for count in ids.values()), ids
     assert len(ids) == outbox_rows(tmp_path)["sent"]
     assert outbox_rows(tmp_path)["pending"] == 0
+
+
+def test_a_receiver_down_for_five_minutes_gets_every_notification_once_within_a_minute(
+    kafka: str, topics: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """The default retry settings outlast an ordinary outage: nothing is dead, and each
+    notification arrives within a minute of the receiver's recovery."""
+    (topic,) = topics(1)
+    models = [f"model-{k}" for k in range(8)]
+    stream = [event for model in models for event in drifting(model=model)]
+    outage = 300.0
+    recovered_at, accepted = time.monotonic() + outage, list[tuple[str, float]]()
+
+    def down_then_up(got: Received) -> Reply:
+        assert verify(SECRET, got.headers, got.body)
+        if time.monotonic() < recovered_at:
+            return (500, {})
+        accepted.append((got.headers["webhook-id"], time.monotonic()))
+        return (204, {})
+
+    with receiving(down_then_up) as receiver:
+        env = daemon_env(
+            tmp_path,
+            kafka,
+            topic,
+            receiver.url,
+            sinks__hook__retry_base=None,  # the defaults, all of them
+            sinks__hook__retry_cap=None,
+        )
+        daemon = Daemon(env, tmp_path / "daemon.log").start()
+        try:
+            produce(kafka, topic, stream)
+            wait_for(lambda: outbox_rows(tmp_path)["pending"] >= len(models), 120, "the alerts")
+            wait_for(lambda: time.monotonic() > recovered_at, outage + 10, "the recovery")
+            wait_for(lambda: outbox_rows(tmp_path)["pending"] == 0, 90, "the deliveries")
+        finally:
+            assert daemon.stop() == 0
+    ids = Counter(id_ for id_, _ in accepted)
+    assert all(n == 1 for n in ids.values()), ids  # each accepted once
+    assert outbox_rows(tmp_path) == {"sent": len(ids)}  # none dead, none left
+    assert len(ids) >= len(models)  # each model's shift fired
+    assert len(receiver.requests) > 2 * len(ids)  # the outage was retried through
+    late = max(t for _, t in accepted) - recovered_at
+    assert late <= 60.0, f"the last notification came {late:.0f} s after the recovery"

@@ -9,13 +9,19 @@ the same windows with the same statistics, and sent the same notifications, as a
 instance over the same topic.
 
 The stream is produced in three parts, so that each step happens with work left: the first
-part before the three start, the second while they run (the kill comes in it), the third
-once the fourth instance holds partitions. The single instance reads the whole topic after.
+part before the three start, the second while they run (the kill comes in it, right after
+the victim closed a window that notifies and before its next checkpoint), the third once
+the fourth instance holds partitions. The single instance reads the whole topic after.
+Each instance of the group sends to its own file sink and to one shared webhook receiver:
+across all of them, every notification of the single instance arrives once.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
 import time
 import urllib.request
 import uuid
@@ -45,6 +51,7 @@ from tests.integration.helpers import (
     produce_keyed,
     wait_for,
 )
+from tests.integration.receivers import Received, Receiver, Reply, receiving
 from tests.integration.test_restarts import (
     Verdict,
     Window,
@@ -241,9 +248,13 @@ class Instance:
         directory: Path,
         pinned: Path,
         static: bool = True,
+        webhook: str | None = None,
     ) -> Instance:
         directory.mkdir(parents=True)
         static_member = {"kafka__group_instance_id": directory.name} if static else {}
+        hook = (
+            {} if webhook is None else {"sinks__hook__kind": "webhook", "sinks__hook__url": webhook}
+        )
         env = env_file(
             directory / "daemon.env",
             kafka__bootstrap_servers=kafka,
@@ -260,6 +271,7 @@ class Instance:
             reference__path=pinned,
             server__port=0,
             **static_member,
+            **hook,
         )
         instance = cls(directory.name, directory, env)
         instance.daemon = Daemon(env, directory / "run.log").start()
@@ -275,6 +287,16 @@ class Instance:
 
     def logs(self) -> list[dict[str, Any]]:
         return self.daemon.logs()
+
+    def held(self) -> int:
+        """Its outbox's notifications held until the next checkpoint."""
+        path = self.directory / "state.sqlite.outbox"
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+                (n,) = db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'held'").fetchone()
+        except sqlite3.OperationalError:  # not there yet
+            return 0
+        return int(n)
 
     def check_running(self) -> None:
         """Fail at once, with the end of its log, if the process has exited."""
@@ -356,33 +378,37 @@ def ownership(instances: Sequence[Instance]) -> dict[str, list[int]]:
     return {i.name: sorted(i.owned()) for i in instances if i.running}
 
 
-class UncommittedWork:
-    """A condition: ``instance`` has committed each of its partitions past ``since`` (so
-    the changelog holds its state of them, ahead of any other instance's state file), and
-    has closed a window of one of their models since their committed offsets last moved
-    (as seen from here). Killed then, it loses work that the partitions' next owners must
-    redo from the changelog on."""
+class Notified:
+    """A condition that stops ``instance`` (SIGSTOP) once it has committed each of its
+    partitions past ``since`` (so the changelog holds its state of them, ahead of any
+    other instance's state file) and has closed a window that notifies since its last
+    checkpoint (the notification held in its outbox). Killed then, it loses work that the
+    partitions' next owners must redo from the changelog on, the notification with it."""
 
     def __init__(self, instance: Instance, committed: Committed, since: dict[int, int]) -> None:
         self.instance, self.committed, self.since = instance, committed, since
-        self.offsets: dict[int, int] = {}
-        self.moved_at = float("inf")
 
     def __call__(self) -> bool:
         self.instance.check_running()
+        if not self.instance.held():
+            return False
+        process = self.instance.daemon.process
+        assert process is not None
+        os.kill(process.pid, signal.SIGSTOP)  # frozen as it is, while we look
         owned = self.instance.owned()
-        offsets = {p: o for p, o in self.committed().items() if p in owned}
-        if any(offsets.get(p, 0) <= self.since[p] for p in owned):
-            return False
-        if offsets != self.offsets:
-            self.offsets, self.moved_at = offsets, time.time()
-            return False
-        return any(
-            line["message"] == "window closed"
-            and OWNER[line["model"]] in owned
-            and logged_at(line) > self.moved_at
-            for line in self.instance.logs()
-        )
+        offsets = self.committed()
+        if self.instance.held() and all(offsets.get(p, 0) > self.since[p] for p in owned):
+            return True
+        os.kill(process.pid, signal.SIGCONT)
+        return False
+
+
+def produce_paced(kafka: str, topic: str, values: list[bytes], keys: list[bytes]) -> None:
+    """In twenty steps a quarter of a second apart: windows close while it comes."""
+    step = -(-len(values) // 20)
+    for k in range(0, len(values), step):
+        produce_keyed(kafka, topic, values[k : k + step], keys[k : k + step])
+        time.sleep(0.25)
 
 
 def stop_all(instances: Iterable[Instance]) -> dict[str, int]:
@@ -417,11 +443,23 @@ def topic(kafka: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def webhook() -> Iterator[Receiver]:
+    """One webhook receiver shared by the instances of the group; it accepts all."""
+
+    def accept(got: Received) -> Reply:
+        return (204, {})
+
+    with receiving(accept) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
 def scaled_out(
     kafka: str,
     topic: str,
     stream: Stream,
     pinned: Path,
+    webhook: Receiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ScaleOut]:
     """Three instances, one SIGKILLed mid-stream, a fourth added, over the stream produced
@@ -433,7 +471,11 @@ def scaled_out(
     instances: list[Instance] = []
 
     def start(name: str) -> Instance:
-        instances.append(Instance.start(kafka, topic, group, changelog, directory / name, pinned))
+        instances.append(
+            Instance.start(
+                kafka, topic, group, changelog, directory / name, pinned, webhook=webhook.url
+            )
+        )
         return instances[-1]
 
     first, second = (int(len(stream.values) * cut) for cut in PARTS)
@@ -447,15 +489,16 @@ def scaled_out(
         wait_for(lambda: settled(instances), TIMEOUT, "each of three holding partitions")
 
         # Part 2, produced while they run: the instance of fraud's partition is killed
-        # with windows closed since its last commit, and expelled from the group.
+        # right after it closed a window that notifies, before its next checkpoint (its
+        # notification held, unsent), and expelled from the group.
         victim = next(i for i in instances if HOME["fraud"] in i.owned())
         victim_partitions = victim.owned()
-        uncommitted = UncommittedWork(victim, committed, stream.ends(first))
+        notified = Notified(victim, committed, stream.ends(first))
         with ThreadPoolExecutor(max_workers=1) as pool:
             producing = pool.submit(
-                produce_keyed, kafka, topic, stream.values[first:second], stream.keys[first:second]
+                produce_paced, kafka, topic, stream.values[first:second], stream.keys[first:second]
             )
-            wait_for(uncommitted, 60, f"{victim.name} with work since its commit", every=0.05)
+            wait_for(notified, 60, f"{victim.name} notifying since its checkpoint", every=0.02)
             victim.daemon.kill()
             killed_at, committed_at_kill = time.time(), committed()
             expel_member(kafka, group, victim.name)
@@ -767,3 +810,21 @@ def test_a_static_member_restarted_within_its_session_gets_its_partitions_back_f
     finally:
         committed.close()
         stop_all(instances)
+
+
+def test_across_every_file_sink_and_the_shared_webhook_each_notification_arrives_once(
+    scaled_out: ScaleOut, reference: Reference, webhook: Receiver
+) -> None:
+    """The victim was killed holding a notification of a window its successor closed
+    again: the successor sent it, the victim never did; nothing else was sent twice."""
+    expected = delivered(reference.instance.alerts)
+    assert expected
+    files = Counter[str]()
+    for instance in scaled_out.instances:
+        files.update(delivered(instance.alerts))
+    twice = {i: n for i, n in files.items() if n > 1}
+    assert not twice, f"ids in more than one instance's file: {twice}"
+    assert set(files) == set(expected)
+    hooked = Counter(got.headers["webhook-id"] for got in webhook.requests)
+    assert {i: n for i, n in hooked.items() if n > 1} == {}
+    assert set(hooked) == set(expected)

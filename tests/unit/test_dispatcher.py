@@ -1,11 +1,12 @@
-"""The outbox and its delivery workers, with small fake sinks (the real ones and real
-receivers are in tests/integration)."""
+"""The delivery workers, with small fake sinks (the real ones and real receivers are in
+tests/integration)."""
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch.alerts import Notification, sample_notification
 from streamwatch.config import WebhookSinkSettings
+from streamwatch.dispatcher import Dispatcher
 from streamwatch.metrics import Metrics
-from streamwatch.outbox import Dispatcher, Outbox
+from streamwatch.outbox import Outbox
 from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
 
 
@@ -57,11 +59,21 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box.close()
 
 
+def delivered(outbox: Outbox, timeout: float) -> bool:
+    """Wait until nothing is pending (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while outbox.pending():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def deliver(outbox: Outbox, metrics: Metrics, *sinks: RoutedSink, timeout: float = 10) -> bool:
     dispatcher = Dispatcher(outbox, sinks, metrics, rng=random.Random(1))
     dispatcher.start()
     try:
-        return dispatcher.drain(timeout)
+        return delivered(outbox, timeout)
     finally:
         dispatcher.stop()
 
@@ -114,10 +126,10 @@ def test_retry_after_is_honoured(outbox: Outbox, metrics: Metrics) -> None:
     dispatcher = Dispatcher(outbox, [routed(sink, retry_cap=60.0)], metrics, clock=lambda: clock[0])
     dispatcher.start()
     try:
-        assert not dispatcher.drain(0.5)  # waiting the 30 s the receiver asked for
+        assert not delivered(outbox, 0.5)  # waiting the 30 s the receiver asked for
         assert len(sink.attempts) == 1
         clock[0] = 30.0
-        assert dispatcher.drain(5.0)
+        assert delivered(outbox, 5.0)
     finally:
         dispatcher.stop()
     assert len(sink.attempts) == 2
@@ -159,3 +171,64 @@ def test_pending_rows_are_sent_after_a_restart_once(tmp_path: Path, metrics: Met
     assert deliver(after, metrics, routed(sink))
     assert sink.attempts == [n.id]
     after.close()
+
+
+def test_a_failing_row_is_retried_until_older_than_max_age_then_dead(
+    outbox: Outbox, metrics: Metrics
+) -> None:
+    clock = [0.0]
+    sink = Scripted("hook", *[fail()] * 100)
+    outbox.add(sample_notification(1_800_000_000.0), "hook")
+    created = outbox.listed()[0].created
+    clock[0] = created
+    dispatcher = Dispatcher(
+        outbox, [routed(sink, max_attempts=None)], metrics, max_age=3600.0, clock=lambda: clock[0]
+    )
+    dispatcher.start()
+    try:
+        wait_for(lambda: len(sink.attempts) == 1)
+        clock[0] = created + 3599.0  # an hour's outage, all but a second: still retried
+        dispatcher.wake()
+        wait_for(lambda: len(sink.attempts) == 2)
+        assert outbox.counts() == {("hook", "pending"): 1}
+        clock[0] = created + 3601.0
+        dispatcher.wake()
+        wait_for(lambda: outbox.counts() == {("hook", "dead"): 1})
+    finally:
+        dispatcher.stop()
+    assert len(sink.attempts) == 3
+    assert metrics.total("streamwatch_notifications", result="dead") == 1
+
+
+def test_by_default_a_row_is_never_dead_for_its_attempts_and_waits_at_most_the_cap() -> None:
+    settings = WebhookSinkSettings(kind="webhook", url="http://unused")
+    assert settings.max_attempts is None
+    assert settings.retry_cap <= 50.0  # delivery resumes within a minute of a recovery
+
+
+def test_draining_a_failing_sink_gets_no_new_attempts_and_its_rows_stay_pending(
+    outbox: Outbox, metrics: Metrics
+) -> None:
+    down = Scripted("hook", *[fail()] * 100)
+    chat = Scripted("chat", fail())  # failed once, recovered: its retry is not waited for
+    first, second = sample_notification(1_800_000_000.0), sample_notification(1_800_000_600.0)
+    for n in (first, second):
+        outbox.add(n, "hook")
+        outbox.add(n, "chat")
+    slow = {"retry_base": 600.0, "retry_cap": 600.0, "max_attempts": None}
+    dispatcher = Dispatcher(outbox, [routed(down, **slow), routed(chat, **slow)], metrics)
+    dispatcher.start()
+    try:
+        wait_for(lambda: len(down.attempts) == 2 and len(chat.attempts) == 2)
+        assert not dispatcher.drain(1.0)  # the hook's rows stay pending
+    finally:
+        dispatcher.stop()
+    assert len(down.attempts) == 2  # none spent while draining
+    assert outbox.counts() == {("hook", "pending"): 2, ("chat", "sent"): 2}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -1,0 +1,207 @@
+"""Only what is durable is delivered: with a state file, a notification is held until the
+checkpoint that covers its window is written, so that whoever restores an older state
+closes the window again and makes the same notification, never a second one; scaled
+out, the undelivered rows travel with their partition's state."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
+from streamwatch.engine import Engine
+from streamwatch.events import BadEvent, Origin
+from streamwatch.metrics import Metrics
+from streamwatch.outbox import Outbox
+from streamwatch.sinks import RoutedSink
+from streamwatch.sinks.log import LogSink
+from streamwatch.state import StateStore
+from tests.factories import FakeChangelog, event, origin
+
+Message = tuple[bytes, Origin]
+
+
+def drifting() -> list[Message]:
+    """20 one-minute windows of 150 events; feature x jumps by 3 sd from minute 12."""
+    return drifting_of("m")
+
+
+def drifting_of(model: str) -> list[Message]:
+    messages: list[Message] = []
+    for minute in range(20):
+        for i in range(150):
+            x = ((i * 7919) % 150) / 150.0 + (3.0 if minute >= 12 else 0.0)
+            stamp = minute * 60_000 + i * 400
+            raw = event(f"{model}{minute}-{i}", model_id=model, timestamp=stamp, features={"x": x})
+            messages.append((raw, origin(len(messages))))
+    return messages
+
+
+class Batches:
+    """The messages in batches of 300, then the end; records the outbox after each poll."""
+
+    def __init__(self, engine: Engine, messages: Sequence[Message]) -> None:
+        self.engine = engine
+        self.batches = [list(messages[k : k + 300]) for k in range(0, len(messages), 300)]
+        self.seen: list[dict[tuple[str, str], int]] = []
+
+    def poll(self, max_records: int) -> list[Message] | None:
+        self.seen.append(self.engine.outbox.counts())
+        return self.batches.pop(0) if self.batches else None
+
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """None here."""
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def engine(tmp_path: Path, out: io.StringIO, outbox: Outbox | None = None) -> Engine:
+    settings = Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0),
+        state=StateSettings(path=tmp_path / "state.sqlite", checkpoint_interval="1h"),
+    )
+    sinks = [RoutedSink(LogSink("log", out), LogSinkSettings(kind="log"))]
+    return Engine(settings, sinks, Metrics(CollectorRegistry()), outbox=outbox)
+
+
+def test_a_notification_is_held_until_the_checkpoint_that_covers_its_window(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    e = engine(tmp_path, out)
+    source = Batches(e, drifting())
+    store = StateStore(e.settings.state.path, e.settings)
+    try:
+        e.run(source, store)
+    finally:
+        store.close()
+    # The shift's window closed mid-stream; no checkpoint came before the end (1 h).
+    assert source.seen[-1] == {("log", "held"): 1}
+    assert all(status == "held" for seen in source.seen for _, status in seen)
+    assert e.outbox.counts() == {("log", "sent"): 1}  # the last checkpoint released it
+    assert len(out.getvalue().splitlines()) == 2  # one line per alert of the notification
+
+
+def test_without_a_state_file_a_notification_is_sent_at_once(tmp_path: Path) -> None:
+    e = engine(tmp_path, io.StringIO())
+    outcome = e.process(drifting())
+    assert len(outcome.notifications) == 1
+    assert e.outbox.counts() == {("log", "pending"): 1}
+
+
+def test_a_crash_before_the_checkpoint_makes_the_same_notification_once(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    first = engine(tmp_path, io.StringIO(), outbox)
+    first._hold = True  # as in run() with a state file; then it dies before any checkpoint
+    (made,) = first.process(drifting()).notifications
+    assert outbox.counts() == {("log", "held"): 1}
+
+    out = io.StringIO()
+    second = engine(tmp_path, out, outbox)
+    store = StateStore(second.settings.state.path, second.settings)
+    try:
+        second.run(Batches(second, drifting()), store)
+    finally:
+        store.close()
+    assert outbox.counts() == {("log", "sent"): 1}
+    assert outbox.listed()[0].id == made.id
+    assert len(out.getvalue().splitlines()) == 2
+
+
+def test_a_crash_between_the_checkpoint_and_the_release_loses_nothing(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    first = engine(tmp_path, io.StringIO(), outbox)
+    first._hold = True
+    (made,) = first.process(drifting()).notifications
+    store = StateStore(first.settings.state.path, first.settings)
+    store.save(first.snapshot(), first.positions)  # the checkpoint, then the crash
+    assert outbox.counts() == {("log", "held"): 1}
+
+    second = engine(tmp_path, io.StringIO(), outbox)
+    checkpoint = store.load()
+    assert checkpoint is not None
+    second.restore(checkpoint.state, checkpoint.offsets)
+    store.close()
+    assert outbox.counts() == {("log", "pending"): 1}  # the state that closed it says so
+    assert [row.id for row in outbox.due("log", now=2e9)] == [made.id]
+
+
+def test_a_partition_state_carries_its_undelivered_rows_to_a_successor(tmp_path: Path) -> None:
+    before = engine(tmp_path, io.StringIO())
+    before._hold = True
+    (made,) = before.process(drifting()).notifications
+    before.homes["m"] = 0
+    encoded, offsets = before.partition_state(0)
+
+    successor = engine(tmp_path / "successor", io.StringIO())
+    successor.restore(msgspec.msgpack.decode(encoded), offsets)
+    assert successor.outbox.counts() == {("log", "pending"): 1}
+    (row,) = successor.outbox.due("log", now=2e9)
+    assert row.notification == made
+    assert before.partition_state(1)[0] != encoded  # another partition carries none of it
+
+
+def test_scaled_out_the_checkpoint_of_a_partition_releases_its_notifications_only(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0),
+        state=StateSettings(path=tmp_path / "state.sqlite", changelog_topic="cl"),
+    )
+    sinks = [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))]
+    changelog = FakeChangelog()
+    e = Engine(settings, sinks, Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
+    e._hold = True
+    other = [(raw, Origin("t", 1, o.offset)) for raw, o in drifting_of("n")]
+    made = e.process(drifting() + other).notifications
+    assert {n.model for n in made} == {"m", "n"}
+    store = StateStore(settings.state.path, settings)
+    e.checkpoint(store, [0])  # partition 0 only: model m's
+    assert {row.model for row in e.outbox.listed(status="pending")} == {"m"}
+    assert {row.model for row in e.outbox.listed(status="held")} == {"n"}
+    e.checkpoint(store)  # every partition changed
+    store.close()
+    assert e.outbox.counts() == {("log", "pending"): 2}
+    assert changelog.records.keys() == {0, 1}
+
+
+def test_a_partition_let_go_takes_its_undelivered_rows_and_a_sent_one_leaves_its_state(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0),
+        state=StateSettings(path=tmp_path / "state.sqlite", changelog_topic="cl"),
+    )
+    sinks = [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))]
+    changelog = FakeChangelog()
+    e = Engine(settings, sinks, Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
+    e._hold = True
+    other = [(raw, Origin("t", 1, o.offset)) for raw, o in drifting_of("n")]
+    e.process(drifting() + other)
+    store = StateStore(settings.state.path, settings)
+    e.checkpoint(store)
+    carried = {
+        p: msgspec.msgpack.decode(blob)["outbox"] for p, (blob, _) in changelog.records.items()
+    }
+    assert {p: len(rows) for p, rows in carried.items()} == {0: 1, 1: 1}
+
+    (row,) = [r for r in e.outbox.due("log", now=2e9) if r.notification.model == "m"]  # sent
+    e.outbox.mark(row, "sent")
+    e.dispatcher._sent.add("m")  # as the worker notes it
+    e.checkpoint(store)  # partition 0's record carries it no more
+    assert msgspec.msgpack.decode(changelog.records[0][0])["outbox"] == []
+
+    e.release([1], store)  # revoked: model n's row goes with the partition
+    store.close()
+    assert {(r.model, r.status) for r in e.outbox.listed()} == {("m", "sent"), ("n", "moved")}
+    successor = engine(tmp_path / "successor", io.StringIO())
+    successor.restore(msgspec.msgpack.decode(changelog.records[1][0]), changelog.records[1][1])
+    assert [r.notification.model for r in successor.outbox.due("log", now=2e9)] == ["n"]
