@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamwatch.alerts import sample_notification
+from streamwatch.cli import main
 from streamwatch.outbox import Outbox
 
 
@@ -111,3 +112,24 @@ def test_rows_moved_away_with_their_partition_are_never_sent_here_unless_it_come
     assert outbox.undelivered({n.model}) == []
     assert outbox.adopt(carried) == 1  # the partition came back with its state
     assert [row.id for row in outbox.due("hook", now=2e9)] == [n.id]
+
+
+def test_the_cli_lists_dead_rows_and_sends_them_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "outbox.sqlite"
+    box = Outbox(path)
+    n = sample_notification(1_800_000_000.0)
+    box.add(n, "hook")
+    (row,) = box.due("hook", now=2e9)
+    box.mark(row, "dead", error="503 Service Unavailable")
+    box.close()
+    assert main(["outbox", "list", "--status", "dead", "--outbox", str(path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert f"dead     hook             {n.model:<16} {n.id}  attempts 1  503" in line
+    assert main(["outbox", "retry", "--sink", "hook", "--outbox", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("1 dead notification rows pending again")
+    box = Outbox(path)
+    assert box.counts() == {("hook", "pending"): 1}
+    box.close()
+    assert main(["outbox", "list", "--outbox", str(tmp_path / "none.sqlite")]) == 2
