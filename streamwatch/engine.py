@@ -139,7 +139,7 @@ class Engine:
             finally:
                 self._drain()
             if store is not None and self._note_sent():
-                source.commit(self.checkpoint(store))  # what the drain sent leaves the state
+                self._save(source, store)  # what the drain sent leaves the state
             return outcomes
         finally:
             self.dispatcher.stop(min(self._drain_budget(), STOP_WAIT))
@@ -184,7 +184,7 @@ class Engine:
                 # Scaled out, a sent notification leaves its partition's state before more
                 # is processed, so that a successor does not send it again (only a crash
                 # between the send and this checkpoint does).
-                uncommitted = not source.commit(self.checkpoint(store))
+                uncommitted = not self._save(source, store)
             if messages is None:
                 kept(self.finish())
                 break
@@ -201,11 +201,19 @@ class Engine:
             ):
                 # Changed partitions (processed, restored ahead of the changelog, or not
                 # written to it) and refused commits are saved again, even with no input.
-                uncommitted = not source.commit(self.checkpoint(store))
+                uncommitted = not self._save(source, store)
                 last_checkpoint = time.monotonic()
         if store is not None:
-            source.commit(self.checkpoint(store))
+            self._save(source, store)
         return outcomes
+
+    def _save(self, source: Source, store: StateStore) -> bool:
+        """Checkpoint, then commit what it covers; whether committed. Not while a dead
+        letter is unacknowledged: a checkpoint past its bad message would skip it after a
+        crash, the letter lost (the next checkpoint tries again)."""
+        if not source.settle():
+            return False
+        return source.commit(self.checkpoint(store))
 
     def process(self, messages: Sequence[Message], source: Source | None = None) -> Outcome:
         for topic, count in Counter(map(_TOPIC, map(_ORIGIN, messages))).items():

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 KAFKA_VERSION = "4.1.1"
@@ -74,11 +75,17 @@ def free_port() -> int:
 class Broker:
     """One KRaft node acting as broker and controller, stopped with :meth:`stop`."""
 
-    def __init__(self, workdir: Path | None = None, message_max_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        message_max_bytes: int = 16 << 20,
+        properties: Mapping[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kafka-"))
         self.port = free_port()
         self.controller_port = free_port()
         self.message_max_bytes = message_max_bytes
+        self.properties = dict(properties or {})  # more of server.properties
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,21 +93,10 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> Broker:
-        libs = fetch_jars()
         config = self._write_config()
-        classpath = f"{libs}/*"
-        java = [
-            "java",
-            "-Xms256m",
-            "-Xmx1g",
-            "-XX:+UseG1GC",
-            "-cp",
-            classpath,
-            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
-        ]
         subprocess.run(
             [
-                *java,
+                *self._java(),
                 "kafka.tools.StorageTool",
                 "format",
                 "--config",
@@ -112,12 +108,32 @@ class Broker:
             check=True,
             capture_output=True,
         )
-        with (self.workdir / "broker.out").open("wb") as log:  # the child keeps its own copy
+        self._launch(config, timeout)
+        return self
+
+    def restart(self, timeout: float = 90.0) -> Broker:
+        """Start again on the same data directory and ports (after :meth:`kill`)."""
+        assert self.process is None, "the broker is still running"
+        self._launch(self.workdir / "server.properties", timeout)
+        return self
+
+    def _java(self) -> list[str]:
+        return [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-cp",
+            f"{fetch_jars()}/*",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+        ]
+
+    def _launch(self, config: Path, timeout: float) -> None:
+        with (self.workdir / "broker.out").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [*java, "kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT
+                [*self._java(), "kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
         self._wait(timeout)
-        return self
 
     def _write_config(self) -> Path:
         data = self.workdir / "data"
@@ -149,6 +165,7 @@ class Broker:
                     f"message.max.bytes={self.message_max_bytes}",
                     f"replica.fetch.max.bytes={self.message_max_bytes}",
                     "auto.create.topics.enable=true",
+                    *(f"{key}={value}" for key, value in self.properties.items()),
                 ]
             )
             + "\n"
@@ -196,6 +213,14 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker dies at once, with no controlled shutdown; what it had
+        written stays in the data directory (the page cache outlives the process)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
         self.process = None
 
     def pause(self) -> None:

@@ -13,24 +13,37 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streamwatch.config import KafkaSettings
 from streamwatch.events import BadEvent, Origin
+from streamwatch.logs import RateLimited
 from streamwatch.metrics import Metrics
-from streamwatch.sources.base import Hooks, Message, Offsets
+from streamwatch.sources.base import Hooks, Message, Offsets, Outage
+from streamwatch.sources.dead_letters import (
+    HEADER_ROOM,
+    Delivery,
+    Letter,
+    dead_letters_of,
+    settled,
+)
 from streamwatch.sources.kafka import (
     CLOSE_TIMEOUT_MS,
+    COMMIT_TIMEOUT_MS,
     MAX_POLL_INTERVAL_MS,
     POLL_TIMEOUT_MS,
-    dead_letter_headers,
+    STOPPING_COMMIT_TIMEOUT_MS,
     partition_names,
 )
 
 log = logging.getLogger("streamwatch.kafka")
+# A record larger than the fetch limits still comes whole (Kafka returns a partition's
+# first record batch whatever its size), in a response past them; below the size of
+# that response librdkafka drops it and fetches it again, forever: no response is
+# refused for its size (librdkafka's largest value).
+RECEIVE_MAX_BYTES = 2_147_483_647
 
 
 def client_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -67,8 +80,8 @@ class ConfluentSource:
         self.metrics = metrics
         self.stopping = stopping
         self.hooks = hooks
-        self._producer: Producer | None = None
-        self._undelivered = 0  # dead letters the broker refused since the last commit
+        self.outage = Outage(stopping)
+        self.dead_letters = dead_letters_of(settings, _DeadLetterProducer, metrics)
         self.consumer = Consumer(
             {
                 **client_config(settings),
@@ -78,7 +91,7 @@ class ConfluentSource:
                 "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
                 "max.partition.fetch.bytes": settings.max_fetch_bytes,
                 "fetch.max.bytes": settings.max_fetch_bytes,
-                "receive.message.max.bytes": settings.max_fetch_bytes + (1 << 20),
+                "receive.message.max.bytes": RECEIVE_MAX_BYTES,
             }
         )
         self.consumer.subscribe(
@@ -101,7 +114,9 @@ class ConfluentSource:
         log.info("partitions revoked", extra={"partitions": partition_names(partitions)})
         if self.stopping.is_set():
             return  # closing after a stop: checkpointed and committed already
-        self._commit(partitions, self.hooks.revoked({tp.partition for tp in partitions}))
+        offsets = self.hooks.revoked({tp.partition for tp in partitions})
+        if settled(self.dead_letters, COMMIT_TIMEOUT_MS / 1000):
+            self._commit(partitions, offsets)
 
     @property
     def ready(self) -> bool:
@@ -136,52 +151,17 @@ class ConfluentSource:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
 
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        topic = self.settings.dlq_topic
-        if topic is None:
-            return
-        producer = self._dlq_producer()
-        now = datetime.now(UTC).isoformat()
-        for event in bad:
-            headers: list[tuple[str, str | bytes | None]] = [*dead_letter_headers(event, now)]
-            while True:
-                try:
-                    producer.produce(topic, value=event.raw, headers=headers)
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain
-                    producer.poll(0.5)
-        producer.poll(0)
-        self.metrics.dead_letters.inc(len(bad))
+        if self.dead_letters is not None:
+            self.dead_letters.send(bad, wait=self.settings.connect_timeout)
 
-    def _dlq_producer(self) -> Producer:
-        if self._producer is None:
-            self._producer = Producer(
-                {
-                    **client_config(self.settings),
-                    "acks": "all",
-                    "enable.idempotence": True,
-                    "message.max.bytes": self.settings.max_fetch_bytes + (1 << 20),
-                    "on_delivery": self._delivered,
-                }
-            )
-        return self._producer
-
-    def _delivered(self, error: KafkaError | None, _: object) -> None:
-        if error is not None:
-            self._undelivered += 1
-            log.error("dead letter not delivered", extra={"error": str(error)})
+    def settle(self) -> bool:
+        timeout = STOPPING_COMMIT_TIMEOUT_MS if self.stopping.is_set() else COMMIT_TIMEOUT_MS
+        return settled(self.dead_letters, timeout / 1000)
 
     def commit(self, offsets: Offsets) -> bool:
         """Make dead letters durable, then commit ``offsets`` of our partitions."""
-        if self._producer is not None:
-            pending = self._producer.flush(self.settings.connect_timeout)
-            if pending or self._undelivered:
-                # Not committing means the bad messages come again: kept, not lost.
-                log.error(
-                    "dead letters not acknowledged; offsets not committed",
-                    extra={"pending": pending, "refused": self._undelivered},
-                )
-                self._undelivered = 0
-                return False
+        if not self.settle():
+            return False
         return self._commit(self.consumer.assignment(), offsets)
 
     def _commit(self, partitions: list[TopicPartition], offsets: Offsets) -> bool:
@@ -195,14 +175,13 @@ class ConfluentSource:
             return True
         try:
             committed = self.consumer.commit(offsets=commit, asynchronous=False) or []
-        except KafkaException as exc:
-            log.warning(
-                "offset commit failed; it is retried at the next checkpoint",
-                extra={"error": str(exc)},
-            )
+        except KafkaException as exc:  # retried at the next checkpoint
+            self.outage.failed("commit", exc, wait=False)
             return False
         failed = [tp for tp in committed if tp.error is not None]
-        if failed:
+        if not failed:
+            self.outage.over()
+        else:
             log.warning(
                 "offset commit failed for some partitions; retried at the next checkpoint",
                 extra={"partitions": partition_names(failed)},
@@ -210,10 +189,90 @@ class ConfluentSource:
         return not failed
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(CLOSE_TIMEOUT_MS / 1000)
+        if self.dead_letters is not None:
+            self.dead_letters.close(CLOSE_TIMEOUT_MS / 1000)
         self.consumer.close()
 
 
+class _DeadLetterProducer:
+    """librdkafka's idempotent producer to the dead-letter topic, made on first use, and
+    again after a fatal error. Its request limit is what the source fetches (and room for
+    headers), as with kafka-python (sources/kafka.py)."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self._producer: Producer | None = None
+        self._fatal = False
+
+    def _client(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(
+                {
+                    **client_config(self.settings),
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "message.max.bytes": self.settings.max_fetch_bytes + HEADER_ROOM,
+                }
+            )
+        return self._producer
+
+    def send(self, letter: Letter, delivery: Delivery) -> None:
+        def answered(error: KafkaError | None, _: object) -> None:
+            if error is None:
+                delivery.acknowledged()
+                return
+            self._fatal = self._fatal or error.fatal()
+            delivery.failed(KafkaException(error))
+
+        producer = self._client()
+        headers: list[tuple[str, str | bytes | None]] = [*letter.headers]
+        try:
+            producer.produce(self.topic, value=letter.value, headers=headers, on_delivery=answered)
+        except KafkaException as exc:
+            self._fatal = self._fatal or exc.args[0].fatal()
+            self._renew()
+            raise
+        producer.poll(0)  # answers so far, without waiting
+
+    def flush(self, timeout: float) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout)
+        self._renew()
+
+    def _renew(self) -> None:
+        """After a fatal error the producer takes nothing more: purge it (what is still
+        queued fails, to be sent again) and make another at the next send."""
+        if self._fatal and self._producer is not None:
+            log.error("dead-letter producer failed for good; making a new one")
+            self._producer.purge()
+            self._producer.flush(0)
+            self._producer, self._fatal = None, False
+
+    def refused(self, error: BaseException) -> bool:
+        return (
+            isinstance(error, KafkaException)
+            and error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+        )
+
+    def close(self, timeout: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(timeout)
+
+
+_errors = RateLimited()
+
+
 def _log_error(error: KafkaError) -> None:
-    log.error("Kafka client error", extra={"error": str(error), "fatal": error.fatal()})
+    """librdkafka's errors (the broker gone: one per connection attempt), at most one
+    line per kind every 10 s."""
+    suppressed = _errors.allow(error.name())
+    if suppressed is not None:
+        log.error(
+            "Kafka client error",
+            extra={
+                "error": str(error),
+                "fatal": error.fatal(),
+                "suppressed_since_last": suppressed,
+            },
+        )

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from kafka import (
@@ -26,13 +25,20 @@ from kafka import (
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from streamwatch.config import KafkaSettings
 from streamwatch.errors import SourceError
 from streamwatch.events import BadEvent, Origin
 from streamwatch.metrics import Metrics
-from streamwatch.sources.base import Hooks, Message, Offsets
+from streamwatch.sources.base import Hooks, Message, Offsets, Outage
+from streamwatch.sources.dead_letters import (
+    HEADER_ROOM,
+    Delivery,
+    Letter,
+    dead_letters_of,
+    settled,
+)
 
 log = logging.getLogger("streamwatch.kafka")
 
@@ -44,7 +50,6 @@ STOPPING_COMMIT_TIMEOUT_MS = 4_000
 CLOSE_TIMEOUT_MS = 3_000
 # A batch takes well under a second to process; five minutes leaves a wide margin.
 MAX_POLL_INTERVAL_MS = 300_000
-DETAIL_CHARS = 1000
 WORKER_WAIT = 0.02  # seconds between looks at a rebalance's worker from the IO loop
 
 
@@ -95,7 +100,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             log.info("partitions revoked at shutdown", extra={"partitions": names})
             return
         log.info("partitions revoked", extra={"partitions": partition_names(revoked)})
-        offsets = await self._in_worker(self.source.hooks.revoked, revoked)
+        offsets = await self._in_worker(self.source.revoke, revoked)
         for tp in revoked:  # another instance reports their lag now
             with contextlib.suppress(KeyError):
                 self.source.metrics.lag.remove(tp.topic, str(tp.partition))
@@ -165,7 +170,8 @@ class KafkaSource:
         self.hooks = hooks
         self.closing = False  # from close() on, rebalance callbacks leave the state be
         self.failure: BaseException | None = None  # of the engine's part of a rebalance
-        self._producer: KafkaProducer | None = None
+        self.outage = Outage(stopping)
+        self.dead_letters = dead_letters_of(settings, _DeadLetterProducer, metrics)
         self.consumer = self._connect()
 
     def _connect(self) -> KafkaConsumer:
@@ -208,7 +214,17 @@ class KafkaSource:
         return bool(self.consumer.assignment())
 
     def poll(self, max_records: int) -> list[Message]:
-        batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+        try:
+            batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+        except KafkaError as exc:
+            # kafka-python handles most connection errors itself, but not all (e.g.
+            # KafkaConnectionError 111 while a killed broker is away).
+            if not exc.retriable:
+                raise
+            self.outage.failed("poll", exc)
+            batches = {}
+        if batches:
+            self.outage.over()
         if self.failure is not None:
             raise self.failure
         self._measure_lag(batches)
@@ -231,38 +247,25 @@ class KafkaSource:
             if end is not None and next_offset is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
 
-    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        topic = self.settings.dlq_topic
-        if topic is None:
-            return
-        producer = self._dlq_producer()
-        now = datetime.now(UTC).isoformat()
-        for event in bad:
-            producer.send(topic, value=event.raw, headers=dead_letter_headers(event, now))
-        self.metrics.dead_letters.inc(len(bad))
+    def revoke(self, partitions: Collection[int]) -> Offsets:
+        """The engine's part of a revocation, then what to commit for it: nothing while
+        a dead letter is not acknowledged (on a worker thread: the loop is parked)."""
+        offsets = self.hooks.revoked(partitions)
+        return offsets if settled(self.dead_letters, COMMIT_TIMEOUT_MS / 1000) else {}
 
-    def _dlq_producer(self) -> KafkaProducer:
-        if self._producer is None:
-            self._producer = KafkaProducer(
-                **client_config(self.settings),
-                acks="all",
-                retries=5,
-                max_request_size=self.settings.max_fetch_bytes,
-            )
-        return self._producer
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        if self.dead_letters is not None:
+            self.dead_letters.send(bad, wait=self.settings.connect_timeout)
+
+    def settle(self) -> bool:
+        timeout = STOPPING_COMMIT_TIMEOUT_MS if self.stopping.is_set() else COMMIT_TIMEOUT_MS
+        return settled(self.dead_letters, timeout / 1000)
 
     def commit(self, offsets: Offsets) -> bool:
         """Make dead letters durable, then commit ``offsets`` of our partitions."""
-        if self._producer is not None:
-            try:
-                self._producer.flush(timeout=self.settings.connect_timeout)
-            except KafkaError as exc:
-                # Not committing means the bad messages come again: kept, not lost.
-                log.error(
-                    "dead letters not acknowledged; offsets not committed",
-                    extra={"error": str(exc)},
-                )
-                return False
+        if not self.settle():
+            return False
+        timeout = STOPPING_COMMIT_TIMEOUT_MS if self.stopping.is_set() else COMMIT_TIMEOUT_MS
         assigned = self.consumer.assignment()
         commit = {
             tp: OffsetAndMetadata(offsets[(tp.topic, tp.partition)], "", -1)
@@ -272,33 +275,67 @@ class KafkaSource:
         if not commit:
             return True
         try:
-            timeout = STOPPING_COMMIT_TIMEOUT_MS if self.stopping.is_set() else COMMIT_TIMEOUT_MS
             self.consumer.commit(offsets=commit, timeout_ms=timeout)
-        except KafkaError as exc:
-            log.warning(
-                "offset commit failed; it is retried at the next checkpoint",
-                extra={"error": str(exc)},
-            )
+        except KafkaError as exc:  # retried at the next checkpoint
+            self.outage.failed("commit", exc, wait=False)
             return False
+        self.outage.over()
         return True
 
     def close(self) -> None:
         self.closing = True
-        if self._producer is not None:
-            self._producer.close(timeout=CLOSE_TIMEOUT_MS / 1000)
+        if self.dead_letters is not None:
+            self.dead_letters.close(CLOSE_TIMEOUT_MS / 1000)
         self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
 
-def dead_letter_headers(event: BadEvent, failed_at: str) -> list[tuple[str, bytes]]:
-    """Why and where from: a dead letter's headers (its value is the message, unchanged)."""
-    return [
-        ("streamwatch-reason", event.reason.encode()),
-        ("streamwatch-detail", event.detail[:DETAIL_CHARS].encode()),
-        ("streamwatch-source-topic", event.origin.topic.encode()),
-        ("streamwatch-source-partition", str(event.origin.partition).encode()),
-        ("streamwatch-source-offset", str(event.origin.offset).encode()),
-        ("streamwatch-failed-at", failed_at.encode()),
-    ]
+class _DeadLetterProducer:
+    """kafka-python's producer to the dead-letter topic, made on first use. Its request
+    limit is what the source fetches (and room for headers): a bad message that could be
+    fetched goes whole if the topic takes it (its ``max.message.bytes``, unknown here,
+    says so by refusing); larger ones go as stubs.
+
+    Not idempotent: kafka-python takes a record the topic refuses for its size as a
+    fatal error of an idempotent producer, and fails everything sent after it, for good.
+    The price is a dead letter written twice, rarely (a retry after a lost answer)."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self._producer: KafkaProducer | None = None
+
+    def _client(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                **client_config(self.settings),
+                acks="all",
+                enable_idempotence=False,
+                max_request_size=self.settings.max_fetch_bytes + HEADER_ROOM,
+                # Not a minute in send() waiting for metadata while the broker is away.
+                max_block_ms=int(self.settings.connect_timeout * 1000),
+            )
+        return self._producer
+
+    def send(self, letter: Letter, delivery: Delivery) -> None:
+        try:
+            future = self._client().send(self.topic, value=letter.value, headers=letter.headers)
+        except KafkaError as exc:
+            if not exc.retriable and not self.refused(exc):  # closed or fatal: a new one
+                self.close(0)
+            raise
+        future.add_callback(delivery.acknowledged)
+        future.add_errback(delivery.failed)
+
+    def flush(self, timeout: float) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=timeout)
+
+    def refused(self, error: BaseException) -> bool:
+        return isinstance(error, MessageSizeTooLargeError | RecordListTooLargeError)
+
+    def close(self, timeout: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=timeout)
 
 
 def partition_names(partitions: Iterable[Any]) -> list[str]:

@@ -54,6 +54,10 @@ class ReplaySource:
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         """A replay reports bad lines in its summary; the file itself keeps them."""
 
+    def settle(self) -> bool:
+        """Nothing is sent anywhere."""
+        return True
+
     def commit(self, offsets: Offsets) -> bool:
         """A file needs no commit: a replay always starts from the beginning."""
         return True

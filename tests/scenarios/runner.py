@@ -70,6 +70,9 @@ class MemorySource:
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         """Bad events are counted by the engine; there is nowhere else to keep them."""
 
+    def settle(self) -> bool:
+        return True
+
     def commit(self, offsets: object) -> bool:
         return True
 

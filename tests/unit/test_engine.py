@@ -163,6 +163,9 @@ class RefusingSource:
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         """None here."""
 
+    def settle(self) -> bool:
+        return True
+
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
         self.commits.append(dict(offsets))
         return len(self.commits) > 1
@@ -218,3 +221,37 @@ def test_a_notification_that_cannot_be_encoded_is_counted_and_the_loop_goes_on(
     assert outcome.notifications == []
     assert later.notifications == []
     assert e.metrics.total("streamwatch_windows_closed") == 20  # every window still closed
+
+
+class Unsettled(RefusingSource):
+    """Its dead letters are acknowledged only from its third ``settle``."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.settles = 0
+
+    def settle(self) -> bool:
+        self.settles += 1
+        return self.settles >= 3
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        self.commits.append(dict(offsets))
+        return True
+
+
+def test_no_checkpoint_covers_bad_messages_whose_dead_letters_are_unacknowledged(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(state=StateSettings(path=tmp_path / "s.sqlite", checkpoint_interval=0))
+    e = Engine(settings, [], Metrics(CollectorRegistry()))
+    source = Unsettled(e)
+    store = StateStore(settings.state.path, settings)
+    try:
+        e.run(source, store)
+        assert source.settles >= 3
+        assert len(source.commits) == source.settles - 2  # none before the letters settled
+        checkpoint = store.load()
+    finally:
+        store.close()
+    assert checkpoint is not None
+    assert checkpoint.offsets == {("test", 0): 5}
