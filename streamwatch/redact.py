@@ -62,7 +62,7 @@ _BARE_PATHS = (
 )
 _PAIR = re.compile(
     r"(?i)\b(token|access_token|api_key|apikey|key|secret|password|passwd|pass|pwd|"
-    r"sig|signature|auth|code)=([^&\s'\"<>]+)"
+    r"sig|signature|auth)=([^&\s'\"<>]+)"
 )
 
 

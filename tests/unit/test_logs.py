@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from streamwatch.logs import JsonFormatter
+from streamwatch.redact import text
 
 URL = "https://ops:pwSEKRIT@alerts.example.com/hooks/idSEKRIT?token=tokSEKRIT"
 
@@ -69,3 +70,9 @@ def test_secrets_are_masked_in_the_message_extras_and_exception(
     assert line["attempts"] == [{"to": line["url"]}, ["api_key=***"]]
     assert "RuntimeError: cannot POST to https://***@alerts.example.com" in line["exception"]
     assert line["object"] == f"an object naming {line['url']}"
+
+
+def test_a_kafka_error_code_is_not_taken_for_a_secret() -> None:
+    assert text('KafkaError{code=_TRANSPORT,val=-195,str="1/1 brokers are down"}') == (
+        'KafkaError{code=_TRANSPORT,val=-195,str="1/1 brokers are down"}'
+    )
