@@ -82,14 +82,6 @@ def fail(retryable: bool = True, retry_after: float | None = None) -> DeliveryFa
     return DeliveryFailed("hook", "503 Service Unavailable", retryable, retry_after)
 
 
-def test_a_notification_is_stored_once_per_sink_whatever_the_repeats(outbox: Outbox) -> None:
-    n = sample_notification(1_800_000_000.0)
-    assert outbox.add(n, "hook")
-    assert not outbox.add(n, "hook")  # the same window replayed after a crash
-    assert outbox.add(n, "chat")
-    assert outbox.counts() == {("hook", "pending"): 1, ("chat", "pending"): 1}
-
-
 def test_retryable_failures_are_retried_until_delivered_under_one_id(
     outbox: Outbox, metrics: Metrics
 ) -> None:

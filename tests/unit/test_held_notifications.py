@@ -20,7 +20,7 @@ from streamwatch.outbox import Outbox
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
 from streamwatch.state import StateStore
-from tests.factories import FakeChangelog, event, origin
+from tests.factories import FakeChangelog, event
 
 Message = tuple[bytes, Origin]
 
@@ -30,15 +30,28 @@ def drifting() -> list[Message]:
     return drifting_of("m")
 
 
-def drifting_of(model: str) -> list[Message]:
+def drifting_of(model: str, partition: int = 0) -> list[Message]:
     messages: list[Message] = []
     for minute in range(20):
         for i in range(150):
             x = ((i * 7919) % 150) / 150.0 + (3.0 if minute >= 12 else 0.0)
             stamp = minute * 60_000 + i * 400
             raw = event(f"{model}{minute}-{i}", model_id=model, timestamp=stamp, features={"x": x})
-            messages.append((raw, origin(len(messages))))
+            messages.append((raw, Origin("t", partition, len(messages))))
     return messages
+
+
+def scaled_out(tmp_path: Path) -> tuple[Engine, FakeChangelog]:
+    """An engine with a changelog, holding notifications as ``run`` does with state."""
+    settings = Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0),
+        state=StateSettings(path=tmp_path / "state.sqlite", changelog_topic="cl"),
+    )
+    sinks = [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))]
+    changelog = FakeChangelog()
+    e = Engine(settings, sinks, Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
+    e._hold = True
+    return e, changelog
 
 
 class Batches:
@@ -155,18 +168,10 @@ def test_a_partition_state_carries_its_undelivered_rows_to_a_successor(tmp_path:
 def test_scaled_out_the_checkpoint_of_a_partition_releases_its_notifications_only(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        window=WindowSettings(size="1m", allowed_lateness=0),
-        state=StateSettings(path=tmp_path / "state.sqlite", changelog_topic="cl"),
-    )
-    sinks = [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))]
-    changelog = FakeChangelog()
-    e = Engine(settings, sinks, Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
-    e._hold = True
-    other = [(raw, Origin("t", 1, o.offset)) for raw, o in drifting_of("n")]
-    made = e.process(drifting() + other).notifications
+    e, changelog = scaled_out(tmp_path)
+    made = e.process(drifting() + drifting_of("n", partition=1)).notifications
     assert {n.model for n in made} == {"m", "n"}
-    store = StateStore(settings.state.path, settings)
+    store = StateStore(e.settings.state.path, e.settings)
     e.checkpoint(store, [0])  # partition 0 only: model m's
     assert {row.model for row in e.outbox.listed(status="pending")} == {"m"}
     assert {row.model for row in e.outbox.listed(status="held")} == {"n"}
@@ -179,17 +184,9 @@ def test_scaled_out_the_checkpoint_of_a_partition_releases_its_notifications_onl
 def test_a_partition_let_go_takes_its_undelivered_rows_and_a_sent_one_leaves_its_state(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        window=WindowSettings(size="1m", allowed_lateness=0),
-        state=StateSettings(path=tmp_path / "state.sqlite", changelog_topic="cl"),
-    )
-    sinks = [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))]
-    changelog = FakeChangelog()
-    e = Engine(settings, sinks, Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
-    e._hold = True
-    other = [(raw, Origin("t", 1, o.offset)) for raw, o in drifting_of("n")]
-    e.process(drifting() + other)
-    store = StateStore(settings.state.path, settings)
+    e, changelog = scaled_out(tmp_path)
+    e.process(drifting() + drifting_of("n", partition=1))
+    store = StateStore(e.settings.state.path, e.settings)
     e.checkpoint(store)
     carried = {
         p: msgspec.msgpack.decode(blob)["outbox"] for p, (blob, _) in changelog.records.items()
