@@ -17,7 +17,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 
 from streamwatch.alerts import Notification
 from streamwatch.errors import StateError
@@ -52,6 +53,11 @@ class Dispatcher:
         self._sent: set[str] = set()  # models with a row sent since the engine last asked
         self._sent_lock = threading.Lock()
         self._failing: set[str] = set()  # sinks whose last attempt failed
+        # Scaled out: models whose partitions are leaving get no new attempt, and those
+        # under way are waited for (the partitions' state then says what was sent).
+        self._leaving: set[str] = set()
+        self._sending: Counter[str] = Counter()
+        self._quiet = threading.Condition()
         self._draining = threading.Event()
         self._stopping = threading.Event()
         self._wake = {routed.sink.name: threading.Event() for routed in sinks}
@@ -76,6 +82,18 @@ class Dispatcher:
         with self._sent_lock:
             sent, self._sent = self._sent, set()
         return sent
+
+    def hold_back(self, models: Collection[str]) -> None:
+        """No new attempts for ``models`` (their partitions are leaving); wait for those
+        under way, at most a send's timeout."""
+        wait = max((routed.settings.timeout for routed in self.sinks), default=0.0) + 1.0
+        with self._quiet:
+            self._leaving.update(models)
+            self._quiet.wait_for(lambda: not any(self._sending[m] for m in models), wait)
+
+    def let_through(self, models: Collection[str]) -> None:
+        with self._quiet:
+            self._leaving.difference_update(models)
 
     def drain(self, timeout: float) -> bool:
         """Send what is pending for the sinks that are not failing, without waiting for
@@ -127,7 +145,17 @@ class Dispatcher:
             for row in rows:
                 if self._stopping.is_set() or (self._draining.is_set() and name in self._failing):
                     break
-                self._attempt(routed, row)
+                model = row.notification.model
+                with self._quiet:
+                    if model in self._leaving:
+                        continue
+                    self._sending[model] += 1
+                try:
+                    self._attempt(routed, row)
+                finally:
+                    with self._quiet:
+                        self._sending[model] -= 1
+                        self._quiet.notify_all()
             if not rows:
                 next_due = self.outbox.next_due(name)
                 wait = IDLE_POLL if next_due is None else next_due - self.clock()

@@ -406,6 +406,12 @@ class Engine:
     def release(self, partitions: Collection[int], store: StateStore) -> Offsets:
         """Partitions revoked: checkpoint them, then let their state go; return their
         offsets that are durable (to commit)."""
+        # Their notifications go with their state, sent by the next owner alone: none
+        # released here, none sent after the state says what was.
+        models = [m for m, home in self.homes.items() if home in partitions]
+        for model_id in models:
+            self._held.pop(model_id, None)
+        self.dispatcher.hold_back(models)
         durable = self.checkpoint(store, partitions)
         # Where the changelog has them now, a copy here would only mislead ``status``.
         store.drop([partition_scope(p) for p in partitions if p not in self._dirty])
@@ -416,6 +422,7 @@ class Engine:
         """Partitions lost (this instance fell out of the group, and another owns them
         now): let their state go unsaved, since writing it would overwrite the new
         owner's newer state in the changelog."""
+        self.dispatcher.hold_back([m for m, home in self.homes.items() if home in partitions])
         store.drop([partition_scope(p) for p in partitions])
         self._forget(partitions)
         return {}
@@ -434,6 +441,7 @@ class Engine:
         # Their undelivered notifications went with the partitions' state (or are made
         # again from it): sent by the partitions' next owner, not from here.
         self.outbox.move(models)
+        self.dispatcher.let_through(models)
         for tp in [tp for tp in self.positions if tp[1] in partitions]:
             del self.positions[tp]
         self._dirty -= set(partitions)

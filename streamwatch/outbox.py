@@ -199,10 +199,12 @@ class Outbox:
         return None if due is None else float(due)
 
     def mark(self, row: Row, status: str, due: float = 0.0, error: str | None = None) -> None:
+        """An attempt's outcome; none for a row moved away meanwhile (its partition's
+        next owner has it)."""
         with self._using() as db:
             db.execute(
                 "UPDATE outbox SET status = ?, attempts = ?, due = ?, error = ? "
-                "WHERE id = ? AND sink = ?",
+                "WHERE id = ? AND sink = ? AND status = 'pending'",
                 (status, row.attempts + 1, due, error, row.id, row.sink),
             )
 

@@ -224,3 +224,41 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+class Slow(Scripted):
+    """Delivers, after ``seconds``; tells when an attempt has begun."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(name)
+        self.seconds = seconds
+        self.begun = threading.Event()
+
+    def send(self, notification: Notification) -> DeliveryResult:
+        self.begun.set()
+        time.sleep(self.seconds)
+        return super().send(notification)
+
+
+def test_models_held_back_get_no_new_attempt_and_the_one_under_way_is_waited_for(
+    outbox: Outbox, metrics: Metrics
+) -> None:
+    sink = Slow("hook", 0.5)
+    first, second = sample_notification(1_800_000_000.0), sample_notification(1_800_000_600.0)
+    outbox.add(first, "hook")
+    dispatcher = Dispatcher(outbox, [routed(sink)], metrics)
+    dispatcher.start()
+    try:
+        assert sink.begun.wait(5)
+        dispatcher.hold_back({first.model})  # returns once the send under way is done
+        assert outbox.counts() == {("hook", "sent"): 1}
+        assert dispatcher.sent() == {first.model}
+        outbox.add(second, "hook")  # of the same model: left alone while held back
+        dispatcher.wake()
+        time.sleep(0.3)
+        assert outbox.counts() == {("hook", "sent"): 1, ("hook", "pending"): 1}
+        dispatcher.let_through({first.model})
+        dispatcher.wake()
+        wait_for(lambda: outbox.counts() == {("hook", "sent"): 2})
+    finally:
+        dispatcher.stop()

@@ -6,7 +6,7 @@ out, the undelivered rows travel with their partition's state."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -205,3 +205,28 @@ def test_a_partition_let_go_takes_its_undelivered_rows_and_a_sent_one_leaves_its
     successor = engine(tmp_path / "successor", io.StringIO())
     successor.restore(msgspec.msgpack.decode(changelog.records[1][0]), changelog.records[1][1])
     assert [r.notification.model for r in successor.outbox.due("log", now=2e9)] == ["n"]
+
+
+def test_a_revoked_partitions_held_notifications_are_left_to_its_next_owner(
+    tmp_path: Path,
+) -> None:
+    e, changelog = scaled_out(tmp_path)
+    e.process(drifting() + drifting_of("n", partition=1))
+    store = StateStore(e.settings.state.path, e.settings)
+    before_move: set[tuple[str | None, str]] = set()
+    move = e.outbox.move
+
+    def watched(models: Collection[str]) -> int:
+        before_move.update((r.model, r.status) for r in e.outbox.listed())
+        return move(models)
+
+    e.outbox.move = watched  # type: ignore[method-assign]
+    e.release([1], store)  # revoked before any checkpoint: model n's row still held
+    store.close()
+    # Never released here, not even for the moment a worker could have sent it in.
+    assert before_move == {("m", "held"), ("n", "held")}
+    assert {(r.model, r.status) for r in e.outbox.listed()} == {("m", "held"), ("n", "moved")}
+    (carried,) = msgspec.msgpack.decode(changelog.records[1][0])["outbox"]
+    assert carried[3] == "n"
+    row = e.outbox.due("log", now=2e9)  # nothing of n's is due here
+    assert row == []
