@@ -71,9 +71,7 @@ class Admission:
 
     def seen(self, monitor: ModelMonitor) -> None:
         """A batch of the model's events processed: the clock moves with them."""
-        last = monitor.last_event
-        if last is not None and last > self.newest:
-            self.newest = last
+        self.newest = max(self.newest, monitor.last_event)
 
     def idle(self, models: Mapping[str, ModelMonitor]) -> list[str]:
         """The models with no event for a TTL, to let go."""
@@ -81,9 +79,7 @@ class Admission:
         if newest == -math.inf:
             return idle
         for model_id, monitor in models.items():
-            if monitor.last_event is None:  # restored from a checkpoint without it
-                monitor.last_event = newest
-            elif newest - monitor.last_event >= self.ttl:
+            if newest - monitor.last_event >= self.ttl:
                 idle.append(model_id)
         if idle:
             log.info(

@@ -88,8 +88,7 @@ class ModelMonitor:
         self._names: set[str] = set()  # the feature names held predictions keep
         self._warming_up = pinned is None
         self._told = False  # that feature names are ignored (logged once)
-        # The newest event time of the model (None: not known since a restore).
-        self.last_event: float | None = -math.inf
+        self.last_event = -math.inf  # the newest event time of the model
         if pinned is not None:
             # A pinned reference fits the grid on all of itself, then is frozen.
             self.binning.fit(pinned.batch)
@@ -101,7 +100,7 @@ class ModelMonitor:
         other versions than the champion are only compared with the champion's."""
         if predictions or labels:
             newest = max(map(_EPOCH, itertools.chain(predictions, labels)))
-            self.last_event = newest if self.last_event is None else max(newest, self.last_event)
+            self.last_event = max(newest, self.last_event)
         predictions = self._champion_only(predictions)
         if self._warming_up:
             self._hold(predictions, labels)
@@ -238,20 +237,14 @@ class ModelMonitor:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.schema.features = dict(state["schema"]["features"])
         self.schema.outputs = dict(state["schema"]["outputs"])
-        ignored = state["schema"]["ignored"]  # a list of the names, in older checkpoints
-        self.schema.ignored = ignored if isinstance(ignored, int) else len(ignored)
-        last = state.get("last_event")
-        self.last_event = None if last is None else float(last)
+        self.schema.ignored = int(state["schema"]["ignored"])
+        self.last_event = float(state["last_event"])
         self.schema.segments = set(state["schema"]["segments"])
         self.binning.restore(state["binning"])
         self.reference.restore(state["reference"])
         self._warming_up = bool(state["warming_up"])
-        # Older checkpoints hold the events as maps, newer ones encoded.
-        held = [
-            _decode(e) if isinstance(e, bytes) else msgspec.convert(e, Event)
-            for e in state["pending"]
-        ]
-        self._pending = list(map(_encode, held))
+        self._pending = list(state["pending"])
+        held = list(map(_decode, self._pending))
         self._times = list(map(_EPOCH, held))
         self._pending_labels = msgspec.convert(state["pending_labels"], list[Event])
         self._sizes = list(map(len, self._pending))

@@ -12,7 +12,7 @@ import numpy as np
 from streamwatch.alerts import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
 from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import Origin
+from streamwatch.events import BadEvent, Origin
 from streamwatch.spread import Partial
 from streamwatch.state import Offsets
 from streamwatch.windows import WindowBounds
@@ -101,3 +101,26 @@ class FakeChangelog:
         for partial in partials:
             owner = zlib.crc32(partial.model.encode()) % self.partitions
             self.partials.setdefault(owner, []).append(msgspec.msgpack.encode(partial))
+
+
+class Batches:
+    """A source of fixed batches, then the end (``None``); it keeps no dead letters and
+    every commit succeeds. Subclasses change what a poll does."""
+
+    def __init__(self, batches: Sequence[list[tuple[bytes, Origin]]]) -> None:
+        self.batches = list(batches)
+
+    def poll(self, max_records: int) -> list[tuple[bytes, Origin]] | None:
+        return self.batches.pop(0) if self.batches else None
+
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """None here."""
+
+    def settle(self) -> bool:
+        return True
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing to close."""

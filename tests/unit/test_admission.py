@@ -3,7 +3,7 @@ of junk ids, and idle models let go with their windows recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 from streamwatch import history
 from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine, Outcome
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import Origin
 from streamwatch.metrics import Metrics
 from streamwatch.sources import Message
 from streamwatch.state import StateStore
-from tests.factories import FakeChangelog, event
+from tests.factories import Batches, FakeChangelog, event
 
 MINUTE = 60_000
 
@@ -149,25 +149,3 @@ def test_scaled_out_a_model_let_go_leaves_its_partition_state(tmp_path: Path) ->
     assert "quiet" not in e.homes
     assert 1 in changelog.records  # its partition's state, rewritten without it
     assert 1 not in e._dirty
-
-
-class Batches:
-    """A source of fixed batches, then the end."""
-
-    def __init__(self, batches: Sequence[list[Message]]) -> None:
-        self.batches = list(batches)
-
-    def poll(self, max_records: int) -> list[Message] | None:
-        return self.batches.pop(0) if self.batches else None
-
-    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        """None here."""
-
-    def settle(self) -> bool:
-        return True
-
-    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Nothing to close."""

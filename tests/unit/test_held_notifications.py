@@ -6,7 +6,7 @@ out, the undelivered rows travel with their partition's state."""
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import msgspec
@@ -14,13 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import Origin
 from streamwatch.metrics import Metrics
 from streamwatch.outbox import Outbox
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
 from streamwatch.state import StateStore
-from tests.factories import FakeChangelog, event
+from tests.factories import Batches, FakeChangelog, event
 
 Message = tuple[bytes, Origin]
 
@@ -54,29 +54,17 @@ def scaled_out(tmp_path: Path) -> tuple[Engine, FakeChangelog]:
     return e, changelog
 
 
-class Batches:
-    """The messages in batches of 300, then the end; records the outbox after each poll."""
+class Recorded(Batches):
+    """The messages in batches of 300, then the end; records the outbox at each poll."""
 
     def __init__(self, engine: Engine, messages: Sequence[Message]) -> None:
+        super().__init__([list(messages[k : k + 300]) for k in range(0, len(messages), 300)])
         self.engine = engine
-        self.batches = [list(messages[k : k + 300]) for k in range(0, len(messages), 300)]
         self.seen: list[dict[tuple[str, str], int]] = []
 
     def poll(self, max_records: int) -> list[Message] | None:
         self.seen.append(self.engine.outbox.counts())
-        return self.batches.pop(0) if self.batches else None
-
-    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        """None here."""
-
-    def settle(self) -> bool:
-        return True
-
-    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Nothing to close."""
+        return super().poll(max_records)
 
 
 def engine(tmp_path: Path, out: io.StringIO, outbox: Outbox | None = None) -> Engine:
@@ -93,7 +81,7 @@ def test_a_notification_is_held_until_the_checkpoint_that_covers_its_window(
 ) -> None:
     out = io.StringIO()
     e = engine(tmp_path, out)
-    source = Batches(e, drifting())
+    source = Recorded(e, drifting())
     store = StateStore(e.settings.state.path, e.settings)
     try:
         e.run(source, store)
@@ -124,7 +112,7 @@ def test_a_crash_before_the_checkpoint_makes_the_same_notification_once(tmp_path
     second = engine(tmp_path, out, outbox)
     store = StateStore(second.settings.state.path, second.settings)
     try:
-        second.run(Batches(second, drifting()), store)
+        second.run(Recorded(second, drifting()), store)
     finally:
         store.close()
     assert outbox.counts() == {("log", "sent"): 1}

@@ -58,20 +58,6 @@ def test_a_restored_warm_up_sample_reaches_its_limit_as_before() -> None:
     assert restored.process(events(4, start=6)).windowed == 10
 
 
-def test_a_checkpoint_holding_events_as_maps_is_still_restored() -> None:
-    m = monitor()
-    m.process(events(5))
-    state = m.snapshot()
-    state["pending"] = [msgspec.to_builtins(e) for e in events(5)]  # the older form
-    state["schema"]["ignored"] = ["a", "b"]
-    del state["last_event"]
-    restored = monitor()
-    restored.restore(state)
-    assert restored.snapshot()["pending"] == m.snapshot()["pending"]
-    assert restored.schema.ignored == 2
-    assert restored.last_event is None  # taken as seen now, by the engine's admission
-
-
 def test_feature_names_past_max_columns_are_counted_not_kept() -> None:
     rng = np.random.default_rng(7)
     m = monitor(max_columns=20)

@@ -14,10 +14,10 @@ from streamwatch import changelog
 from streamwatch.config import Settings, StateSettings, WindowSettings
 from streamwatch.engine import Engine, Outcome
 from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import Origin
 from streamwatch.metrics import Metrics
 from streamwatch.state import Offsets, StateStore, shape
-from tests.factories import FakeChangelog, event
+from tests.factories import Batches, FakeChangelog, event
 
 Message = tuple[bytes, Origin]
 
@@ -219,14 +219,14 @@ def test_a_state_file_of_the_other_mode_is_refused(tmp_path: Path) -> None:
         scaled_store.check_mode(partitioned=False)
 
 
-class OneBatch:
+class OneBatch(Batches):
     """One batch, then nothing, until the changelog has partition 0 (or 50 polls)."""
 
     def __init__(self, engine: Engine, log: FakeChangelog) -> None:
+        super().__init__(
+            [[(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(5)]]
+        )
         self.engine, self.log = engine, log
-        self.batches = [
-            [(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(5)]
-        ]
         self.polls = 0
 
     def poll(self, max_records: int) -> list[Message]:
@@ -234,18 +234,6 @@ class OneBatch:
         if 0 in self.log.records or self.polls > 50:
             self.engine.stop()
         return self.batches.pop() if self.batches else []
-
-    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        """None here."""
-
-    def settle(self) -> bool:
-        return True
-
-    def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Nothing to close."""
 
 
 def test_a_failed_changelog_write_is_tried_again_while_no_input_comes(tmp_path: Path) -> None:
