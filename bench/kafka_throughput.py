@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.replay_throughput import stream
 from streamwatch.config import KafkaSettings, Settings, WindowSettings
-from streamwatch.engine import POLL_RECORDS, Engine
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 from streamwatch.sources import Hooks, kafka_source
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.kafka_local import Broker
 
 RUNS = 3

@@ -44,10 +44,10 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamwatch.config import LabelSettings, Settings, WindowSettings
-from streamwatch.engine import POLL_RECORDS, Engine
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
-from streamwatch.state import StateStore
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import POLL_RECORDS, Engine
+from streamwatch.state.store import StateStore
 
 MODEL = "bench"
 START_MS = 1_767_225_600_000  # 2026-01-01: in the past, never a future timestamp

@@ -20,9 +20,9 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, WindowSettings
-from streamwatch.engine import POLL_RECORDS, Engine
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 
 
 def stream(n: int, seed: int = 0) -> list[bytes]:

@@ -2,9 +2,9 @@
 
 from streamwatch.config import Settings, load_settings
 from streamwatch.detectors import Finding, Severity
-from streamwatch.engine import Engine
 from streamwatch.errors import ConfigError, SourceError, StreamwatchError
 from streamwatch.events import BadEvent, Event
+from streamwatch.pipeline.engine import Engine
 
 __all__ = [
     "BadEvent",

@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
-from streamwatch import demo, health, logs, status
-from streamwatch.alerts import sample_notification
+from streamwatch import demo
+from streamwatch.alerting.outbox import STATUSES, Outbox, outbox_path
+from streamwatch.alerting.policy import sample_notification
 from streamwatch.config import Settings, load_settings, masked
-from streamwatch.engine import Engine, Outcome
 from streamwatch.errors import ConfigError, SourceError, StateError, storage
-from streamwatch.metrics import Metrics
-from streamwatch.outbox import STATUSES, Outbox, outbox_path
-from streamwatch.reference import load_reference
+from streamwatch.observe import health, logs, status
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.pipeline.reference import load_reference
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
 from streamwatch.sources import Hooks, ReplaySource, Source, kafka_source
-from streamwatch.state import Offsets, StateStore
+from streamwatch.state.store import Offsets, StateStore
 
 if TYPE_CHECKING:
     from streamwatch.sources.confluent import ConfluentSource
@@ -143,7 +144,7 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from streamwatch import report  # matplotlib: loaded only to draw
+    from streamwatch.observe import report  # matplotlib: loaded only to draw
 
     records = report.write(_state_path(args), args.output, args.model, args.since)
     models = sorted({r.model for r in records})
@@ -319,7 +320,7 @@ def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSourc
     # ``lost``): it is all there is, and its partitions come back to it.
     kafka = settings.kafka
     if hooks.partitioned:
-        from streamwatch.changelog import Changelog  # kafka-python, like the source
+        from streamwatch.scaleout.changelog import Changelog  # kafka-python, like the source
 
         # Before the source subscribes: the partials topic, consumed with the source, must
         # be created with the source's partitions, not auto-created with the broker's.
@@ -414,7 +415,7 @@ def _demo(args: argparse.Namespace) -> int:
         "\nAll expected alerts fired where expected (drift in the window where the shift starts"
         " or the next; accuracy once the labels of the shifted traffic have come); no others."
     )
-    from streamwatch import report  # matplotlib: loaded only to draw
+    from streamwatch.observe import report  # matplotlib: loaded only to draw
 
     out = args.out / "report.html"
     report.write(settings.state.path, out)

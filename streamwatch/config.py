@@ -35,7 +35,7 @@ from pydantic_settings import (
 )
 
 from streamwatch.errors import ConfigError
-from streamwatch.redact import MaskedSecretUrl, MaskedUrl
+from streamwatch.observe.redact import MaskedSecretUrl, MaskedUrl
 from streamwatch.severity import Severity
 
 ENV_PREFIX = "STREAMWATCH_"

@@ -37,7 +37,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from streamwatch.config import ENV_PREFIX, NESTED, Settings, parse_duration
-from streamwatch.redact import SecretUrl
+from streamwatch.observe.redact import SecretUrl
 
 OUTPUT = Path("docs/configuration.md")
 COMMAND = "python -m streamwatch.config_reference"

@@ -15,9 +15,9 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from streamwatch.alerts import isoformat
+from streamwatch.alerting.policy import isoformat
 from streamwatch.config import LabelSettings, Settings, StateSettings, WindowSettings
-from streamwatch.engine import Outcome
+from streamwatch.pipeline.engine import Outcome
 
 START = 1_795_305_600.0  # 2026-11-22T00:00:00Z
 HOURS = 10

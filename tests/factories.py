@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from streamwatch.alerts import Alert, Notification, fingerprint
+from streamwatch.alerting.policy import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
 from streamwatch.errors import ChangelogError, StateError
 from streamwatch.events import BadEvent, Origin
-from streamwatch.spread import Partial
-from streamwatch.state import Offsets
+from streamwatch.scaleout.spread import Partial
+from streamwatch.state.store import Offsets
 from streamwatch.windows import WindowBounds
 
 WINDOW = WindowBounds(5, 1_795_305_600.0, 1_795_309_200.0)

@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import apprise
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import AppriseSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks import render

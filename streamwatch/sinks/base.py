@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult
 
 RECENT = 256 * 1024  # bytes of the file's end searched for an id already appended

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from streamwatch import redact
+from streamwatch.observe import redact
 from streamwatch.sinks.base import Delivered, DeliveryFailed
 
 USER_AGENT = "streamwatch"

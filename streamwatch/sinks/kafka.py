@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.util import ensure_valid_topic_name
 
-from streamwatch.alerts import Alert, Notification
+from streamwatch.alerting.policy import Alert, Notification
 from streamwatch.config import KafkaSettings, KafkaSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult

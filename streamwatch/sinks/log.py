@@ -7,7 +7,7 @@ from typing import TextIO
 
 import msgspec
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamwatch.alerts import Alert, Notification, isoformat
+from streamwatch.alerting.policy import Alert, Notification, isoformat
 
 _RANK = {"resolved": 0, "warning": 1, "critical": 2}
 # What to do, by detector: the first step an on-call person takes.

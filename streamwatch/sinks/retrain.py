@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from streamwatch.alerts import Notification, isoformat
+from streamwatch.alerting.policy import Notification, isoformat
 from streamwatch.config import RetrainSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryResult

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from streamwatch.alerts import Alert, Notification, isoformat
+from streamwatch.alerting.policy import Alert, Notification, isoformat
 from streamwatch.config import GithubIssueSinkSettings, JiraSinkSettings
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult
 from streamwatch.sinks.http import HttpError

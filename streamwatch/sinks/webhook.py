@@ -16,7 +16,7 @@ import msgspec
 from pydantic import SecretStr
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import WebhookSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import DeliveryResult

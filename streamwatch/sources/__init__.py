@@ -10,7 +10,7 @@ from streamwatch.sources.replay import ReplaySource
 
 if TYPE_CHECKING:
     from streamwatch.config import KafkaSettings
-    from streamwatch.metrics import Metrics
+    from streamwatch.observe.metrics import Metrics
     from streamwatch.sources.confluent import ConfluentSource
     from streamwatch.sources.kafka import KafkaSource
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamwatch.events import BadEvent, Origin
-from streamwatch.logs import RateLimited
+from streamwatch.observe.logs import RateLimited
 
 log = logging.getLogger("streamwatch.kafka")
 

@@ -19,8 +19,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from streamwatch.config import KafkaSettings
 from streamwatch.events import BadEvent, Origin
-from streamwatch.logs import RateLimited
-from streamwatch.metrics import Metrics
+from streamwatch.observe.logs import RateLimited
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sources.base import Hooks, Message, Offsets, Outage
 from streamwatch.sources.dead_letters import (
     HEADER_ROOM,

@@ -25,8 +25,8 @@ from typing import Protocol
 
 from streamwatch.config import KafkaSettings
 from streamwatch.events import BadEvent
-from streamwatch.logs import RateLimited
-from streamwatch.metrics import Metrics
+from streamwatch.observe.logs import RateLimited
+from streamwatch.observe.metrics import Metrics
 
 log = logging.getLogger("streamwatch.kafka")
 

@@ -30,7 +30,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 from streamwatch.config import KafkaSettings
 from streamwatch.errors import SourceError
 from streamwatch.events import BadEvent, Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sources.base import Hooks, Message, Offsets, Outage
 from streamwatch.sources.dead_letters import (
     HEADER_ROOM,

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from streamwatch.alerts import sample_notification
+from streamwatch.alerting.dispatcher import Dispatcher
+from streamwatch.alerting.outbox import Outbox
+from streamwatch.alerting.policy import sample_notification
 from streamwatch.config import WebhookSinkSettings
-from streamwatch.dispatcher import Dispatcher
-from streamwatch.metrics import Metrics
-from streamwatch.outbox import Outbox
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.webhook import WebhookSink
 from tests.factories import event

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamwatch.config import ServerSettings
-from streamwatch.engine import EXIT_MARGIN
-from streamwatch.health import Health, serve
+from streamwatch.observe.health import Health, serve
+from streamwatch.pipeline.engine import EXIT_MARGIN
 from tests.factories import event
 from tests.integration.helpers import (
     Daemon,

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch import demo
 from streamwatch.config import KafkaSettings, Settings, StateSettings, WindowSettings
-from streamwatch.engine import Engine
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from streamwatch.sources import Hooks, ReplaySource, kafka_source
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.factories import event
 from tests.integration.helpers import (
     Daemon,

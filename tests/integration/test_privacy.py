@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from streamwatch.alerts import alias
+from streamwatch.alerting.policy import alias
 from tests.factories import event
 from tests.integration.helpers import Daemon, committed, end_offset, env_file, produce, wait_for
 from tests.kafka_local import free_port

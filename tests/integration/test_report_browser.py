@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamwatch import demo
-from streamwatch.alerts import isoformat
+from streamwatch.alerting.policy import isoformat
 from tests import chromium
 from tests.conftest import DemoRun
 

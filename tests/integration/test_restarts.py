@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from streamwatch import demo
-from streamwatch.alerts import isoformat
+from streamwatch.alerting.policy import isoformat
 from streamwatch.config import Settings, load_settings
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.integration.helpers import (
     Daemon,
     committed,

@@ -41,7 +41,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
-from streamwatch.alerts import isoformat
+from streamwatch.alerting.policy import isoformat
 from tests.integration.helpers import (
     Daemon,
     create_topic,

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from pydantic import SecretStr
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import AppriseSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.apprise import AppriseSink

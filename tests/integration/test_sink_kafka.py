@@ -11,7 +11,7 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import KafkaSettings, KafkaSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryFailed

@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 
-from streamwatch.alerts import Alert, Notification
+from streamwatch.alerting.policy import Alert, Notification
 from streamwatch.config import RetrainSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryFailed

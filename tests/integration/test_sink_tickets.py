@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from streamwatch.alerts import Alert, Notification, fingerprint
+from streamwatch.alerting.policy import Alert, Notification, fingerprint
 from streamwatch.config import GithubIssueSinkSettings, JiraSinkSettings
 from streamwatch.sinks.base import Delivered, DeliveryFailed
 from streamwatch.sinks.jira import wiki

@@ -17,7 +17,7 @@ import requests
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from streamwatch.alerts import Alert, Notification
+from streamwatch.alerting.policy import Alert, Notification
 from streamwatch.config import WebhookSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryFailed

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from streamwatch.config import Settings
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.factories import event
 from tests.integration.helpers import (
     Daemon,

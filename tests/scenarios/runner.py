@@ -24,15 +24,15 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
+from streamwatch.alerting.outbox import Outbox, outbox_path
 from streamwatch.config import Settings, load_settings
 from streamwatch.detectors import Finding
-from streamwatch.engine import Engine
 from streamwatch.events import BadEvent, Origin
-from streamwatch.metrics import Metrics
-from streamwatch.outbox import Outbox, outbox_path
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from streamwatch.sinks import build_sinks
 from streamwatch.sources import Message
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.scenarios.streams import (
     CHANGE,
     DAY,

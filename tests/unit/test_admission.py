@@ -9,13 +9,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from streamwatch import history
 from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
-from streamwatch.engine import Engine, Outcome
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe import history
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine, Outcome
 from streamwatch.sources import Message
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.factories import Batches, FakeChangelog, event
 
 MINUTE = 60_000

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import msgspec
 
-from streamwatch.alerts import AlertPolicy, Notification, alias, fingerprint
+from streamwatch.alerting.policy import AlertPolicy, Notification, alias, fingerprint
 from streamwatch.config import AlertSettings, Hysteresis
 from streamwatch.detectors import Finding, Severity
 from streamwatch.windows import WindowBounds

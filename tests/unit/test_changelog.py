@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from streamwatch import changelog
 from streamwatch.errors import StateError
-from streamwatch.state import encode_offsets
+from streamwatch.scaleout import changelog
+from streamwatch.state.store import encode_offsets
 from tests.factories import FakeChangelog
 from tests.unit.test_state import at, flipped, monitored, settings
 

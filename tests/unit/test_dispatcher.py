@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamwatch.alerts import Notification, sample_notification
+from streamwatch.alerting.dispatcher import Dispatcher
+from streamwatch.alerting.outbox import Outbox
+from streamwatch.alerting.policy import Notification, sample_notification
 from streamwatch.config import WebhookSinkSettings
-from streamwatch.dispatcher import Dispatcher
-from streamwatch.metrics import Metrics
-from streamwatch.outbox import Outbox
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
 
 

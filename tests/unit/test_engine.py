@@ -13,15 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
 from streamwatch.detectors import Finding
-from streamwatch.engine import Engine
 from streamwatch.events import BadEvent, Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from streamwatch.windows import WindowBounds
 from tests.factories import event, origin
 

@@ -12,6 +12,7 @@ import msgspec
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from streamwatch.alerting.outbox import Outbox
 from streamwatch.config import (
     DetectorSettings,
     FileSinkSettings,
@@ -23,10 +24,9 @@ from streamwatch.config import (
     WindowSettings,
 )
 from streamwatch.detectors import Finding, Severity
-from streamwatch.engine import Engine
-from streamwatch.metrics import Metrics
-from streamwatch.model import ClosedWindow
-from streamwatch.outbox import Outbox
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
+from streamwatch.pipeline.monitor import ClosedWindow
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.file import FileSink
 from tests.factories import origin

@@ -35,9 +35,9 @@ from streamwatch.config import (
     Settings,
     WindowSettings,
 )
-from streamwatch.engine import Engine, Outcome
 from streamwatch.events import BadEvent, Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine, Outcome
 from tests.factories import event
 
 T0 = 1_700_000_000_000  # epoch ms, November 2023

@@ -12,14 +12,14 @@ from pathlib import Path
 import msgspec
 from prometheus_client import CollectorRegistry
 
+from streamwatch.alerting.outbox import Outbox
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
-from streamwatch.engine import Engine
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
-from streamwatch.outbox import Outbox
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.factories import Batches, FakeChangelog, event
 
 Message = tuple[bytes, Origin]

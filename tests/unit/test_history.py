@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamwatch import history
 from streamwatch.config import HistorySettings, Settings, WindowSettings
 from streamwatch.detectors import Distribution, Finding, Severity
-from streamwatch.model import ClosedWindow
-from streamwatch.state import StateStore
+from streamwatch.observe import history
+from streamwatch.pipeline.monitor import ClosedWindow
+from streamwatch.state.store import StateStore
 from streamwatch.windows import WindowBounds
 
 HOUR = 3600.0

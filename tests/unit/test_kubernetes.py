@@ -19,8 +19,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from streamwatch.alerting.outbox import outbox_path
 from streamwatch.config import ENV_PREFIX, NESTED, Settings, load_settings
-from streamwatch.outbox import outbox_path
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "model-server-with-streamwatch.yaml"

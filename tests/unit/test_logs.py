@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamwatch.logs import JsonFormatter
-from streamwatch.redact import text
+from streamwatch.observe.logs import JsonFormatter
+from streamwatch.observe.redact import text
 
 URL = "https://ops:pwSEKRIT@alerts.example.com/hooks/idSEKRIT?token=tokSEKRIT"
 

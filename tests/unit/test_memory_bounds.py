@@ -27,11 +27,11 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, WindowSettings
-from streamwatch.engine import POLL_RECORDS, Engine
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 from streamwatch.severity import Severity
-from streamwatch.state import StateStore, encode
+from streamwatch.state.store import StateStore, encode
 
 T0 = 1_767_225_600_000  # 2026-01-01, in epoch milliseconds
 MINUTE = 60_000

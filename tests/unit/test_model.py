@@ -8,8 +8,8 @@ from streamwatch.config import ReferenceSettings, Settings, WindowSettings
 from streamwatch.detectors import Severity
 from streamwatch.detectors.histogram import fit_edges
 from streamwatch.events import Event, decode
-from streamwatch.model import ModelMonitor
-from streamwatch.reference import Pinned
+from streamwatch.pipeline.monitor import ModelMonitor
+from streamwatch.pipeline.reference import Pinned
 from tests.factories import event, origin
 
 HOUR = 3_600_000

@@ -12,7 +12,7 @@ from streamwatch.config import Settings, ShadowSettings, WindowSettings
 from streamwatch.detectors.shadow import WAITING_BYTES, Shadow
 from streamwatch.events import Event, decode
 from streamwatch.join import ENTRY_BYTES, LabelJoin
-from streamwatch.model import ModelMonitor
+from streamwatch.pipeline.monitor import ModelMonitor
 from tests.factories import event, origin
 
 

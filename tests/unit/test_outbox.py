@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from streamwatch.alerts import sample_notification
+from streamwatch.alerting.outbox import Outbox
+from streamwatch.alerting.policy import sample_notification
 from streamwatch.cli import main
-from streamwatch.outbox import Outbox
 
 
 @pytest.fixture

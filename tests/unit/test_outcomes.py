@@ -22,10 +22,10 @@ from streamwatch.config import (
 )
 from streamwatch.detectors import Severity
 from streamwatch.detectors.histogram import Binning
-from streamwatch.engine import Engine
 from streamwatch.events import Event, Origin
-from streamwatch.metrics import Metrics
-from streamwatch.outcomes import Evaluated, Outcomes
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
+from streamwatch.pipeline.outcomes import Evaluated, Outcomes
 from streamwatch.windows import WindowBounds
 from tests.factories import event
 

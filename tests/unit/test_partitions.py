@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamwatch import changelog
 from streamwatch.config import Settings, StateSettings, WindowSettings
-from streamwatch.engine import Engine, Outcome
 from streamwatch.errors import ChangelogError, StateError
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
-from streamwatch.state import Offsets, StateStore, shape
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.scaleout import changelog
+from streamwatch.state.store import Offsets, StateStore, shape
 from tests.factories import Batches, FakeChangelog, event
 
 Message = tuple[bytes, Origin]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streamwatch import redact
 from streamwatch.cli import main
 from streamwatch.config import Settings, WebhookSinkSettings, load_settings, masked
 from streamwatch.errors import ConfigError
-from streamwatch.redact import SecretUrl, mask_url
+from streamwatch.observe import redact
+from streamwatch.observe.redact import SecretUrl, mask_url
 
 # Every value here that is a secret contains "SEKRIT", so one search finds any leak.
 SLACK = "https://hooks.slack.com/services/T0SEKRIT/B0SEKRIT/xSEKRITxSEKRITxSEKRITxx"

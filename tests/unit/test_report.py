@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamwatch import demo, history, report, status
-from streamwatch.alerts import sample_notification
+from streamwatch import demo
+from streamwatch.alerting.policy import sample_notification
 from streamwatch.config import ReportSettings, ServerSettings, Settings
-from streamwatch.engine import Engine
-from streamwatch.health import Health, serve
-from streamwatch.metrics import Metrics
+from streamwatch.observe import history, report, status
+from streamwatch.observe.health import Health, serve
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from streamwatch.sinks.render import body
 from streamwatch.sources import ReplaySource
-from streamwatch.state import StateStore
+from streamwatch.state.store import StateStore
 from tests.conftest import DemoRun
 
 SHIFT_WINDOW = "2026-11-22T06:00:00Z"
@@ -132,7 +133,7 @@ def test_look_at_names_the_evidence_for_each_detector() -> None:
 
 
 def test_moved_priors_and_breaching_slices_are_flagged() -> None:
-    from streamwatch.history import Statistic, WindowRecord
+    from streamwatch.observe.history import Statistic, WindowRecord
 
     priors = {"prior[0]": 0.6, "prior_low[0]": 0.55, "prior_high[0]": 0.65}
     priors |= {"prior_reference[0]": 0.8, "prior[1]": 0.4, "prior_low[1]": 0.35}

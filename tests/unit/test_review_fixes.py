@@ -15,12 +15,12 @@ from streamwatch.config import (
 )
 from streamwatch.detectors import Severity
 from streamwatch.detectors.performance import Performance
-from streamwatch.engine import Engine
 from streamwatch.events import Event, Origin, decode
 from streamwatch.join import Joined
-from streamwatch.metrics import Metrics
-from streamwatch.model import ModelMonitor
-from streamwatch.reference import Pinned
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
+from streamwatch.pipeline.monitor import ModelMonitor
+from streamwatch.pipeline.reference import Pinned
 from streamwatch.windows import WindowBounds
 from tests.factories import event
 

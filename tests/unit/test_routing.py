@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from streamwatch.alerts import AlertPolicy, Notification
+from streamwatch.alerting.outbox import Outbox
+from streamwatch.alerting.policy import AlertPolicy, Notification
+from streamwatch.alerting.routing import SILENCED, Router
 from streamwatch.config import (
     LogSinkSettings,
     RetrainSinkSettings,
@@ -15,8 +17,6 @@ from streamwatch.config import (
     SinkSettings,
 )
 from streamwatch.detectors import Severity
-from streamwatch.outbox import Outbox
-from streamwatch.routing import SILENCED, Router
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
 from tests.unit.test_alerts import finding

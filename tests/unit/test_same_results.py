@@ -22,11 +22,11 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, load_settings
-from streamwatch.engine import Engine, Outcome
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
-from streamwatch.reference import load_reference
-from streamwatch.state import StateStore
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.pipeline.reference import load_reference
+from streamwatch.state.store import StateStore
 from tests.factories import FakeChangelog
 from tests.scenarios.streams import DAY, Change, Stream, messages
 

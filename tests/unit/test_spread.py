@@ -14,14 +14,14 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
-from streamwatch.engine import Engine, Outcome
 from streamwatch.errors import ConfigError, StateError
 from streamwatch.events import Origin, decode_batch
-from streamwatch.metrics import Metrics
-from streamwatch.model import ModelMonitor
-from streamwatch.reference import load_reference
-from streamwatch.spread import Aggregate, Part, Partial
-from streamwatch.state import FORMAT, StateStore
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.pipeline.monitor import ModelMonitor
+from streamwatch.pipeline.reference import load_reference
+from streamwatch.scaleout.spread import Aggregate, Part, Partial
+from streamwatch.state.store import FORMAT, StateStore
 from tests.factories import FakeChangelog, event
 
 PARTITIONS = 3

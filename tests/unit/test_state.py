@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, StateSettings, WindowSettings
-from streamwatch.engine import Engine
 from streamwatch.errors import CheckpointError, StateError
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
-from streamwatch.state import FORMAT, Offsets, StateStore, checksum, encode
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
+from streamwatch.state.store import FORMAT, Offsets, StateStore, checksum, encode
 from tests.factories import FakeChangelog, event
 
 Leaf = tuple[tuple[Any, ...], float]
@@ -151,7 +151,7 @@ def test_a_partitions_refused_checkpoint_gives_way_to_the_changelogs(
     tamper(s.state.path, "partition-0", lambda _: changed)
 
     again = Engine(s, [], Metrics(CollectorRegistry()), changelog=log)  # type: ignore[arg-type]
-    with caplog.at_level(logging.ERROR, "streamwatch.state"):
+    with caplog.at_level(logging.ERROR, "streamwatch.state.store"):
         assert again.acquire({0}, store) == {("t", 0): 600}
     (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert line.getMessage() == "a copy of a partition's state refused; the other restored"

@@ -13,10 +13,11 @@ import msgspec
 import pytest
 
 import streamwatch
-from streamwatch import changelog, state
 from streamwatch.config import Settings
 from streamwatch.errors import StateError
-from streamwatch.model import ModelMonitor
+from streamwatch.pipeline.monitor import ModelMonitor
+from streamwatch.scaleout import changelog
+from streamwatch.state import store as state
 
 # Deserialisers that run code found in their input.
 UNSAFE = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "jsonpickle", "marshal", "shelve"}

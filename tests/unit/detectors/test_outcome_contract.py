@@ -25,7 +25,7 @@ from streamwatch.detectors.concept import Residuals
 from streamwatch.detectors.performance import Performance
 from streamwatch.detectors.slices import Slices
 from streamwatch.join import Joined
-from streamwatch.outcomes import Labelled
+from streamwatch.pipeline.outcomes import Labelled
 
 
 def joined(seed: int, n: int, regression: bool) -> Joined:

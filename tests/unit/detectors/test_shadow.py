@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry
 from streamwatch.config import DetectorSettings, Settings, ShadowSettings, WindowSettings
 from streamwatch.detectors import Severity
 from streamwatch.detectors.shadow import Shadow
-from streamwatch.engine import Engine
 from streamwatch.events import Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from tests.factories import event
 
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from streamwatch.config import RetrainSinkSettings, WebhookSinkSettings
-from streamwatch.logs import JsonFormatter
+from streamwatch.observe.logs import JsonFormatter
 from streamwatch.sinks import DeliveryFailed
 from streamwatch.sinks.retrain import RetrainSink
 from streamwatch.sinks.webhook import WebhookSink
@@ -96,7 +96,7 @@ def test_a_webhook_to_an_unreachable_url_logs_no_secret() -> None:
         except requests.ConnectionError:
             logger.exception("sink raised", extra={"sink": "ops"})
 
-    text = json_line("streamwatch.dispatcher", emit)
+    text = json_line("streamwatch.alerting.dispatcher", emit)
     assert "notification not delivered" in text
     assert "ConnectionError" in text
     assert "SEKRIT" not in text

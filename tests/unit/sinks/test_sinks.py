@@ -4,7 +4,7 @@ import io
 import json
 from pathlib import Path
 
-from streamwatch.alerts import AlertPolicy, Notification
+from streamwatch.alerting.policy import AlertPolicy, Notification
 from streamwatch.config import FileSinkSettings, LogSinkSettings, Settings
 from streamwatch.detectors import Finding, Severity
 from streamwatch.sinks import Delivered, DeliveryFailed, build_sink, build_sinks

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import KafkaSettings
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sources.base import Hooks
 from streamwatch.sources.confluent import ConfluentSource, _DeadLetterProducer
 from streamwatch.sources.dead_letters import Delivery, Letter

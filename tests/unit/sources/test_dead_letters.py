@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamwatch.events import BadEvent, Origin
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sources.dead_letters import (
     STUB_BYTES,
     DeadLetters,

@@ -20,7 +20,7 @@ from kafka.future import Future
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import KafkaSettings
-from streamwatch.metrics import Metrics
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sources.base import Hooks
 from streamwatch.sources.dead_letters import Delivery, Letter
 from streamwatch.sources.kafka import KafkaSource, _DeadLetterProducer

@@ -27,7 +27,7 @@ from streamwatch.batch import Batch, FloatArray, Schema
 from streamwatch.config import ReferenceSettings, Settings
 from streamwatch.errors import ConfigError
 from streamwatch.events import decode_batch
-from streamwatch.route import route
+from streamwatch.pipeline.by_model import by_model
 from streamwatch.sources.replay import ReplaySource
 from streamwatch.windows import WindowBounds
 
@@ -51,7 +51,7 @@ def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
     while (messages := source.poll(10_000)) is not None:
         decoded = decode_batch(messages, settings.max_message_bytes)
         bad += len(decoded.bad)
-        for model_id, events in route(decoded.events).items():
+        for model_id, events in by_model(decoded.events).items():
             if events.predictions:
                 schema = schemas.setdefault(model_id, Schema.of(model_id, settings))
                 parts.setdefault(model_id, []).append(schema.build(events.predictions))

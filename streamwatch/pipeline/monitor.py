@@ -32,8 +32,8 @@ from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, label_shift
 from streamwatch.detectors.shadow import Shadow
 from streamwatch.events import Event
-from streamwatch.outcomes import LabelCounts, Outcomes
-from streamwatch.reference import Pinned, ReferencePool
+from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
+from streamwatch.pipeline.reference import Pinned, ReferencePool
 from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
 
 log = logging.getLogger("streamwatch.model")

@@ -10,7 +10,7 @@ Labels for windows already evaluated are counted as late labels.
 The first labelled windows make the outcome reference, whatever their drift role (a
 pinned drift reference has no labels; labels may start late): a :class:`Labelled` state
 (performance, slices, errors per calibration cell) pooled by a
-:class:`~streamwatch.reference.ReferencePool` until it holds ``REFERENCE__MIN_EVENTS``
+:class:`~streamwatch.pipeline.reference.ReferencePool` until it holds ``REFERENCE__MIN_EVENTS``
 labels and, with ``REFERENCE__SEASON``, covers a whole season, by phase too. A later
 window's performance, slice performance and observed label shift are compared with the
 reference at its phase; concept drift with the whole reference, whose calibration cells
@@ -37,7 +37,7 @@ from streamwatch.detectors.performance import Performance
 from streamwatch.detectors.slices import Slices, bucket_labels, quartile_cuts
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
-from streamwatch.reference import ReferencePool
+from streamwatch.pipeline.reference import ReferencePool
 from streamwatch.severity import Severity
 from streamwatch.windows import IdArray, WindowBounds
 

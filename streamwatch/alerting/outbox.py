@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import Settings
 from streamwatch.errors import EncodeError, storage
 

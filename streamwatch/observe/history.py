@@ -16,11 +16,11 @@ from pathlib import Path
 
 import msgspec
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.policy import Notification
 from streamwatch.config import HistorySettings
 from streamwatch.detectors import Distribution, Finding, Severity
 from streamwatch.errors import StateError, storage
-from streamwatch.model import ClosedWindow
+from streamwatch.pipeline.monitor import ClosedWindow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (

@@ -19,12 +19,12 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from streamwatch import history
-from streamwatch.alerts import isoformat
+from streamwatch.alerting.policy import isoformat
 from streamwatch.config import parse_duration
 from streamwatch.errors import ConfigError
-from streamwatch.history import AlertChange, Statistic, WindowRecord
-from streamwatch.report import charts
+from streamwatch.observe import history
+from streamwatch.observe.history import AlertChange, Statistic, WindowRecord
+from streamwatch.observe.report import charts
 
 MAX_TIMELINES = 30  # per model: breached series first
 # Detectors with a subject per feature or slice: their series are drawn only if they
@@ -33,7 +33,7 @@ PER_SUBJECT = frozenset({"feature_drift", "data_quality", "slice_performance", "
 SLICES = frozenset({"slice_performance", "fairness"})
 
 _TEMPLATE = jinja2.Environment(
-    loader=jinja2.PackageLoader("streamwatch", "report"),
+    loader=jinja2.PackageLoader("streamwatch", "observe/report"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 ).get_template("page.html")

@@ -34,7 +34,7 @@ from streamwatch.events import BadEvent, Decoded
 
 if TYPE_CHECKING:
     from streamwatch.config import Settings
-    from streamwatch.model import ModelMonitor
+    from streamwatch.pipeline.monitor import ModelMonitor
 
 log = logging.getLogger("streamwatch.admission")
 

@@ -23,12 +23,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streamwatch import spread
 from streamwatch.config import Settings
 from streamwatch.errors import ChangelogError, SourceError, StateError
+from streamwatch.scaleout import spread
+from streamwatch.scaleout.spread import Partial
 from streamwatch.sources.kafka import client_config
-from streamwatch.spread import Partial
-from streamwatch.state import (
+from streamwatch.state.store import (
     FORMAT,
     ZLIB_LEVEL,
     Offsets,

@@ -13,9 +13,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from streamwatch.alerts import Alert, Notification
+from streamwatch.alerting.outbox import Outbox
+from streamwatch.alerting.policy import Alert, Notification
 from streamwatch.config import RetrainSinkSettings, Silence
-from streamwatch.outbox import Outbox
 from streamwatch.sinks import RoutedSink
 
 SILENCED = "(silenced)"

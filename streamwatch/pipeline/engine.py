@@ -20,29 +20,30 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from threadpoolctl import threadpool_limits
 
-from streamwatch import history, spread
-from streamwatch.admission import Admission
-from streamwatch.alerts import AlertPolicy, Notification, isoformat, report_link
+from streamwatch.alerting.dispatcher import STOP_WAIT, Dispatcher
+from streamwatch.alerting.outbox import Carried, Outbox
+from streamwatch.alerting.policy import AlertPolicy, Notification, isoformat, report_link
+from streamwatch.alerting.routing import Router
 from streamwatch.config import Settings
 from streamwatch.detectors import Severity
-from streamwatch.dispatcher import STOP_WAIT, Dispatcher
 from streamwatch.errors import ChangelogError, ConfigError, EncodeError, StateError
 from streamwatch.events import BadEvent, Decoded, Event, decode_batch, gc_paused
-from streamwatch.health import Health
-from streamwatch.logs import RateLimited
-from streamwatch.metrics import Metrics
-from streamwatch.model import ClosedWindow, ModelMonitor, Processed
-from streamwatch.outbox import Carried, Outbox
-from streamwatch.reference import Pinned
-from streamwatch.route import route
-from streamwatch.routing import Router
+from streamwatch.observe import history
+from streamwatch.observe.health import Health
+from streamwatch.observe.logs import RateLimited
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.admission import Admission
+from streamwatch.pipeline.by_model import by_model
+from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor, Processed
+from streamwatch.pipeline.reference import Pinned
+from streamwatch.scaleout import spread
+from streamwatch.scaleout.spread import Aggregate, Part
 from streamwatch.sinks import RoutedSink
 from streamwatch.sources import Message, Source
-from streamwatch.spread import Aggregate, Part
-from streamwatch.state import Offsets, StateStore, copies, covers, encode, partition_scope
+from streamwatch.state.store import Offsets, StateStore, copies, covers, encode, partition_scope
 
 if TYPE_CHECKING:
-    from streamwatch.changelog import Changelog
+    from streamwatch.scaleout.changelog import Changelog
 
 log = logging.getLogger("streamwatch.engine")
 
@@ -475,7 +476,7 @@ class Engine:
         if self.changelog is not None:
             decoded = self._at_home(decoded, bad)
         closed: list[ClosedWindow] = []
-        for model_id, events in route(decoded.events).items():
+        for model_id, events in by_model(decoded.events).items():
             if model_id in self.spread and self.changelog is not None:
                 bad += self._spread(model_id, events.positions, decoded)
                 continue

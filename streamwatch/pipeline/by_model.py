@@ -1,4 +1,4 @@
-"""Routing: split decoded events by model, predictions apart from labels."""
+"""Decoded events by model, predictions apart from labels."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class ModelEvents:
     positions: list[int] = field(default_factory=list)  # of all its events in the batch
 
 
-def route(events: Sequence[Event]) -> dict[str, ModelEvents]:
+def by_model(events: Sequence[Event]) -> dict[str, ModelEvents]:
     """Events grouped by model id, in arrival order within each group."""
     routed: dict[str, ModelEvents] = {}
     for position, event in enumerate(events):

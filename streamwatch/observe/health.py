@@ -78,7 +78,7 @@ def serve(
                 self._reply(404, b"not found: /metrics, /livez, /readyz, /report\n", "text/plain")
 
         def _report(self, state: Path, query: dict[str, str]) -> None:
-            from streamwatch import report  # matplotlib: loaded only to draw
+            from streamwatch.observe import report  # matplotlib: loaded only to draw
 
             try:
                 body = report.page(state, query)

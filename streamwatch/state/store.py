@@ -23,10 +23,10 @@ from typing import Any
 
 import msgspec
 
-from streamwatch import history
 from streamwatch.config import Settings
 from streamwatch.errors import CheckpointError, StateError, storage
-from streamwatch.history import WindowRecord
+from streamwatch.observe import history
+from streamwatch.observe.history import WindowRecord
 
 log = logging.getLogger("streamwatch.state")
 

@@ -20,10 +20,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
-from streamwatch.alerts import Notification
+from streamwatch.alerting.outbox import Outbox, Row
+from streamwatch.alerting.policy import Notification
 from streamwatch.errors import StateError
-from streamwatch.metrics import Metrics
-from streamwatch.outbox import Outbox, Row
+from streamwatch.observe.metrics import Metrics
 from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
 
 log = logging.getLogger("streamwatch.outbox")

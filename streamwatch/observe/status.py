@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamwatch import history
-from streamwatch.alerts import isoformat
-from streamwatch.history import WindowRecord
-from streamwatch.state import Checkpoint, read_lag, read_merged
+from streamwatch.alerting.policy import isoformat
+from streamwatch.observe import history
+from streamwatch.observe.history import WindowRecord
+from streamwatch.state.store import Checkpoint, read_lag, read_merged
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from streamwatch import redact
+from streamwatch.observe import redact
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

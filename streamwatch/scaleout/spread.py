@@ -29,8 +29,8 @@ import msgspec
 from streamwatch.detectors import DetectorSet, Finding, Severity
 from streamwatch.errors import StateError
 from streamwatch.events import Event
-from streamwatch.model import ClosedWindow, ModelMonitor, Processed
-from streamwatch.state import FORMAT, ZLIB_LEVEL
+from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor, Processed
+from streamwatch.state.store import FORMAT, ZLIB_LEVEL
 from streamwatch.windows import LATE, TimeWindows, WindowBounds
 
 log = logging.getLogger("streamwatch.spread")

@@ -1,0 +1,1 @@
+"""From findings to delivered notifications: policy, routing, outbox, dispatcher."""

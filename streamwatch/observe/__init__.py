@@ -1,0 +1,1 @@
+"""What the daemon shows: metrics, health, logs, history, status, the report."""

@@ -1,0 +1,1 @@
+"""The loop and what it runs per batch: positions, processing, conclusion, accounting."""

@@ -1,0 +1,1 @@
+"""Scaled out: the changelog topic and spread models."""

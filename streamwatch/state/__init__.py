@@ -1,0 +1,1 @@
+"""Durable state: the checkpoint store (SQLite)."""
