@@ -71,7 +71,7 @@ def streamwatch(bootstrap: str, topic: str, total: int, client: str) -> float:
     metrics = Metrics(CollectorRegistry())
     engine = Engine(settings, [], metrics)
     source = kafka_source(
-        settings.kafka, metrics, engine.stopping, Hooks(positions=lambda: engine.positions)
+        settings.kafka, metrics, engine.stopping, Hooks(positions=lambda: engine.positions.next)
     )
 
     def stop_at_end(_: int) -> None:

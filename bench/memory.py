@@ -44,7 +44,7 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamwatch.config import LabelSettings, Settings, WindowSettings
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 from streamwatch.state.store import StateStore
@@ -101,7 +101,7 @@ def worker(per_window: int, events: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     for start in range(0, events, POLL_RECORDS):
         lines = chunk(rng, start, min(POLL_RECORDS, events - start))
-        engine.process([(raw, Origin("bench", 0, start + i)) for i, raw in enumerate(lines)])
+        engine.process([Message(raw, Origin("bench", 0, start + i)) for i, raw in enumerate(lines)])
     result: dict[str, Any] = {
         "peak_mb": rss_mb(),
         "now_mb": rss_now_mb(),
@@ -111,8 +111,8 @@ def worker(per_window: int, events: int) -> dict[str, Any]:
     }
     if not events:
         return result
-    monitor = engine.models[MODEL]
-    snapshot = engine.snapshot()
+    monitor = engine.processor.models[MODEL]
+    snapshot = engine.checkpointer.state(None)
     model = snapshot["models"][MODEL]
     outcomes = model["outcomes"]
     without_join = {**model, "outcomes": {**outcomes, "join": None}}
@@ -131,7 +131,7 @@ def worker(per_window: int, events: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "state.sqlite"
         store = StateStore(path, settings)
-        engine.checkpoint(store)
+        engine.checkpointer.checkpoint(store)
         store.close()  # the last connection folds the WAL into the file
         files = sum(p.stat().st_size for p in Path(directory).iterdir())
         sizes["SQLite file after a checkpoint"] = files

@@ -20,7 +20,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, WindowSettings
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 
@@ -53,7 +53,7 @@ def streamwatch(lines: list[bytes]) -> None:
     engine = Engine(settings, [], Metrics(CollectorRegistry()))
     for k in range(0, len(lines), POLL_RECORDS):
         batch = lines[k : k + POLL_RECORDS]
-        engine.process([(raw, Origin("bench", 0, k + i)) for i, raw in enumerate(batch)])
+        engine.process([Message(raw, Origin("bench", 0, k + i)) for i, raw in enumerate(batch)])
     engine.finish()
     assert engine.metrics.total("streamwatch_windows_closed") == len(lines) // 10_000
 

@@ -7,12 +7,10 @@ import argparse
 import json
 import logging
 import shutil
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,22 +18,20 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
-from streamwatch import demo
+from streamwatch import daemon, demo
 from streamwatch.alerting.outbox import STATUSES, Outbox, outbox_path
 from streamwatch.alerting.policy import sample_notification
 from streamwatch.config import Settings, load_settings, masked
-from streamwatch.errors import ConfigError, SourceError, StateError, storage
-from streamwatch.observe import health, logs, status
+from streamwatch.errors import ConfigError, SourceError, StateError
+from streamwatch.observe import logs, status
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine, Outcome
-from streamwatch.pipeline.reference import load_reference
+from streamwatch.pipeline.conclusion import Produced
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
-from streamwatch.sources import Hooks, ReplaySource, Source, kafka_source
-from streamwatch.state.store import Offsets, StateStore
+from streamwatch.sources import ReplaySource, Source
+from streamwatch.state.store import StateStore
 
 if TYPE_CHECKING:
-    from streamwatch.sources.confluent import ConfluentSource
-    from streamwatch.sources.kafka import KafkaSource
+    pass
 
 log = logging.getLogger("streamwatch")
 
@@ -224,111 +220,10 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine(
-    settings: Settings, sinks: list[RoutedSink], metrics: Metrics, outbox: Outbox | None = None
-) -> Engine:
-    reference = None
-    if settings.reference.path is not None:
-        reference = load_reference(settings.reference.path, settings)
-    return Engine(settings, sinks, metrics, reference, outbox)
-
-
 def _run_daemon(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.configure(args.log_level, sys.stdout)
-    sinks = build_sinks(settings)
-    registry = CollectorRegistry()
-    with storage("outbox", outbox_path(settings)):  # damaged, read-only: a StateError
-        outbox = Outbox(outbox_path(settings))
-    engine = _engine(settings, sinks, Metrics(registry), outbox)
-    server = None
-    if settings.server.enabled:
-        server = health.serve(settings.server, registry, engine.health, settings.state.path)
-        address = f"{settings.server.host}:{server.server_port}"
-        log.info("serving /metrics, /livez, /readyz", extra={"address": address})
-    store = StateStore(settings.state.path, settings)
-    store.check_mode(partitioned=settings.state.changelog_topic is not None)
-    if settings.state.changelog_topic is None:
-        _restore(engine, store)  # scaled out: each partition's state, once assigned
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: engine.stop())
-    try:
-        source = _source(settings, engine, store)
-    except SourceError:
-        if not engine.stopping.is_set():
-            raise
-        log.info("stopped before Kafka could be reached")
-        if engine.changelog is not None:
-            engine.changelog.close()
-        if server is not None:
-            server.shutdown()
-        store.close()
-        outbox.close()
-        return 0
-    engine.health.assigned = lambda: source.ready
-    try:
-        engine.run(source, store, keep=False)
-    finally:
-        source.close()
-        if engine.changelog is not None:
-            engine.changelog.close()
-        store.close()
-        outbox.close()
-        if server is not None:
-            server.shutdown()
-    log.info("stopped", extra=engine.metrics.summary())
-    return 0
-
-
-def _restore(engine: Engine, store: StateStore) -> None:
-    checkpoint = store.load()
-    if checkpoint is not None:
-        engine.restore(checkpoint.state, checkpoint.offsets)
-        log.info(
-            "state restored",
-            extra={
-                "models": len(engine.models),
-                "path": str(store.path),
-                "offsets": {f"{t}:{p}": o for (t, p), o in checkpoint.offsets.items()},
-            },
-        )
-    engine.health.restored = True
-
-
-def _source(settings: Settings, engine: Engine, store: StateStore) -> KafkaSource | ConfluentSource:
-    """The Kafka consumer, its rebalances wired to the engine's state (scaled out: each
-    partition's, restored and saved through the changelog)."""
-    hooks = Hooks(
-        positions=lambda: engine.positions,
-        revoked=lambda partitions: engine.checkpoint(store),
-    )
-    if settings.state.changelog_topic is not None:
-
-        def assigned(partitions: Collection[int]) -> Offsets:
-            positions = engine.acquire(partitions, store)
-            engine.health.restored = True
-            return positions
-
-        hooks = replace(
-            hooks,
-            revoked=lambda partitions: engine.release(partitions, store),
-            assigned=assigned,
-            lost=lambda partitions: engine.lose(partitions, store),
-            partitioned=True,
-        )
-    # A single instance keeps its state when it falls out of the group (the default
-    # ``lost``): it is all there is, and its partitions come back to it.
-    kafka = settings.kafka
-    if hooks.partitioned:
-        from streamwatch.scaleout.changelog import Changelog  # kafka-python, like the source
-
-        # Before the source subscribes: the partials topic, consumed with the source, must
-        # be created with the source's partitions, not auto-created with the broker's.
-        engine.changelog = Changelog(settings)
-        if settings.state.spread_models:  # partials come to their owners with the events
-            topics = (*kafka.topics, settings.state.partials_topic)
-            kafka = kafka.model_copy(update={"topics": topics})
-    return kafka_source(kafka, engine.metrics, engine.stopping, hooks)
+    return daemon.run(settings)
 
 
 def _produce_demo(args: argparse.Namespace) -> int:
@@ -344,8 +239,8 @@ def _run(
     sinks: list[RoutedSink],
     metrics: Metrics,
     store: StateStore | None = None,
-) -> list[Outcome]:
-    engine = _engine(settings, sinks, metrics)
+) -> list[Produced]:
+    engine = daemon.build_engine(settings, sinks, metrics)
     bar = tqdm(unit=" events", disable=not sys.stderr.isatty(), file=sys.stderr, leave=False)
     with bar:
         outcomes = engine.run(source, store, progress=bar.update)

@@ -17,7 +17,7 @@ import numpy as np
 
 from streamwatch.alerting.policy import isoformat
 from streamwatch.config import LabelSettings, Settings, StateSettings, WindowSettings
-from streamwatch.pipeline.engine import Outcome
+from streamwatch.pipeline.conclusion import Produced
 
 START = 1_795_305_600.0  # 2026-11-22T00:00:00Z
 HOURS = 10
@@ -224,7 +224,7 @@ def hour_of(epoch: float) -> int:
     return int((epoch - START) // 3600)
 
 
-def fired(outcomes: Iterable[Outcome]) -> dict[tuple[str, str, str], int]:
+def fired(outcomes: Iterable[Produced]) -> dict[tuple[str, str, str], int]:
     """(model, detector, subject) of every firing alert -> the hour of its window."""
     return {
         (a.labels["model"], a.labels["detector"], a.labels["subject"]): hour_of(n.window.start)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 from msgspec import Meta
@@ -106,6 +106,16 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
         return (self.topic, self.partition)
 
 
+class Message(NamedTuple):
+    """A message as a source hands it over: its bytes and where it came from."""
+
+    value: bytes
+    origin: Origin
+
+
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the next offset to process
+
+
 @dataclass(frozen=True, slots=True)
 class BadEvent:
     """A message that is not a valid event, kept unchanged for the dead-letter topic."""
@@ -143,9 +153,7 @@ def decode(raw: bytes, origin: Origin, max_bytes: int) -> Event | BadEvent:
         return BadEvent("too_deep", "nested deeper than the decoder allows", raw, origin)
 
 
-def decode_batch(
-    messages: Sequence[tuple[bytes, Origin]], max_bytes: int, latest: float = math.inf
-) -> Decoded:
+def decode_batch(messages: Sequence[Message], max_bytes: int, latest: float = math.inf) -> Decoded:
     """Decode a batch of messages. Events stamped after ``latest`` (epoch seconds) are
     bad: one event from the far future would move the watermark past every window."""
     events: list[Event] = []

@@ -12,9 +12,8 @@ import numpy as np
 from streamwatch.alerting.policy import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
 from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import BadEvent, Message, Offsets, Origin
 from streamwatch.scaleout.spread import Partial
-from streamwatch.state.store import Offsets
 from streamwatch.windows import WindowBounds
 
 WINDOW = WindowBounds(5, 1_795_305_600.0, 1_795_309_200.0)
@@ -107,10 +106,10 @@ class Batches:
     """A source of fixed batches, then the end (``None``); it keeps no dead letters and
     every commit succeeds. Subclasses change what a poll does."""
 
-    def __init__(self, batches: Sequence[list[tuple[bytes, Origin]]]) -> None:
+    def __init__(self, batches: Sequence[list[Message]]) -> None:
         self.batches = list(batches)
 
-    def poll(self, max_records: int) -> list[tuple[bytes, Origin]] | None:
+    def poll(self, max_records: int) -> list[Message] | None:
         return self.batches.pop(0) if self.batches else None
 
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:

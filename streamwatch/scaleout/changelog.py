@@ -25,13 +25,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamwatch.config import Settings
 from streamwatch.errors import ChangelogError, SourceError, StateError
+from streamwatch.events import Offsets
 from streamwatch.scaleout import spread
 from streamwatch.scaleout.spread import Partial
 from streamwatch.sources.kafka import client_config
 from streamwatch.state.store import (
     FORMAT,
     ZLIB_LEVEL,
-    Offsets,
     checksum,
     decode_offsets,
     encode_offsets,

@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import BadEvent, Message, Offsets
 from streamwatch.observe.logs import RateLimited
 
 log = logging.getLogger("streamwatch.kafka")
 
-Message = tuple[bytes, Origin]
-Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to process
+__all__ = ["Hooks", "Message", "Offsets", "Outage", "Source"]
 
 
 def _nothing(partitions: Collection[int]) -> Offsets:

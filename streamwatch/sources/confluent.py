@@ -134,7 +134,7 @@ class ConfluentSource:
                 if error is not None:  # a consumer event, not a message
                     _log_error(error)
                 continue
-            messages.append((record.value() or b"", Origin(topic, partition, offset)))
+            messages.append(Message(record.value() or b"", Origin(topic, partition, offset)))
             last[(topic, partition)] = offset
         self._measure_lag(last)
         return messages

@@ -229,7 +229,7 @@ class KafkaSource:
             raise self.failure
         self._measure_lag(batches)
         return [
-            (record.value or b"", Origin(tp.topic, tp.partition, record.offset))
+            Message(record.value or b"", Origin(tp.topic, tp.partition, record.offset))
             for tp, records in batches.items()
             for record in records
         ]

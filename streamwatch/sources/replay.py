@@ -34,7 +34,7 @@ class ReplaySource:
             with open_lines(path) as lines:
                 for number, raw in enumerate(lines, start=1):
                     if raw.strip():
-                        yield raw.rstrip(b"\r\n"), Origin(str(path), 0, number)
+                        yield Message(raw.rstrip(b"\r\n"), Origin(str(path), 0, number))
 
     def poll(self, max_records: int) -> list[Message] | None:
         if self.done:

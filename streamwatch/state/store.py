@@ -25,6 +25,7 @@ import msgspec
 
 from streamwatch.config import Settings
 from streamwatch.errors import CheckpointError, StateError, storage
+from streamwatch.events import Offsets
 from streamwatch.observe import history
 from streamwatch.observe.history import WindowRecord
 
@@ -34,7 +35,6 @@ log = logging.getLogger("streamwatch.state")
 # label join stored column by column; 6: a checksum in every checkpoint record.
 FORMAT = 6
 ZLIB_LEVEL = 1  # for state sent to Kafka: histograms compress 4x at level 1, 5 ms a MB
-Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to process
 ENGINE = "engine"  # the scope of a single instance's checkpoint; scaled out: partition-N
 
 _SCHEMA = """

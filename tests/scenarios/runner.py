@@ -53,7 +53,7 @@ class MemorySource:
     closes every window) or, with ``stop``, the engine stops as on SIGTERM."""
 
     def __init__(self, raws: Sequence[bytes], offset: int = 0, stop: Engine | None = None):
-        self.messages = [(raw, Origin(TOPIC, 0, offset + k)) for k, raw in enumerate(raws)]
+        self.messages = [Message(raw, Origin(TOPIC, 0, offset + k)) for k, raw in enumerate(raws)]
         self.position = 0
         self.stop = stop
 
@@ -304,7 +304,7 @@ def _through_engine(
     try:
         checkpoint = store.load()
         if checkpoint is not None:
-            engine.restore(checkpoint.state, checkpoint.offsets)
+            engine.checkpointer.restore(checkpoint.state, checkpoint.offsets)
         source = MemorySource(raws, offset, engine if stop else None)
         outcomes = engine.run(source, store)
         assert engine.outbox.pending() == 0, "notifications left undelivered"

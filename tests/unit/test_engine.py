@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from streamwatch.alerting.policy import Notification
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
 from streamwatch.detectors import Finding
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import BadEvent, Message
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from streamwatch.sinks import RoutedSink
@@ -59,11 +59,11 @@ def test_every_message_is_windowed_late_or_bad_and_the_engine_never_stops(
 ) -> None:
     # Out-of-order event times (some late), garbage between them, arbitrary batching.
     good = [event(f"g{i}", timestamp=t, features={"x": float(i % 7)}) for i, t in enumerate(stamps)]
-    messages: list[tuple[bytes, Origin]] = []
+    messages: list[Message] = []
     for i, raw in enumerate(good):
-        messages.append((raw, origin(len(messages))))
+        messages.append(Message(raw, origin(len(messages))))
         if i < len(junk):
-            messages.append((junk[i], origin(len(messages))))
+            messages.append(Message(junk[i], origin(len(messages))))
     e = engine(lateness=30.0)
     bounds = sorted({0, len(messages), *(c for c in cuts if c < len(messages))})
     for lo, hi in itertools.pairwise(bounds):
@@ -82,12 +82,12 @@ def test_a_drifting_stream_alerts_through_the_sink() -> None:
     out = io.StringIO()
     e = engine(out)
     # 20 one-minute windows of 150 events; feature x jumps by 3 sd from minute 12.
-    messages: list[tuple[bytes, Origin]] = []
+    messages: list[Message] = []
     for minute in range(20):
         for i in range(150):
             x = ((i * 7919) % 150) / 150.0 + (3.0 if minute >= 12 else 0.0)
             raw = event(f"{minute}-{i}", timestamp=minute * 60_000 + i * 400, features={"x": x})
-            messages.append((raw, origin(len(messages))))
+            messages.append(Message(raw, origin(len(messages))))
     outcomes = [e.process(messages[k : k + 500]) for k in range(0, len(messages), 500)]
     outcomes.append(e.finish())
     e.dispatcher.start()  # what run() does: the outbox's workers deliver
@@ -116,9 +116,9 @@ def test_a_drifting_stream_alerts_through_the_sink() -> None:
 def test_events_of_models_past_the_limit_are_dead_letters() -> None:
     settings = Settings(max_models=2)
     e = Engine(settings, [], Metrics(CollectorRegistry()))
-    messages = [(event(f"{m}{i}", model_id=m), origin(i)) for i in range(3) for m in "abc"]
+    messages = [Message(event(f"{m}{i}", model_id=m), origin(i)) for i in range(3) for m in "abc"]
     e.process(messages)
-    assert set(e.models) == {"a", "b"}
+    assert set(e.processor.models) == {"a", "b"}
     assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 3
 
 
@@ -126,10 +126,10 @@ def test_an_event_from_the_far_future_is_bad_and_does_not_close_windows() -> Non
     e = engine()
     now_ms = int(time.time() * 1000)
     future = event("f", timestamp=now_ms + 10 * 86_400_000)  # ten days ahead of the clock
-    normal = [(event(f"n{i}", timestamp=now_ms + i), origin(i)) for i in range(50)]
-    e.process([(future, origin(99)), *normal])
+    normal = [Message(event(f"n{i}", timestamp=now_ms + i), origin(i)) for i in range(50)]
+    e.process([Message(future, origin(99)), *normal])
     assert e.metrics.total("streamwatch_bad_events", reason="future_timestamp") == 1
-    e.process([(event("n99", timestamp=now_ms + 1000), origin(100))])
+    e.process([Message(event("n99", timestamp=now_ms + 1000), origin(100))])
     assert e.metrics.total("streamwatch_late_events") == 0
 
 
@@ -137,7 +137,7 @@ def test_huge_and_odd_values_never_raise_out_of_the_engine() -> None:
     e = engine()
     values = [1.5e308, -1.5e308, 1e-320, 0.0, -0.0, 1e99, 3.0, None, "text", True]
     messages = [
-        (event(f"v{i}", timestamp=i * 1000, features={"x": v, "k": v}), origin(i))
+        Message(event(f"v{i}", timestamp=i * 1000, features={"x": v, "k": v}), origin(i))
         for i, v in enumerate(values * 30)
     ]
     e.process(messages)
@@ -150,11 +150,11 @@ class RefusingSource:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.batches = [[(event(f"e{i}", timestamp=i), origin(i)) for i in range(5)]]
+        self.batches = [[Message(event(f"e{i}", timestamp=i), origin(i)) for i in range(5)]]
         self.commits: list[dict[tuple[str, int], int]] = []
         self.polls = 0
 
-    def poll(self, max_records: int) -> list[tuple[bytes, Origin]]:
+    def poll(self, max_records: int) -> list[Message]:
         self.polls += 1
         if len(self.commits) >= 2 or self.polls > 50:
             self.engine.stop()
@@ -192,7 +192,7 @@ def test_a_notification_that_cannot_be_encoded_is_counted_and_the_loop_goes_on(
 ) -> None:
     out = io.StringIO()
     e = engine(out)
-    observe = e.policy.observe
+    observe = e.conclusion.policy.observe
 
     def broken(
         model: str, window: WindowBounds, findings: Iterable[Finding]
@@ -203,9 +203,9 @@ def test_a_notification_that_cannot_be_encoded_is_counted_and_the_loop_goes_on(
         (first, *rest) = sent.alerts
         return replace(sent, alerts=(replace(first, value=object()), *rest))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(e.policy, "observe", broken)
+    monkeypatch.setattr(e.conclusion.policy, "observe", broken)
     messages = [
-        (
+        Message(
             event(
                 f"{m}-{i}", timestamp=m * 60_000 + i * 400, features={"x": i % 9 + 9 * (m >= 12)}
             ),

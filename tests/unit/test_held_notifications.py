@@ -14,15 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch.alerting.outbox import Outbox
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
-from streamwatch.state.store import StateStore
+from streamwatch.state.store import StateStore, partition_scope
 from tests.factories import Batches, FakeChangelog, event
-
-Message = tuple[bytes, Origin]
 
 
 def drifting() -> list[Message]:
@@ -37,7 +35,7 @@ def drifting_of(model: str, partition: int = 0) -> list[Message]:
             x = ((i * 7919) % 150) / 150.0 + (3.0 if minute >= 12 else 0.0)
             stamp = minute * 60_000 + i * 400
             raw = event(f"{model}{minute}-{i}", model_id=model, timestamp=stamp, features={"x": x})
-            messages.append((raw, Origin("t", partition, len(messages))))
+            messages.append(Message(raw, Origin("t", partition, len(messages))))
     return messages
 
 
@@ -50,7 +48,7 @@ def scaled_out(tmp_path: Path) -> tuple[Engine, FakeChangelog]:
     sinks = [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))]
     changelog = FakeChangelog()
     e = Engine(settings, sinks, Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
-    e._hold = True
+    e.conclusion.hold = True
     return e, changelog
 
 
@@ -104,7 +102,9 @@ def test_without_a_state_file_a_notification_is_sent_at_once(tmp_path: Path) -> 
 def test_a_crash_before_the_checkpoint_makes_the_same_notification_once(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite")
     first = engine(tmp_path, io.StringIO(), outbox)
-    first._hold = True  # as in run() with a state file; then it dies before any checkpoint
+    first.conclusion.hold = (
+        True  # as in run() with a state file; then it dies before any checkpoint
+    )
     (made,) = first.process(drifting()).notifications
     assert outbox.counts() == {("log", "held"): 1}
 
@@ -123,34 +123,37 @@ def test_a_crash_before_the_checkpoint_makes_the_same_notification_once(tmp_path
 def test_a_crash_between_the_checkpoint_and_the_release_loses_nothing(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite")
     first = engine(tmp_path, io.StringIO(), outbox)
-    first._hold = True
+    first.conclusion.hold = True
     (made,) = first.process(drifting()).notifications
     store = StateStore(first.settings.state.path, first.settings)
-    store.save(first.snapshot(), first.positions)  # the checkpoint, then the crash
+    store.save(
+        first.checkpointer.state(None), first.positions.next
+    )  # the checkpoint, then the crash
     assert outbox.counts() == {("log", "held"): 1}
 
     second = engine(tmp_path, io.StringIO(), outbox)
     checkpoint = store.load()
     assert checkpoint is not None
-    second.restore(checkpoint.state, checkpoint.offsets)
+    second.checkpointer.restore(checkpoint.state, checkpoint.offsets)
     store.close()
     assert outbox.counts() == {("log", "pending"): 1}  # the state that closed it says so
     assert [row.id for row in outbox.due("log", now=2e9)] == [made.id]
 
 
 def test_a_partition_state_carries_its_undelivered_rows_to_a_successor(tmp_path: Path) -> None:
-    before = engine(tmp_path, io.StringIO())
-    before._hold = True
+    before, _ = scaled_out(tmp_path)
     (made,) = before.process(drifting()).notifications
-    before.homes["m"] = 0
-    encoded, offsets = before.partition_state(0)
+    assert before.ownership.homes == {"m": 0}
+    encoded, offsets = before.checkpointer.states([0])[partition_scope(0)]
 
     successor = engine(tmp_path / "successor", io.StringIO())
-    successor.restore(msgspec.msgpack.decode(encoded), offsets)
+    successor.checkpointer.restore(msgspec.msgpack.decode(encoded), offsets)
     assert successor.outbox.counts() == {("log", "pending"): 1}
     (row,) = successor.outbox.due("log", now=2e9)
     assert row.notification == made
-    assert before.partition_state(1)[0] != encoded  # another partition carries none of it
+    assert (
+        before.checkpointer.states([1])[partition_scope(1)][0] != encoded
+    )  # another partition carries none of it
 
 
 def test_scaled_out_the_checkpoint_of_a_partition_releases_its_notifications_only(
@@ -160,10 +163,10 @@ def test_scaled_out_the_checkpoint_of_a_partition_releases_its_notifications_onl
     made = e.process(drifting() + drifting_of("n", partition=1)).notifications
     assert {n.model for n in made} == {"m", "n"}
     store = StateStore(e.settings.state.path, e.settings)
-    e.checkpoint(store, [0])  # partition 0 only: model m's
+    e.checkpointer.checkpoint(store, [0])  # partition 0 only: model m's
     assert {row.model for row in e.outbox.listed(status="pending")} == {"m"}
     assert {row.model for row in e.outbox.listed(status="held")} == {"n"}
-    e.checkpoint(store)  # every partition changed
+    e.checkpointer.checkpoint(store)  # every partition changed
     store.close()
     assert e.outbox.counts() == {("log", "pending"): 2}
     assert changelog.records.keys() == {0, 1}
@@ -175,7 +178,7 @@ def test_a_partition_let_go_takes_its_undelivered_rows_and_a_sent_one_leaves_its
     e, changelog = scaled_out(tmp_path)
     e.process(drifting() + drifting_of("n", partition=1))
     store = StateStore(e.settings.state.path, e.settings)
-    e.checkpoint(store)
+    e.checkpointer.checkpoint(store)
     carried = {
         p: msgspec.msgpack.decode(blob)["outbox"] for p, (blob, _) in changelog.records.items()
     }
@@ -184,14 +187,16 @@ def test_a_partition_let_go_takes_its_undelivered_rows_and_a_sent_one_leaves_its
     (row,) = [r for r in e.outbox.due("log", now=2e9) if r.notification.model == "m"]  # sent
     e.outbox.mark(row, "sent")
     e.dispatcher._sent.add("m")  # as the worker notes it
-    e.checkpoint(store)  # partition 0's record carries it no more
+    e.checkpointer.checkpoint(store)  # partition 0's record carries it no more
     assert msgspec.msgpack.decode(changelog.records[0][0])["outbox"] == []
 
-    e.release([1], store)  # revoked: model n's row goes with the partition
+    e.rebalance.release([1], store)  # revoked: model n's row goes with the partition
     store.close()
     assert {(r.model, r.status) for r in e.outbox.listed()} == {("m", "sent"), ("n", "moved")}
     successor = engine(tmp_path / "successor", io.StringIO())
-    successor.restore(msgspec.msgpack.decode(changelog.records[1][0]), changelog.records[1][1])
+    successor.checkpointer.restore(
+        msgspec.msgpack.decode(changelog.records[1][0]), changelog.records[1][1]
+    )
     assert [r.notification.model for r in successor.outbox.due("log", now=2e9)] == ["n"]
 
 
@@ -209,7 +214,7 @@ def test_a_revoked_partitions_held_notifications_are_left_to_its_next_owner(
         return move(models)
 
     e.outbox.move = watched  # type: ignore[method-assign]
-    e.release([1], store)  # revoked before any checkpoint: model n's row still held
+    e.rebalance.release([1], store)  # revoked before any checkpoint: model n's row still held
     store.close()
     # Never released here, not even for the moment a worker could have sent it in.
     assert before_move == {("m", "held"), ("n", "held")}

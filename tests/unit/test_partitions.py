@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, StateSettings, WindowSettings
 from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import Origin
+from streamwatch.events import Offsets, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine, Outcome
 from streamwatch.scaleout import changelog
-from streamwatch.state.store import Offsets, StateStore, shape
+from streamwatch.state.store import StateStore, shape
 from tests.factories import Batches, FakeChangelog, event
 
 Message = tuple[bytes, Origin]

@@ -22,9 +22,10 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, load_settings
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.pipeline.conclusion import Produced
+from streamwatch.pipeline.engine import Engine
 from streamwatch.pipeline.reference import load_reference
 from streamwatch.state.store import StateStore
 from tests.factories import FakeChangelog
@@ -93,7 +94,7 @@ class Run:
         self.source = partitioned()
         if not scaled:  # one partition: everything in one order
             self.source = {0: [m for p in sorted(self.source) for m in self.source[p]]}
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[Produced] = []
         self.bad = 0.0
 
     def start(self) -> tuple[Engine, StateStore]:
@@ -106,23 +107,25 @@ class Run:
         )
         store = StateStore(self.settings.state.path, self.settings)
         if self.log is not None:
-            engine.acquire(set(self.source), store)
+            engine.rebalance.acquire(set(self.source), store)
         else:
             checkpoint = store.load()
             if checkpoint is not None:
-                engine.restore(checkpoint.state, checkpoint.offsets)
+                engine.checkpointer.restore(checkpoint.state, checkpoint.offsets)
         return engine, store
 
-    def batch(self, engine: Engine) -> list[tuple[bytes, Origin]]:
+    def batch(self, engine: Engine) -> list[Message]:
         batch = []
         for p, raws in self.source.items():
-            at = engine.positions.get((TOPIC, p), 0)
+            at = engine.positions.next.get((TOPIC, p), 0)
             chunk = raws[at : at + CHUNK]
-            batch += [(raw, Origin(TOPIC, p, at + k)) for k, raw in enumerate(chunk)]
+            batch += [Message(raw, Origin(TOPIC, p, at + k)) for k, raw in enumerate(chunk)]
             if self.log is not None:
-                done = engine.positions.get(("cl.partials", p), 0)
+                done = engine.positions.next.get(("cl.partials", p), 0)
                 partials = self.log.partials.get(p, [])[done:]
-                batch += [(v, Origin("cl.partials", p, done + k)) for k, v in enumerate(partials)]
+                batch += [
+                    Message(v, Origin("cl.partials", p, done + k)) for k, v in enumerate(partials)
+                ]
         return batch
 
     def rounds(self, engine: Engine, store: StateStore, n: int | None) -> Iterator[None]:
@@ -131,7 +134,7 @@ class Run:
             if not batch:
                 return
             self.outcomes.append(engine.process(batch))
-            engine.checkpoint(store)
+            engine.checkpointer.checkpoint(store)
             n = None if n is None else n - 1
             yield
 

@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
 from streamwatch.errors import ConfigError, StateError
-from streamwatch.events import Origin, decode_batch
+from streamwatch.events import Message, Origin, decode_batch
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.pipeline.conclusion import Produced
+from streamwatch.pipeline.engine import Engine
 from streamwatch.pipeline.monitor import ModelMonitor
 from streamwatch.pipeline.reference import load_reference
 from streamwatch.scaleout.spread import Aggregate, Part, Partial
@@ -64,9 +65,9 @@ def scaled(s: Settings, log: FakeChangelog) -> Engine:
     return Engine(s, [], Metrics(CollectorRegistry()), pinned, changelog=log)  # type: ignore[arg-type]
 
 
-def stream() -> list[tuple[bytes, Origin]]:
+def stream() -> list[Message]:
     """Model "s" in event-time order, keyed by event id: spread over every partition."""
-    messages: list[tuple[bytes, Origin]] = []
+    messages: list[Message] = []
     offsets = [0] * PARTITIONS
     for minute in range(MINUTES):
         for i in range(PER_MINUTE):
@@ -75,12 +76,12 @@ def stream() -> list[tuple[bytes, Origin]]:
             time = (START + minute * 60) * 1000 + i * 400
             raw = event(event_id, model_id="s", timestamp=time, features={"x": x})
             p = zlib.crc32(event_id.encode()) % PARTITIONS
-            messages.append((raw, Origin("t", p, offsets[p])))
+            messages.append(Message(raw, Origin("t", p, offsets[p])))
             offsets[p] += 1
     return messages
 
 
-def evaluated(outcomes: Sequence[Outcome]) -> Stats:
+def evaluated(outcomes: Sequence[Produced]) -> Stats:
     """Each evaluated window's events and statistics, by start; a window evaluated twice
     must not be."""
     windows: Stats = {}
@@ -103,26 +104,26 @@ class Cluster:
     def __init__(self, tmp: Path, reference: Path) -> None:
         self.tmp, self.reference = tmp, reference
         self.log = FakeChangelog(PARTITIONS)
-        self.source: dict[int, list[tuple[bytes, Origin]]] = {p: [] for p in range(PARTITIONS)}
+        self.source: dict[int, list[Message]] = {p: [] for p in range(PARTITIONS)}
         for message in stream():
             self.source[message[1].partition].append(message)
         self.engines: dict[str, tuple[Engine, StateStore]] = {}
         self.owners: dict[int, str] = {}
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[Produced] = []
 
     def start(self, name: str, partitions: set[int]) -> Engine:
         s = settings(self.tmp, name, self.reference)
         engine = scaled(s, self.log)
         store = StateStore(s.state.path, s)
         self.engines[name] = (engine, store)
-        engine.acquire(partitions, store)
+        engine.rebalance.acquire(partitions, store)
         self.owners.update(dict.fromkeys(partitions, name))
         return engine
 
     def move(self, partition: int, to: str) -> None:
         engine, store = self.engines[self.owners[partition]]
-        engine.release({partition}, store)
-        self.engines[to][0].acquire({partition}, self.engines[to][1])
+        engine.rebalance.release({partition}, store)
+        self.engines[to][0].rebalance.acquire({partition}, self.engines[to][1])
         self.owners[partition] = to
 
     def crash(self, name: str) -> int:
@@ -132,21 +133,23 @@ class Cluster:
         store.close()
         owned = {p for p, owner in self.owners.items() if owner == name}
         again = self.start(name, owned)
-        return sum(o - again.positions.get(tp, 0) for tp, o in engine.positions.items())
+        return sum(o - again.positions.next.get(tp, 0) for tp, o in engine.positions.next.items())
 
     def round(self, chunk: int, checkpoint: bool = True) -> None:
         for name, (engine, _) in self.engines.items():
             batch = []
             for p in (p for p, owner in self.owners.items() if owner == name):
-                start = engine.positions.get(("t", p), 0)
+                start = engine.positions.next.get(("t", p), 0)
                 batch += self.source[p][start : start + chunk]
-                done = engine.positions.get(("cl.partials", p), 0)
+                done = engine.positions.next.get(("cl.partials", p), 0)
                 partials = self.log.partials.get(p, [])[done:]
-                batch += [(v, Origin("cl.partials", p, done + k)) for k, v in enumerate(partials)]
+                batch += [
+                    Message(v, Origin("cl.partials", p, done + k)) for k, v in enumerate(partials)
+                ]
             self.outcomes.append(engine.process(batch))
         for engine, store in self.engines.values():
             if checkpoint:
-                engine.checkpoint(store)
+                engine.checkpointer.checkpoint(store)
 
     def close(self) -> None:
         for _, store in self.engines.values():
@@ -241,7 +244,9 @@ def test_a_spread_models_labels_and_unreadable_partials_are_dead_letters(
     s = settings(tmp_path, "e", reference)
     e = scaled(s, FakeChangelog(PARTITIONS))
     label = msgspec.json.encode({"event_id": "1", "model_id": "s", "timestamp": 1, "label": 1})
-    e.process([(label, Origin("t", 0, 0)), (b"\x01garbage", Origin("cl.partials", 0, 0))])
+    e.process(
+        [Message(label, Origin("t", 0, 0)), Message(b"\x01garbage", Origin("cl.partials", 0, 0))]
+    )
     assert e.metrics.total("streamwatch_bad_events", reason="spread_label") == 1
     assert e.metrics.total("streamwatch_bad_events", reason="bad_partial") == 1
 

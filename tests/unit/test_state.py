@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, StateSettings, WindowSettings
 from streamwatch.errors import CheckpointError, StateError
-from streamwatch.events import Origin
+from streamwatch.events import Offsets, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
-from streamwatch.state.store import FORMAT, Offsets, StateStore, checksum, encode
+from streamwatch.state.store import FORMAT, StateStore, checksum, encode
 from tests.factories import FakeChangelog, event
 
 Leaf = tuple[tuple[Any, ...], float]

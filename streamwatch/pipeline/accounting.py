@@ -1,0 +1,109 @@
+"""Accounting: what the loop counts (metrics) and the log of every closed window."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+
+from streamwatch.alerting.policy import Notification, isoformat
+from streamwatch.detectors import Severity
+from streamwatch.events import BadEvent, Message
+from streamwatch.observe.logs import RateLimited
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.monitor import ClosedWindow, Processed
+
+log = logging.getLogger("streamwatch.engine")
+TEMP_PER_SUBJECT = frozenset({"feature_drift", "data_quality", "slice_performance", "fairness"})
+
+
+class Accounting:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._bad_log = RateLimited()
+        # Detectors with a subject per feature or slice: too many series for a gauge.
+        self._per_subject = TEMP_PER_SUBJECT
+
+    def consumed(self, messages: Sequence[Message], fresh: int) -> None:
+        """A polled batch, of which ``fresh`` messages were not processed before."""
+        for topic, count in Counter(m.origin.topic for m in messages).items():
+            self.metrics.consumed.labels(topic).inc(count)
+        if len(messages) > fresh:
+            self.metrics.redelivered.inc(len(messages) - fresh)
+
+    def processed(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
+        """Count what a model's monitor (or part) processed; its closed windows."""
+        metrics = self.metrics
+        metrics.events.labels(model_id).inc(processed.windowed)
+        metrics.late_events.labels(model_id).inc(processed.late)
+        labels = processed.labels
+        metrics.labels.labels(model_id, "joined").inc(labels.joined)
+        metrics.labels.labels(model_id, "unknown").inc(labels.unknown)
+        metrics.labels.labels(model_id, "late").inc(labels.late)
+        return processed.closed
+
+    def closed(self, window: ClosedWindow) -> None:
+        """A closed window's counts, statistics (as gauges) and log line."""
+        metrics = self.metrics
+        if window.role == "outcomes":
+            metrics.outcomes_evaluated.labels(window.model).inc()
+        else:
+            metrics.windows_closed.labels(window.model, window.role).inc()
+        for f in window.findings:
+            metrics.findings.labels(f.model, f.detector, f.severity.value).inc()
+            if f.detector not in self._per_subject:
+                metrics.statistic.labels(f.model, f.detector, f.subject, f.statistic).set(f.value)
+        _log_window(window)
+
+    def alerted(self, notification: Notification) -> None:
+        for alert in notification.alerts:
+            detector = alert.labels["detector"]
+            self.metrics.alerts.labels(notification.model, detector, alert.status).inc()
+
+    def unencodable(self, model_id: str, error: Exception) -> None:
+        # A bug in what a detector reported must not stop the loop for good (the same
+        # window is rebuilt after every restart): say so, go on.
+        self.metrics.unencodable.labels(model_id).inc()
+        log.error("notification not stored", extra={"error": str(error)})
+
+    def rejected(self, bad: Sequence[BadEvent]) -> None:
+        """Bad events: counted, and logged at a limited rate per reason."""
+        for event in bad:
+            self.metrics.bad_events.labels(event.reason).inc()
+            suppressed = self._bad_log.allow(event.reason)
+            if suppressed is not None:
+                origin = event.origin
+                log.warning(
+                    "bad event",
+                    extra={
+                        "reason": event.reason,
+                        "detail": event.detail[:200],
+                        "origin": f"{origin.topic}:{origin.partition}:{origin.offset}",
+                        "suppressed_since_last": suppressed,
+                    },
+                )
+
+
+def _log_window(window: ClosedWindow) -> None:
+    """One line per closed window: what it held and a digest of every statistic, so
+    that two runs over the same input can be compared window by window."""
+    statistics = sorted(
+        (f.detector, f.subject, f.statistic, f"{f.value:.6g}", f.severity.value)
+        for f in window.findings
+    )
+    log.info(
+        "window closed",
+        extra={
+            "model": window.model,
+            "window_start": isoformat(window.bounds.start),
+            "window_end": isoformat(window.bounds.end),
+            "role": window.role,
+            "events": window.n,
+            "findings": len(window.findings),
+            "breaches": sum(f.severity is not Severity.OK for f in window.findings),
+            "digest": hashlib.sha256(msgspec.json.encode(statistics)).hexdigest()[:16],
+        },
+    )

@@ -1,0 +1,133 @@
+"""The processor: decode → admission → ownership → by model → the models' monitors
+(and the spread models' parts); what it gives back is the windows that closed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from streamwatch.config import Settings
+from streamwatch.events import BadEvent, Message, decode_batch, gc_paused
+from streamwatch.pipeline.accounting import Accounting
+from streamwatch.pipeline.admission import Admission
+from streamwatch.pipeline.by_model import by_model
+from streamwatch.pipeline.conclusion import Conclusion
+from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor
+from streamwatch.pipeline.positions import Positions
+from streamwatch.pipeline.reference import Pinned
+from streamwatch.scaleout.ownership import Ownership
+from streamwatch.scaleout.spread_models import SpreadModels
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        reference: Mapping[str, Pinned],
+        ownership: Ownership,
+        spread: SpreadModels,
+        positions: Positions,
+        conclusion: Conclusion,
+        accounting: Accounting,
+    ) -> None:
+        self.settings = settings
+        self.reference = reference
+        self.models: dict[str, ModelMonitor] = {}
+        self.admission = Admission(settings)  # the allow-list; idle models let go
+        self.ownership = ownership
+        self.spread = spread
+        self.positions = positions
+        self.conclusion = conclusion
+        self.accounting = accounting
+
+    def process(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
+        """The bad messages of a batch, and the windows it closed."""
+        events, partials = self.spread.partials(messages)
+        with gc_paused():
+            bad, closed = self._window(events)
+        if partials:
+            bad += self.spread.receive(partials)
+        return bad, closed + self.spread.aggregated()
+
+    def finish(self) -> list[ClosedWindow]:
+        """End of input: close every open window of every model."""
+        closed = []
+        for model_id, monitor in self.models.items():
+            closed += self.accounting.processed(model_id, monitor.flush())
+        return closed
+
+    def tick(self) -> list[ClosedWindow]:
+        """No input: the spread models' windows whose missing partitions timed out."""
+        return self.spread.aggregated()
+
+    def _window(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
+        latest = time.time() + self.settings.window.max_future
+        decoded = decode_batch(messages, self.settings.max_message_bytes, latest)
+        bad = list(decoded.bad)
+        decoded = self.admission.known(decoded, bad)
+        decoded = self.ownership.admit(decoded, bad)
+        closed: list[ClosedWindow] = []
+        for model_id, events in by_model(decoded.events).items():
+            if self.spread.spreads(model_id):
+                bad += self.spread.process(model_id, events.positions, decoded)
+                continue
+            monitor = self._monitor(model_id)
+            if monitor is None:
+                detail = f"more than {self.settings.max_models} models"
+                bad += [
+                    BadEvent("model_limit", detail, decoded.raw[i], decoded.origins[i])
+                    for i in events.positions
+                ]
+                continue
+            processed = monitor.process(events.predictions, events.labels)
+            closed += self.accounting.processed(model_id, processed)
+            self.admission.seen(monitor)
+        closed += self._let_go()
+        return bad, closed
+
+    def _let_go(self) -> list[ClosedWindow]:
+        """Models idle for ``MODEL_IDLE_TTL``: their open windows closed, their slots
+        freed (admission.py). Their alerts, home and held notifications stay until a
+        checkpoint has covered those windows (or they come back)."""
+        retired, held, homes = self.admission.retired, self.conclusion.held, self.ownership.homes
+        changed = self.positions.changed
+        gone = [m for m in retired if m not in held and homes.get(m) not in changed]
+        gone = [m for m in gone if m not in self.models]
+        if gone:
+            self.conclusion.forget(gone)
+            for model_id in gone:
+                homes.pop(model_id, None)
+        retired[:] = [m for m in retired if m not in gone and m not in self.models]
+        closed = []
+        for model_id in self.admission.idle(self.models):
+            closed += self.accounting.processed(model_id, self.models.pop(model_id).let_go())
+            retired.append(model_id)
+            if model_id in homes:
+                changed.add(homes[model_id])  # its state goes with the next checkpoint
+        return closed
+
+    def _monitor(self, model_id: str) -> ModelMonitor | None:
+        """The model's monitor, made on first sight; ``None`` past the model limit."""
+        monitor = self.models.get(model_id)
+        if monitor is None:
+            if len(self.models) >= self.settings.max_models:
+                return None
+            pinned = self.reference.get(model_id)
+            monitor = self.models[model_id] = ModelMonitor(model_id, self.settings, pinned)
+        return monitor
+
+    def snapshot(self, models: Collection[str] | None) -> dict[str, Any]:
+        """The monitors' state of ``models`` (``None``: all)."""
+        chosen = self.models if models is None else [m for m in models if m in self.models]
+        return {model_id: self.models[model_id].snapshot() for model_id in chosen}
+
+    def restore(self, models: Mapping[str, Any]) -> None:
+        for model_id, state in models.items():
+            monitor = ModelMonitor(model_id, self.settings, self.reference.get(model_id))
+            monitor.restore(state)
+            self.models[model_id] = monitor
+
+    def forget(self, models: Collection[str]) -> None:
+        for model_id in models:
+            self.models.pop(model_id, None)

@@ -1,0 +1,102 @@
+"""Ownership: which events are this instance's, and which state scope holds each model.
+
+Alone (one instance), everything is home and the state is one scope. Scaled out (a
+changelog), a model's state lives with the partition its events come through, and is
+saved, moved and restored with it; a spread model's parts are kept per partition and
+its aggregate with the partition of the partials topic it is keyed to (spread.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Protocol
+
+from streamwatch.events import BadEvent, Decoded
+
+
+class Ownership(Protocol):
+    homes: dict[str, int]  # model -> the partition whose state holds it (scaled out)
+
+    def admit(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
+        """The events this instance keeps; the others added to ``bad``."""
+        ...
+
+    def due(self, changed: Collection[int], partitions: Collection[int] | None) -> list[int] | None:
+        """The partitions to checkpoint of ``changed`` (of ``partitions`` if given);
+        ``None``: the whole state, one scope."""
+        ...
+
+    def models(self, partitions: Collection[int] | None) -> list[str] | None:
+        """The models whose state lives with ``partitions``; ``None``: every model."""
+        ...
+
+    def partitions(self, models: Iterable[str]) -> set[int]:
+        """The partitions whose state holds ``models`` (none alone: it is one scope)."""
+        ...
+
+
+class Alone:
+    """One instance: every event is home, and the state is one scope."""
+
+    def __init__(self) -> None:
+        self.homes: dict[str, int] = {}  # stays empty
+
+    def admit(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
+        return decoded
+
+    def due(self, changed: Collection[int], partitions: Collection[int] | None) -> None:
+        return None
+
+    def models(self, partitions: Collection[int] | None) -> None:
+        return None
+
+    def partitions(self, models: Iterable[str]) -> set[int]:
+        return set()
+
+
+class Partitioned:
+    """Scaled out: a model is kept with the first partition its events come through;
+    its events through another are bad (keyed by something else than their model id),
+    but a spread model's, which are kept in parts per partition."""
+
+    def __init__(self, spread: frozenset[str], limit: int) -> None:
+        self.homes: dict[str, int] = {}
+        self.spread = spread
+        self.limit = limit
+
+    def admit(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
+        homes, kept, limit = self.homes, [], self.limit
+        for i, (event, origin) in enumerate(zip(decoded.events, decoded.origins, strict=True)):
+            if event.model_id in self.spread:
+                kept.append(i)
+                continue
+            home = homes.get(event.model_id)
+            if home is None and len(homes) < limit:  # past it: a model_limit dead letter
+                home = homes[event.model_id] = origin.partition
+            if home is None or home == origin.partition:
+                kept.append(i)
+            else:
+                detail = (
+                    f"model {event.model_id!r} is kept with partition {home}: key its events by "
+                    "model id, so that they all come through one partition"
+                )
+                bad.append(BadEvent("model_spread", detail, decoded.raw[i], origin))
+        if len(kept) == len(decoded.events):
+            return decoded
+        return Decoded(
+            [decoded.events[i] for i in kept],
+            [decoded.raw[i] for i in kept],
+            [decoded.origins[i] for i in kept],
+            decoded.bad,
+        )
+
+    def due(self, changed: Collection[int], partitions: Collection[int] | None) -> list[int]:
+        return sorted(changed if partitions is None else set(changed) & set(partitions))
+
+    def models(self, partitions: Collection[int] | None) -> list[str]:
+        if partitions is None:
+            return list(self.homes)
+        return [m for m, home in self.homes.items() if home in partitions]
+
+    def partitions(self, models: Iterable[str]) -> set[int]:
+        return {self.homes[m] for m in models if m in self.homes}

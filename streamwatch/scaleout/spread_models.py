@@ -1,0 +1,177 @@
+"""This instance's share of the spread models (spread.py): a part per model and
+partition whose events come through here, and the aggregates of the models it owns in
+the partials topic. Alone there are none (the config requires a changelog)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from streamwatch.config import Settings
+from streamwatch.errors import ConfigError, StateError
+from streamwatch.events import BadEvent, Decoded, Event, Message
+from streamwatch.pipeline.accounting import Accounting
+from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor
+from streamwatch.pipeline.positions import Positions
+from streamwatch.pipeline.reference import Pinned
+from streamwatch.scaleout import spread
+from streamwatch.scaleout.ownership import Ownership
+from streamwatch.scaleout.spread import Aggregate, Part
+
+if TYPE_CHECKING:
+    from streamwatch.scaleout.changelog import Changelog
+
+log = logging.getLogger("streamwatch.engine")
+
+
+class SpreadModels:
+    def __init__(
+        self,
+        settings: Settings,
+        reference: Mapping[str, Pinned],
+        changelog: Changelog | None,
+        ownership: Ownership,
+        positions: Positions,
+        accounting: Accounting,
+    ) -> None:
+        self.settings = settings
+        self.reference = reference
+        self.changelog = changelog
+        self.models = frozenset(settings.state.spread_models)
+        unpinned = sorted(self.models - reference.keys())
+        if unpinned:
+            raise ConfigError(f"spread models {unpinned} have no events in REFERENCE__PATH")
+        self.ownership = ownership
+        self.positions = positions
+        self.accounting = accounting
+        self.parts: dict[tuple[str, int], Part] = {}
+        self.aggregates: dict[str, Aggregate] = {}
+        self._judges: dict[str, ModelMonitor] = {}
+
+    def spreads(self, model_id: str) -> bool:
+        """Whether ``model_id`` is spread (only ever scaled out: the config says so)."""
+        return self.changelog is not None and model_id in self.models
+
+    def partials(self, messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
+        """The events apart from the partials (of the spread models owned here)."""
+        if not self.models or self.changelog is None:
+            return list(messages), []
+        topic = self.settings.state.partials_topic
+        partials = [m for m in messages if m.origin.topic == topic]
+        if not partials:
+            return list(messages), []
+        return [m for m in messages if m.origin.topic != topic], partials
+
+    def process(self, model_id: str, positions: list[int], decoded: Decoded) -> list[BadEvent]:
+        """A spread model's predictions into the part of the partition each came
+        through; its labels are bad: their outcomes would need merging too."""
+        bad, by_partition = [], dict[int, list[Event]]()
+        for i in positions:
+            event, origin = decoded.events[i], decoded.origins[i]
+            if event.is_label:
+                detail = f"labels of spread model {model_id!r} are not evaluated"
+                bad.append(BadEvent("spread_label", detail, decoded.raw[i], origin))
+            else:
+                by_partition.setdefault(origin.partition, []).append(event)
+        for partition, predictions in by_partition.items():
+            self.accounting.processed(
+                model_id, self._part(model_id, partition).process(predictions)
+            )
+        return bad
+
+    def receive(self, partials: Sequence[Message]) -> list[BadEvent]:
+        """Partials of the spread models this instance owns (by their partition of the
+        partials topic), kept until their windows can be merged."""
+        assert self.changelog is not None
+        bad = []
+        for value, origin in partials:
+            try:
+                partial = spread.decode(value, self.changelog.shape)
+                if partial.model not in self.models:
+                    raise StateError(f"{partial.model!r} is not in STATE__SPREAD_MODELS here")
+                self._aggregate(partial.model).receive(partial)
+            except StateError as exc:
+                bad.append(BadEvent("bad_partial", str(exc), value, origin))
+                continue
+            self.ownership.homes[partial.model] = origin.partition
+        return bad
+
+    def aggregated(self) -> list[ClosedWindow]:
+        """The owned models' windows that are complete, merged and evaluated."""
+        closed = []
+        for model_id, aggregate in self.aggregates.items():
+            evaluated = aggregate.due()
+            if evaluated:
+                self.positions.changed.add(self.ownership.homes[model_id])
+                closed += evaluated
+        return closed
+
+    def publish(self, partitions: Collection[int]) -> None:
+        """The windows closed in ``partitions``, to their owners: before the partitions'
+        state, which no longer holds them, is written."""
+        if self.changelog is None:
+            return
+        sent = {part: part.partials(self.changelog.shape) for part in self._parts(partitions)}
+        records = [partial for partials in sent.values() for partial in partials]
+        if records:
+            self.changelog.publish(records)
+        for part, partials in sent.items():
+            if partials:
+                part.published_up_to(partials[-1].watermark)
+
+    def snapshot(self, partitions: Collection[int], models: Collection[str]) -> dict[str, Any]:
+        return {
+            "parts": {part.judge.model_id: part.snapshot() for part in self._parts(partitions)},
+            "aggregates": {m: a.snapshot() for m, a in self.aggregates.items() if m in models},
+        }
+
+    def restore(self, partition: int, state: Mapping[str, Any]) -> list[str]:
+        """Restore a partition's parts and aggregates (older records have none); return
+        the models aggregated here. Those of models that are no longer spread are left
+        out: their windows would be published to no one."""
+        parts, aggregates = state.get("parts", {}), state.get("aggregates", {})
+        gone = sorted((parts.keys() | aggregates.keys()) - self.models)
+        if gone:
+            log.warning(
+                "state of models no longer spread left out",
+                extra={"models": gone, "partition": partition},
+            )
+        for model_id in parts.keys() & self.models:
+            self._part(model_id, partition).restore(parts[model_id])
+        owned = [model_id for model_id in aggregates if model_id in self.models]
+        for model_id in owned:
+            self._aggregate(model_id).restore(aggregates[model_id])
+        return owned
+
+    def forget(self, partitions: Collection[int], models: Collection[str]) -> None:
+        for model_id in models:
+            self.aggregates.pop(model_id, None)
+        for part in self._parts(partitions):
+            del self.parts[part.judge.model_id, part.partition]
+
+    def _judge(self, model_id: str) -> ModelMonitor:
+        """A spread model's monitor: its pinned schema, grid and reference (no state)."""
+        judge = self._judges.get(model_id)
+        if judge is None:
+            judge = ModelMonitor(model_id, self.settings, self.reference[model_id])
+            self._judges[model_id] = judge
+        return judge
+
+    def _part(self, model_id: str, partition: int) -> Part:
+        part = self.parts.get((model_id, partition))
+        if part is None:
+            part = self.parts[model_id, partition] = Part(self._judge(model_id), partition)
+        return part
+
+    def _parts(self, partitions: Collection[int]) -> list[Part]:
+        return [part for (_, p), part in self.parts.items() if p in partitions]
+
+    def _aggregate(self, model_id: str) -> Aggregate:
+        aggregate = self.aggregates.get(model_id)
+        if aggregate is None:
+            assert self.changelog is not None
+            timeout = self.settings.state.aggregate_timeout
+            aggregate = Aggregate(self._judge(model_id), self.changelog.partitions, timeout)
+            self.aggregates[model_id] = aggregate
+        return aggregate
