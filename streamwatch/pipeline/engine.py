@@ -28,9 +28,7 @@ from streamwatch.pipeline.conclusion import Conclusion, Produced
 from streamwatch.pipeline.positions import Positions
 from streamwatch.pipeline.processor import Processor
 from streamwatch.pipeline.reference import Pinned
-from streamwatch.scaleout.ownership import Alone, Ownership, Partitioned
 from streamwatch.scaleout.rebalance import Rebalance
-from streamwatch.scaleout.spread_models import SpreadModels
 from streamwatch.sinks import RoutedSink
 from streamwatch.sources import Source
 from streamwatch.state.checkpointer import Checkpointer
@@ -73,36 +71,12 @@ class Engine:
         self.conclusion = Conclusion(
             settings, router, self.outbox, self.dispatcher, self.accounting
         )
-        pinned = reference or {}
-        self.ownership: Ownership = (
-            Alone()
-            if changelog is None
-            else Partitioned(frozenset(settings.state.spread_models), settings.max_models)
-        )
-        spread = SpreadModels(
-            settings, pinned, changelog, self.ownership, self.positions, self.accounting
-        )
         self.processor = Processor(
-            settings,
-            pinned,
-            self.ownership,
-            spread,
-            self.positions,
-            self.conclusion,
-            self.accounting,
+            settings, reference or {}, changelog, self.positions, self.conclusion
         )
-        self.checkpointer = Checkpointer(
-            self.positions, self.ownership, self.processor, self.conclusion, changelog, metrics
-        )
-        self.rebalance = Rebalance(
-            changelog,
-            self.positions,
-            self.ownership,
-            self.processor,
-            self.conclusion,
-            self.checkpointer,
-            self.health,
-        )
+        self.ownership = self.processor.ownership
+        self.checkpointer = Checkpointer(self.processor, metrics)
+        self.rebalance = Rebalance(self.checkpointer, self.health)
 
     def stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM): not ready, stop polling, finish the

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamwatch.config import Settings
 from streamwatch.events import BadEvent, Message, decode_batch, gc_paused
-from streamwatch.pipeline.accounting import Accounting
 from streamwatch.pipeline.admission import Admission
 from streamwatch.pipeline.by_model import by_model
 from streamwatch.pipeline.conclusion import Conclusion
 from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor
 from streamwatch.pipeline.positions import Positions
 from streamwatch.pipeline.reference import Pinned
-from streamwatch.scaleout.ownership import Ownership
+from streamwatch.scaleout.ownership import Alone, Ownership, Partitioned
 from streamwatch.scaleout.spread_models import SpreadModels
+
+if TYPE_CHECKING:
+    from streamwatch.scaleout.changelog import Changelog
 
 
 class Processor:
@@ -25,21 +27,25 @@ class Processor:
         self,
         settings: Settings,
         reference: Mapping[str, Pinned],
-        ownership: Ownership,
-        spread: SpreadModels,
+        changelog: Changelog | None,
         positions: Positions,
         conclusion: Conclusion,
-        accounting: Accounting,
     ) -> None:
         self.settings = settings
         self.reference = reference
         self.models: dict[str, ModelMonitor] = {}
         self.admission = Admission(settings)  # the allow-list; idle models let go
-        self.ownership = ownership
-        self.spread = spread
+        self.ownership: Ownership = (
+            Alone()
+            if changelog is None
+            else Partitioned(frozenset(settings.state.spread_models), settings.max_models)
+        )
         self.positions = positions
         self.conclusion = conclusion
-        self.accounting = accounting
+        self.accounting = conclusion.accounting
+        self.spread = SpreadModels(
+            settings, reference, changelog, self.ownership, positions, self.accounting
+        )
 
     def process(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
         """The bad messages of a batch, and the windows it closed."""

@@ -15,38 +15,25 @@ import msgspec
 
 from streamwatch.events import Offsets
 from streamwatch.observe.health import Health
-from streamwatch.pipeline.conclusion import Conclusion
-from streamwatch.pipeline.positions import Positions
-from streamwatch.pipeline.processor import Processor
-from streamwatch.scaleout.ownership import Ownership
 from streamwatch.sources import Hooks
 from streamwatch.state.checkpointer import Checkpointer
 from streamwatch.state.store import StateStore, copies, covers, partition_scope
 
 if TYPE_CHECKING:
-    from streamwatch.scaleout.changelog import Changelog
+    pass
 
 log = logging.getLogger("streamwatch.engine")
 
 
 class Rebalance:
-    def __init__(
-        self,
-        changelog: Changelog | None,
-        positions: Positions,
-        ownership: Ownership,
-        processor: Processor,
-        conclusion: Conclusion,
-        checkpointer: Checkpointer,
-        health: Health,
-    ) -> None:
-        self.changelog = changelog
-        self.positions = positions
-        self.ownership = ownership
-        self.processor = processor
-        self.spread = processor.spread
-        self.conclusion = conclusion
+    def __init__(self, checkpointer: Checkpointer, health: Health) -> None:
         self.checkpointer = checkpointer
+        self.changelog = checkpointer.changelog
+        self.positions = checkpointer.positions
+        self.ownership = checkpointer.ownership
+        self.processor = checkpointer.processor
+        self.spread = checkpointer.spread
+        self.conclusion = checkpointer.conclusion
         self.health = health
 
     def hooks(self, store: StateStore) -> Hooks:
@@ -73,7 +60,7 @@ class Rebalance:
         held = self.positions.held() | set(self.ownership.homes.values())
         new = sorted(set(partitions) - held)
         remote = self.changelog.read(new)
-        if self.spread.models:  # partials are read from the start, whatever AUTO_OFFSET_RESET says
+        if self.spread.models:  # partials are read from the start (not AUTO_OFFSET_RESET)
             topic = self.spread.settings.state.partials_topic
             self.positions.update({(topic, p): 0 for p in new})  # unless restored below
         for partition in new:

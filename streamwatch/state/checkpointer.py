@@ -17,34 +17,23 @@ from typing import TYPE_CHECKING, Any
 from streamwatch.errors import ChangelogError
 from streamwatch.events import Offsets
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.conclusion import Conclusion
-from streamwatch.pipeline.positions import Positions
 from streamwatch.pipeline.processor import Processor
-from streamwatch.scaleout.ownership import Ownership
 from streamwatch.state.store import ENGINE, StateStore, encode, partition_scope
 
 if TYPE_CHECKING:
-    from streamwatch.scaleout.changelog import Changelog
+    pass
 
 log = logging.getLogger("streamwatch.engine")
 
 
 class Checkpointer:
-    def __init__(
-        self,
-        positions: Positions,
-        ownership: Ownership,
-        processor: Processor,
-        conclusion: Conclusion,
-        changelog: Changelog | None,
-        metrics: Metrics,
-    ) -> None:
-        self.positions = positions
-        self.ownership = ownership
+    def __init__(self, processor: Processor, metrics: Metrics) -> None:
         self.processor = processor
+        self.positions = processor.positions
+        self.ownership = processor.ownership
         self.spread = processor.spread
-        self.conclusion = conclusion
-        self.changelog = changelog
+        self.conclusion = processor.conclusion
+        self.changelog = processor.spread.changelog
         self.metrics = metrics
         self.at: float | None = None  # monotonic time of the last checkpoint
         metrics.checkpoint_age.set_function(self._age)
