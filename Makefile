@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/streamwatch demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamwatch tests bench
-	$(BIN)/ruff format --check streamwatch tests bench
+	$(BIN)/ruff check streamwatch tests bench tools
+	$(BIN)/ruff format --check streamwatch tests bench tools
 	$(BIN)/mypy
 
 test: lint chromium
@@ -55,11 +55,11 @@ bench: $(STAMP) $(BENCH_STAMP)
 
 # docs/configuration.md is generated from the Settings model; a test fails when it is stale.
 docs: $(STAMP)
-	$(BIN)/python -m streamwatch.config_reference
+	$(BIN)/python -m tools.config_reference
 
 format: $(STAMP)
-	$(BIN)/ruff format streamwatch tests bench
-	$(BIN)/ruff check --fix streamwatch tests bench
+	$(BIN)/ruff format streamwatch tests bench tools
+	$(BIN)/ruff check --fix streamwatch tests bench tools
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

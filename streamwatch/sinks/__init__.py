@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamwatch.config import (
-    AppriseSinkSettings,
-    FileSinkSettings,
-    GithubIssueSinkSettings,
-    JiraSinkSettings,
-    KafkaSinkSettings,
-    LogSinkSettings,
-    RetrainSinkSettings,
-    Settings,
-    SinkSettings,
-    WebhookSinkSettings,
-)
+from streamwatch.config import Settings, SinkSettings
+from streamwatch.errors import ConfigError
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult, Sink
+from streamwatch.sinks.registry import SinkKind, sink_kinds
 
 __all__ = [
     "Delivered",
@@ -24,43 +15,20 @@ __all__ = [
     "DeliveryResult",
     "RoutedSink",
     "Sink",
+    "SinkKind",
     "build_sink",
     "build_sinks",
 ]
 
 
 def build_sink(name: str, settings: SinkSettings, everything: Settings) -> Sink:
-    """The sink of ``settings.kind``: the one place that maps kinds to classes. Each
-    module is imported when its kind is configured (apprise loads many plugins)."""
-    match settings:
-        case LogSinkSettings():
-            from streamwatch.sinks.log import LogSink
-
-            return LogSink(name)
-        case FileSinkSettings():
-            from streamwatch.sinks.file import FileSink
-
-            return FileSink(name, settings.path)
-        case AppriseSinkSettings():
-            from streamwatch.sinks.apprise import AppriseSink
-
-            return AppriseSink(name, settings)
-        case WebhookSinkSettings():
-            from streamwatch.sinks.webhook import WebhookSink
-
-            return WebhookSink(name, settings)
-        case RetrainSinkSettings():
-            from streamwatch.sinks.retrain import RetrainSink
-
-            return RetrainSink(name, settings)
-        case JiraSinkSettings() | GithubIssueSinkSettings():
-            from streamwatch.sinks.tickets import ticket_sink
-
-            return ticket_sink(name, settings)
-        case KafkaSinkSettings():
-            from streamwatch.sinks.kafka import KafkaSink
-
-            return KafkaSink(name, settings, everything.kafka)
+    """The sink of ``settings.kind``, as its kind in :mod:`streamwatch.sinks.registry`
+    builds it."""
+    kind = sink_kinds().get(settings.kind)
+    if kind is None:
+        known = ", ".join(sorted(sink_kinds()))
+        raise ConfigError(f"sink {name}: no sink kind {settings.kind!r} (known: {known})")
+    return kind.build(name, settings, everything)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ import pytest
 from streamwatch.alerting.policy import Alert, Notification, fingerprint
 from streamwatch.config import GithubIssueSinkSettings, JiraSinkSettings
 from streamwatch.sinks.base import Delivered, DeliveryFailed
-from streamwatch.sinks.jira import wiki
-from streamwatch.sinks.tickets import TicketSink, ticket_sink
+from streamwatch.sinks.tickets import TicketSink, github_issue_sink, jira_sink
+from streamwatch.sinks.tickets.jira import wiki
 from streamwatch.windows import WindowBounds
 
 pytestmark = pytest.mark.integration
@@ -313,7 +313,7 @@ def make() -> Iterator[Make]:
                     timeout=5,
                     **settings,
                 )
-                sink = ticket_sink("issues", github)
+                sink = github_issue_sink("issues", github)
             else:
                 fake = fake or FakeJira()
                 jira = JiraSinkSettings(
@@ -325,7 +325,7 @@ def make() -> Iterator[Make]:
                     timeout=5,
                     **{"resolve_transition": "Done", **settings},
                 )
-                sink = ticket_sink("jira", jira)
+                sink = jira_sink("jira", jira)
             stack.callback(sink.close)
             return sink, fake
 

@@ -11,7 +11,7 @@ import math
 from streamwatch.config import GithubIssueSinkSettings
 from streamwatch.sinks.base import DeliveryFailed
 from streamwatch.sinks.http import Http, HttpError
-from streamwatch.sinks.tickets import Issue
+from streamwatch.sinks.tickets.tracker import Issue
 
 API_VERSION = "2022-11-28"
 PAGE = 100  # GitHub's largest page

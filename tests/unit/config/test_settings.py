@@ -164,7 +164,7 @@ def test_check_config_names_the_wrong_variable_and_exits_2(
 
 
 def test_the_example_env_files_are_valid() -> None:
-    examples = sorted((Path(__file__).parents[2] / "config").glob("*.env"))
+    examples = sorted((Path(__file__).parents[3] / "config").glob("*.env"))
     assert examples
     for path in examples:
         load_settings([path])

@@ -19,7 +19,7 @@ import requests
 from streamwatch.config import JiraSinkSettings
 from streamwatch.sinks.base import DeliveryFailed
 from streamwatch.sinks.http import Http, HttpError
-from streamwatch.sinks.tickets import Issue
+from streamwatch.sinks.tickets.tracker import Issue
 
 RECENT = 50  # comments read back to tell whether a notification was already told
 RECONCILE = 50  # Jira's limit on reconcileIssues

@@ -6,8 +6,9 @@ names give the variable, the annotations and their constraints (``Gt``, ``Ge``, 
 default, and ``description=`` (or a section's docstring) the text. Nothing here lists
 the settings, so a new one appears in the reference as soon as it is in the model.
 
-``python -m streamwatch.config_reference`` rewrites the file; ``--check`` only says
-whether it is up to date (exit 1 if not), ``--stdout`` prints it instead.
+``python -m tools.config_reference``, run from the repository root, rewrites the file;
+``--check`` only says whether it is up to date (exit 1 if not), ``--stdout`` prints it
+instead.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ from streamwatch.config import ENV_PREFIX, NESTED, Settings, parse_duration
 from streamwatch.observe.redact import SecretUrl
 
 OUTPUT = Path("docs/configuration.md")
-COMMAND = "python -m streamwatch.config_reference"
+COMMAND = "python -m tools.config_reference"
+
+# The header still names the settings' and the generator's old places: moving them
+# changed no byte of docs/configuration.md.
+_GENERATED_FROM = "streamwatch/config.py by `python -m streamwatch.config_reference`"
 
 # "model id -> its task": a map's description names its keys first.
 _KEY = re.compile(r"^\s*([\w ]+?)\s*->")
@@ -48,7 +53,7 @@ _KEY = re.compile(r"^\s*([\w ]+?)\s*->")
 _INTRO = f"""\
 # Configuration reference
 
-<!-- Generated from streamwatch/config.py by `{COMMAND}`: do not edit by hand. -->
+<!-- Generated from {_GENERATED_FROM}: do not edit by hand. -->
 
 Every setting is an environment variable: `{ENV_PREFIX}` and the setting's path joined
 by `{NESTED}`, e.g. `{ENV_PREFIX}WINDOW{NESTED}SIZE=5m`. Variables are read from the

@@ -10,14 +10,12 @@ outbox) neither opens a second issue nor comments twice.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 from streamwatch.alerting.policy import Alert, Notification, isoformat
-from streamwatch.config import GithubIssueSinkSettings, JiraSinkSettings
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult
 from streamwatch.sinks.http import HttpError
 from streamwatch.sinks.render import alert_line
+from streamwatch.sinks.tickets.tracker import Issue, Tracker
 
 LABEL = "streamwatch"
 MAX_TITLE = 255  # Jira's limit on a summary; GitHub allows 256
@@ -26,33 +24,6 @@ MAX_TITLE = 255  # Jira's limit on a summary; GitHub allows 256
 def label_of(alert: Alert) -> str:
     """The label that ties an issue to one alert across its lifecycle."""
     return f"{LABEL}-{alert.fingerprint}"
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """An open issue: its key (a GitHub number, a Jira key), its body, and how many
-    comments it has where the tracker says so."""
-
-    key: str
-    body: str
-    comments: int = 0
-
-
-class Tracker(Protocol):
-    """The few calls a ticket sink makes. Each raises :class:`HttpError` on failure;
-    texts are markdown, a tracker converts them to its own markup."""
-
-    def find_open(self, label: str) -> Issue | None: ...
-
-    def create(self, title: str, body: str, labels: list[str]) -> None: ...
-
-    def recent_comments(self, issue: Issue) -> list[str]: ...
-
-    def comment(self, issue: Issue, text: str) -> None: ...
-
-    def resolve(self, issue: Issue) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class TicketSink:
@@ -103,20 +74,6 @@ class TicketSink:
         if notification_id in issue.body:
             return True
         return any(notification_id in text for text in self.tracker.recent_comments(issue))
-
-
-def ticket_sink(name: str, settings: JiraSinkSettings | GithubIssueSinkSettings) -> TicketSink:
-    """The sink of a ``jira`` or ``github_issue`` setting."""
-    # Imported here: the trackers import this module's Issue.
-    from streamwatch.sinks.github_issue import GithubIssues
-    from streamwatch.sinks.jira import JiraIssues
-
-    tracker: Tracker
-    if isinstance(settings, JiraSinkSettings):
-        tracker = JiraIssues(name, settings)
-    else:
-        tracker = GithubIssues(name, settings)
-    return TicketSink(name, tracker, settings.timeout)
 
 
 def issue_title(alert: Alert) -> str:

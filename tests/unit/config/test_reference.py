@@ -18,11 +18,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from streamwatch.config import Settings, load_settings
-from streamwatch.config_reference import COMMAND, render
 from streamwatch.errors import ConfigError
 from streamwatch.sinks import build_sinks
+from tools.config_reference import COMMAND, render
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 PLACEHOLDER = "<[A-Z_]+>"  # a map's key in a variable name, e.g. <NAME>
 
 

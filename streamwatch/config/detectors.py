@@ -1,0 +1,161 @@
+"""The detectors' settings: :class:`DetectorSettings`, the section that holds every family,
+and the families judged on the events of a window (drift, data quality, out of
+distribution, operational). Those judged on outcomes are in ``outcome_detectors.py``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from streamwatch.config.base import Section
+from streamwatch.config.outcome_detectors import (
+    ConceptDriftSettings,
+    LabelShiftSettings,
+    PerformanceSettings,
+    ShadowSettings,
+    SliceSettings,
+)
+
+NumericStatistic = Literal["wasserstein", "psi", "jensen_shannon", "ks"]
+CategoricalStatistic = Literal["total_variation", "jensen_shannon", "psi"]
+
+# Effect-size thresholds (warning, critical) of each statistic. Wasserstein is
+# normalised by the reference standard deviation: 0.1 reads "a tenth of a sd".
+# Total variation, the share of mass that moved, is put on the same scale: between
+# N(0, 1) and N(d, 1) it is 2 Phi(d/2) - 1, so 0.04 at 0.1 sd and 0.1 at 0.25 sd (the
+# numeric critical). The warning sits a little above 0.04 because a sample's total
+# variation is biased up by chance differences in every category (about 0.01 for five
+# categories at 5,000 events a side, 0.03 for hundreds), which a shift of the mean
+# is not; at 0.05 it still warns on 8 points moved at 5,000 events (a 0.2 sd shift's
+# worth: the lowest of 600 windows read 0.07) and 12 points are critical.
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "wasserstein": (0.1, 0.25),
+    "psi": (0.1, 0.25),
+    "jensen_shannon": (0.1, 0.2),
+    "ks": (0.1, 0.2),
+    "total_variation": (0.05, 0.1),
+}
+
+
+class DriftSettings(Section):
+    """Feature or prediction drift: effect size decides severity, significance gates it."""
+
+    enabled: bool = Field(True, description="run this detector")
+    numeric_statistic: NumericStatistic = Field(
+        "wasserstein", description="effect size that sets the severity of numeric columns"
+    )
+    categorical_statistic: CategoricalStatistic = Field(
+        "total_variation",
+        description="effect size that sets the severity of categorical columns",
+    )
+    numeric_warning: float | None = Field(None, gt=0, description="default follows the statistic")
+    numeric_critical: float | None = Field(None, gt=0, description="default follows the statistic")
+    categorical_warning: float | None = Field(
+        None, gt=0, description="default follows the statistic"
+    )
+    categorical_critical: float | None = Field(
+        None, gt=0, description="default follows the statistic"
+    )
+    # A daemon judges a window every few minutes, all day: at 1% a window it would raise
+    # a false alarm every hundred windows (measured: 2 in 156 null windows of realistic
+    # traffic); every detector is set to about one in a thousand.
+    alpha: float = Field(0.001, gt=0, lt=1, description="false discovery rate per window")
+    min_samples: int = Field(100, ge=2, description="fewer events in either window: no verdict")
+    bins: int = Field(10, ge=2, le=100, description="coarse bins for PSI and Jensen-Shannon")
+    max_categories: int = Field(200, ge=2, description="categories tracked per feature")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftSettings:
+        for kind in ("numeric", "categorical"):
+            warning, critical = self.thresholds(kind)
+            if critical < warning:
+                raise ValueError(
+                    f"{kind}_critical ({critical}) is below {kind}_warning ({warning})"
+                )
+        return self
+
+    def thresholds(self, kind: Literal["numeric", "categorical"]) -> tuple[float, float]:
+        """(warning, critical) for numeric or categorical columns."""
+        statistic = self.numeric_statistic if kind == "numeric" else self.categorical_statistic
+        warning, critical = DEFAULT_THRESHOLDS[statistic]
+        set_warning = self.numeric_warning if kind == "numeric" else self.categorical_warning
+        set_critical = self.numeric_critical if kind == "numeric" else self.categorical_critical
+        return (set_warning or warning, set_critical or critical)
+
+
+class DataQualitySettings(Section):
+    """Missing values, out-of-range values, unseen categories, schema changes: a rate
+    warns when it rose significantly over the reference's, by at least ``warning``."""
+
+    enabled: bool = Field(True, description="run this detector")
+    # The test decides; the warning, a floor, keeps a huge window from warning on a trivial rise,
+    # and covers what the test cannot see: the share outside the range in the events
+    # the grid was fitted on is 1.56% by construction, while later events' share is
+    # 1.6% give or take 0.27 points (sd, 2,048 fitted events).
+    warning: float = Field(
+        0.01, gt=0, description="smallest absolute rise of a rate that warns, if significant"
+    )
+    critical: float = Field(
+        0.2, gt=0, description="absolute rise of a rate that is critical, if significant"
+    )
+    alpha: float = Field(0.001, gt=0, lt=1, description="false discovery rate per window")
+    min_samples: int = Field(100, ge=10, description="fewer events: no verdict")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DataQualitySettings:
+        if self.critical < self.warning:
+            raise ValueError(f"critical ({self.critical}) is below warning ({self.warning})")
+        return self
+
+
+class OutOfDistributionSettings(Section):
+    """The share of events far from the reference in all features at once (detectors/ood)."""
+
+    enabled: bool = Field(True, description="run this detector")
+    quantile: float = Field(0.99, gt=0.5, lt=1, description="reference distance quantile")
+    max_features: int = Field(50, ge=2, description="numeric features used, most present first")
+    warning: float = Field(0.02, gt=0, description="absolute rise of the share that warns")
+    critical: float = Field(0.1, gt=0, description="absolute rise of the share, critical")
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance level")
+    min_samples: int = Field(200, ge=10, description="fewer events: no fit, no verdict")
+
+
+class OperationalSettings(Section):
+    """Latency, error rate and volume against the reference (detectors/operational)."""
+
+    enabled: bool = Field(True, description="run this detector")
+    latency_warning: float = Field(0.5, gt=0, description="relative p95/p99 rise that warns")
+    latency_critical: float = Field(1.0, gt=0, description="relative rise that is critical")
+    latency_p99_limit_ms: float | None = Field(None, gt=0, description="an absolute p99 limit")
+    error_warning: float = Field(0.01, gt=0, description="error-rate increase that warns")
+    error_critical: float = Field(0.05, gt=0, description="error-rate increase, critical")
+    volume_warning: float = Field(2.0, gt=1, description="fold change of volume that warns")
+    volume_critical: float = Field(4.0, gt=1, description="fold change that is critical")
+    alpha: float = Field(
+        0.001, gt=0, lt=1, description="significance level of a window's tests together"
+    )
+    min_samples: int = Field(100, ge=10, description="fewer events: no latency verdict")
+
+
+class DetectorSettings(Section):
+    """The detectors run on each model's closed windows, each on or off by ``enabled``."""
+
+    feature_drift: DriftSettings = Field(
+        DriftSettings(), description="each feature of the events against the reference"
+    )
+    prediction_drift: DriftSettings = Field(
+        DriftSettings(),
+        description="the model's outputs: score, predicted class or value, probabilities",
+    )
+    performance: PerformanceSettings = PerformanceSettings()
+    concept_drift: ConceptDriftSettings = ConceptDriftSettings()
+    slices: SliceSettings = SliceSettings()
+    shadow: ShadowSettings = ShadowSettings()
+    label_shift: LabelShiftSettings = LabelShiftSettings()
+    operational: OperationalSettings = OperationalSettings()
+    data_quality: DataQualitySettings = DataQualitySettings()
+    out_of_distribution: OutOfDistributionSettings = OutOfDistributionSettings()
+    grid_sample: int = Field(
+        2048, ge=16, description="events per model used to fix the fine numeric bin grid"
+    )

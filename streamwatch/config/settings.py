@@ -1,0 +1,197 @@
+"""The root of the tree, :class:`Settings`, with every check that spans sections; how it
+is loaded from the environment, and how its errors name their variables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from streamwatch.config.alerts import AlertSettings
+from streamwatch.config.base import ENV_PREFIX, NESTED, Duration
+from streamwatch.config.detectors import DetectorSettings
+from streamwatch.config.runtime import (
+    HistorySettings,
+    KafkaSettings,
+    LabelSettings,
+    OutboxSettings,
+    ReferenceSettings,
+    ReportSettings,
+    ServerSettings,
+    StateSettings,
+    WindowSettings,
+)
+from streamwatch.config.sinks import LogSinkSettings, add_entry_point_kinds, sink_settings_union
+from streamwatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    # Unresolved at run time until add_sink_kinds() gives Settings.sinks the union of
+    # every kind installed; mypy knows the built-in ones.
+    from streamwatch.config.sinks import SinkSettings
+
+
+def _default_sinks() -> dict[str, SinkSettings]:
+    return {"log": LogSinkSettings(kind="log")}
+
+
+class Settings(BaseSettings):
+    """Everything streamwatch reads from its environment. At the top level: bounds on what
+    producers can make it hold."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED,
+        secrets_nested_delimiter=NESTED,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    window: WindowSettings = WindowSettings()
+    reference: ReferenceSettings = ReferenceSettings()
+    labels: LabelSettings = LabelSettings()
+    detectors: DetectorSettings = DetectorSettings()
+    sinks: dict[str, SinkSettings] = Field(
+        default_factory=_default_sinks,
+        description="name -> a sink, whose kind decides its other settings",
+    )
+    alerts: AlertSettings = AlertSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    server: ServerSettings = ServerSettings()
+    state: StateSettings = StateSettings()
+    history: HistorySettings = HistorySettings()
+    report: ReportSettings = ReportSettings()
+    max_message_bytes: int = Field(1_048_576, ge=1024, description="larger messages are bad")
+    max_models: int = Field(
+        1000, ge=1, description="models tracked; events of further models go to dead letters"
+    )
+    max_columns: int = Field(
+        500, ge=1, description="feature columns tracked per model; further names are ignored"
+    )
+    max_sample_bytes: int = Field(
+        4 << 20,
+        ge=1024,
+        description="bytes of held-back events per model during warm-up (their size in the "
+        "checkpoint); at the limit the grid is fitted on the events held so far",
+    )
+    max_buffer_bytes: int = Field(
+        64 << 20,
+        ge=1024,
+        description="bytes each per-model buffer holds at most (predictions waiting for labels, "
+        "labels waiting for predictions, challengers waiting for the champion); the oldest "
+        "entries make room",
+    )
+    models: list[str] = Field(
+        default_factory=list,
+        description="model ids watched; events of other ids go to dead letters (empty: any id)",
+    )
+    model_idle_ttl: Duration = Field(
+        7 * 86400.0,
+        gt=0,
+        description="a model with no event for this long (event time, against the newest event "
+        "seen of any model) is let go: its open windows are closed and recorded, its slot freed",
+    )
+
+    @model_validator(mode="after")
+    def _changelog_client(self) -> Settings:
+        if self.state.changelog_topic is not None and self.kafka.client != "kafka-python":
+            raise ValueError(
+                "STREAMWATCH_STATE__CHANGELOG_TOPIC (scale out) needs KAFKA__CLIENT=kafka-python"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _spread_models(self) -> Settings:
+        """A spread model's partitions must bin alike and close windows alike."""
+        spread = self.state.spread_models
+        if not spread:
+            return self
+        needs = []
+        if self.state.changelog_topic is None:
+            needs.append("STREAMWATCH_STATE__CHANGELOG_TOPIC")
+        if self.window.mode != "time":
+            needs.append("WINDOW__MODE=time")
+        if self.reference.path is None:
+            needs.append("a pinned reference (REFERENCE__PATH), whose grid every partition shares")
+        champions = sorted(set(spread) & set(self.detectors.shadow.champions))
+        if champions:
+            needs.append(f"no shadow champion (set for {', '.join(champions)})")
+        if needs:
+            raise ValueError("STREAMWATCH_STATE__SPREAD_MODELS needs " + "; ".join(needs))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A secret file is named like its variable (streamwatch_sinks__retrain__secret); the
+        # nested source splits the name at "__" into the settings' sections.
+        secrets = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, secrets
+
+
+def load_settings(
+    env_files: Sequence[Path] = (), secrets_dir: Path | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings; raise :class:`ConfigError` naming the variable that is wrong."""
+    for path in env_files:
+        if not path.is_file():
+            raise ConfigError(f"env file {path} does not exist")
+    if secrets_dir is not None and not secrets_dir.is_dir():
+        raise ConfigError(f"secrets directory {secrets_dir} does not exist")
+    try:
+        return Settings(
+            _env_file=tuple(env_files) or None,
+            _secrets_dir=secrets_dir,
+            **overrides,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def env_name(loc: Sequence[int | str]) -> str:
+    """The variable behind a validation error location, e.g. STREAMWATCH_WINDOW__SIZE."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    # Inside the sinks' discriminated union pydantic repeats the kind in the path:
+    # ("sinks", "audit", "file", "path") is STREAMWATCH_SINKS__AUDIT__PATH.
+    if len(parts) >= 4 and parts[0] == "sinks":
+        del parts[2]
+    name = NESTED.join(parts).upper()
+    # An unknown variable of an env file is reported under its own, prefixed, name.
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = [f"{env_name(error['loc'])}: {error['msg']}" for error in exc.errors()]
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as JSON-able data with every secret masked."""
+    return settings.model_dump(mode="json")
+
+
+def add_sink_kinds() -> None:
+    """Complete :class:`Settings` with every sink kind: the built-in ones and those of the
+    installed ``streamwatch.sinks`` entry points. ``streamwatch.config`` runs it once, when
+    all its names are bound, so that a third-party kind's module may import them."""
+    add_entry_point_kinds()
+    Settings.model_rebuild(_types_namespace={"SinkSettings": sink_settings_union()})

@@ -1,0 +1,223 @@
+"""Every sink's settings, told apart by ``kind``, and the registry of kinds.
+
+:data:`SINK_SETTINGS` maps each kind to its settings class: the built-in kinds, then
+those that installed packages add through the ``streamwatch.sinks`` entry-point group.
+Such an entry point loads an object with ``kind`` (a string), ``settings`` (a
+:class:`SinkSettingsBase` subclass with ``kind: Literal["<kind>"]``) and ``build``
+(which makes the sink: ``streamwatch.sinks`` reads it); only the first two are read here.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast, get_args, get_origin
+
+from pydantic import AfterValidator, Field, SecretStr
+
+from streamwatch.config.base import Duration, Section
+from streamwatch.errors import ConfigError
+from streamwatch.observe.redact import MaskedSecretUrl, MaskedUrl
+from streamwatch.severity import Severity
+
+ENTRY_POINT_GROUP = "streamwatch.sinks"
+
+
+def _alerting(severity: Severity) -> Severity:
+    if severity is Severity.OK:
+        raise ValueError("a sink's minimum severity is warning or critical")
+    return severity
+
+
+class SinkSettingsBase(Section):
+    """What every sink takes. A kind's settings subclass it, adding
+    ``kind: Literal["<kind>"]``, by which the sinks' settings are told apart."""
+
+    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Field(
+        Severity.WARNING, description="alerts of this severity or worse are sent"
+    )
+    matchers: dict[str, str] = Field(
+        default_factory=dict, description="label -> value; only alerts with all these are sent"
+    )
+    timeout: Duration = Field(10.0, gt=0, description="one delivery attempt at most")
+    max_attempts: int | None = Field(
+        None,
+        ge=1,
+        description="attempts before a notification is dead; default: no limit but OUTBOX__MAX_AGE",
+    )
+    retry_base: Duration = Field(1.0, gt=0, description="first backoff; doubles per attempt")
+    retry_cap: Duration = Field(
+        50.0, gt=0, description="longest backoff: delivery resumes within this of a recovery"
+    )
+
+
+class LogSinkSettings(SinkSettingsBase):
+    """One JSON line per alert on standard output."""
+
+    kind: Literal["log"]
+
+
+class FileSinkSettings(SinkSettingsBase):
+    """Each notification as one JSON line appended to a file, each notification id once."""
+
+    kind: Literal["file"]
+    path: Path = Field(description="file the notifications are appended to")
+
+
+class AppriseSinkSettings(SinkSettingsBase):
+    """Chat and email through apprise: mailto://, slack://, discord://, tgram://, ..."""
+
+    kind: Literal["apprise"]
+    urls: tuple[MaskedSecretUrl, ...] = Field(min_length=1, description="apprise URLs (secrets)")
+
+
+class WebhookSinkSettings(SinkSettingsBase):
+    """Alertmanager's webhook payload, signed the Standard Webhooks way."""
+
+    kind: Literal["webhook"]
+    url: MaskedSecretUrl = Field(description="endpoint each notification is POSTed to")
+    secret: SecretStr | None = Field(None, description="whsec_... signing secret")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="header -> value, sent with every request (secrets)"
+    )
+
+
+class RetrainSinkSettings(SinkSettingsBase):
+    """A retraining run triggered by a firing alert, at most once per model per cooldown."""
+
+    kind: Literal["retrain"]
+    min_severity: Annotated[Severity, AfterValidator(_alerting)] = Field(
+        Severity.CRITICAL, description="alerts of this severity or worse start a run"
+    )
+    preset: Literal["github_workflow", "github_repository", "airflow", "generic"] = Field(
+        "generic",
+        description="the API called: GitHub workflow_dispatch or repository_dispatch, "
+        "an Airflow DAG run (REST API v1), or any JSON endpoint",
+    )
+    url: MaskedSecretUrl = Field(description="the dispatch, DAG-run or generic endpoint")
+    token: SecretStr | None = Field(None, description="bearer token (GitHub) or basic user:pass")
+    ref: str = Field("main", description="git ref of a workflow_dispatch")
+    event_type: str = Field("streamwatch-retrain", description="repository_dispatch type")
+    body: str | None = Field(None, description="generic preset: JSON template with $fields")
+    secret: SecretStr | None = Field(None, description="whsec_... signing secret (generic)")
+    cooldown: Duration = Field(86400.0, ge=0, description="one trigger per model per cooldown")
+
+
+class JiraSinkSettings(SinkSettingsBase):
+    """One Jira issue per alert (REST API v2); repeats and the resolution comment on it."""
+
+    kind: Literal["jira"]
+    url: MaskedUrl = Field(description="base URL, e.g. https://example.atlassian.net")
+    project: str = Field(description="key of the project issues are created in")
+    issue_type: str = Field("Bug", description="issue type of the issues created")
+    user: str = Field(description="account email (Cloud) or user name")
+    token: SecretStr = Field(description="API token (Cloud) or password, sent as basic auth")
+    resolve_transition: str | None = Field(None, description="transition name on resolve")
+
+
+class GithubIssueSinkSettings(SinkSettingsBase):
+    """One GitHub issue per alert; repeats and the resolution comment on it."""
+
+    kind: Literal["github_issue"]
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
+    token: SecretStr = Field(description="token with write access to the issues (to label them)")
+    api_url: MaskedUrl = Field(
+        "https://api.github.com",
+        description="REST API root; GitHub Enterprise: https://HOST/api/v3",
+    )
+    close_on_resolve: bool = Field(True, description="close the issue when its alert resolves")
+
+
+class KafkaSinkSettings(SinkSettingsBase):
+    """Each alert as JSON on a topic, keyed by fingerprint, with the source's security."""
+
+    kind: Literal["kafka"]
+    topic: str = Field(description="topic the alert records are produced to")
+    bootstrap_servers: str | None = Field(None, description="default: the source's brokers")
+
+
+# The built-in kinds, as mypy knows them. At run time the root's sinks also take those of
+# installed entry points: see sink_settings_union().
+SinkSettings = Annotated[
+    LogSinkSettings
+    | FileSinkSettings
+    | AppriseSinkSettings
+    | WebhookSinkSettings
+    | RetrainSinkSettings
+    | JiraSinkSettings
+    | GithubIssueSinkSettings
+    | KafkaSinkSettings,
+    Field(discriminator="kind"),
+]
+
+
+def kind_of(settings: type[SinkSettingsBase]) -> str | None:
+    """The kind a settings class is chosen by, its ``kind: Literal["<kind>"]``, if any."""
+    field = settings.model_fields.get("kind")
+    if field is None or get_origin(field.annotation) is not Literal:
+        return None
+    values = get_args(field.annotation)
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+# kind -> settings class. The built-in kinds come first, in the order an unknown kind's
+# error lists them; add_entry_point_kinds() adds the installed ones.
+SINK_SETTINGS: dict[str, type[SinkSettingsBase]] = {
+    cast(str, kind_of(settings)): settings for settings in get_args(get_args(SinkSettings)[0])
+}
+_BUILT_IN = frozenset(SINK_SETTINGS)
+
+
+def sink_settings_union() -> Any:
+    """The discriminated union of every kind in :data:`SINK_SETTINGS`, which the root's
+    ``sinks`` are validated against; :data:`SinkSettings` as long as no package adds one.
+
+    Any, because it is made at run time from the kinds installed: mypy knows the
+    built-in ones, :data:`SinkSettings`.
+    """
+    members = functools.reduce(operator.or_, SINK_SETTINGS.values())
+    return cast(Any, Annotated)[members, Field(discriminator="kind")]
+
+
+def add_entry_point_kinds() -> None:
+    """Add the kind of each ``streamwatch.sinks`` entry point to :data:`SINK_SETTINGS`;
+    raise :class:`ConfigError` naming an entry point that cannot be loaded, is not a
+    sink kind, or takes a kind that is taken."""
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        where = _named(point)
+        try:
+            loaded = point.load()
+        except Exception as exc:  # a third party's import may raise anything
+            raise ConfigError(f"{where} cannot be loaded: {exc}") from exc
+        # Read duck-typed: the object is the package's own (streamwatch.sinks' SinkKind or not).
+        kind, settings = getattr(loaded, "kind", None), getattr(loaded, "settings", None)
+        if not (isinstance(settings, type) and issubclass(settings, SinkSettingsBase)):
+            raise ConfigError(
+                f"{where}: its settings are not a subclass of streamwatch.config.SinkSettingsBase"
+            )
+        if not isinstance(kind, str) or kind_of(settings) != kind:
+            raise ConfigError(
+                f"{where}: its kind is {kind!r} but its settings' kind is "
+                f"{kind_of(settings)!r}; they must be the same string"
+            )
+        taken = SINK_SETTINGS.get(kind)
+        if taken is settings:
+            continue  # the same package found twice on the path
+        if taken is not None:
+            owner = "the built-in one" if kind in _BUILT_IN else "another entry point's"
+            raise ConfigError(
+                f"{where}: sink kind {kind!r} clashes with {owner} "
+                f"({taken.__module__}.{taken.__qualname__})"
+            )
+        SINK_SETTINGS[kind] = settings
+
+
+def _named(point: EntryPoint) -> str:
+    """E.g. ``entry point pager = thirdparty:KIND in group streamwatch.sinks (of thirdparty
+    0.1)``."""
+    where = f"entry point {point.name} = {point.value} in group {point.group}"
+    if point.dist is not None:
+        where += f" (of {point.dist.name} {point.dist.version})"
+    return where
