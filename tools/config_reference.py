@@ -45,7 +45,7 @@ COMMAND = "python -m tools.config_reference"
 
 # The header still names the settings' and the generator's old places: moving them
 # changed no byte of docs/configuration.md.
-_GENERATED_FROM = "streamwatch/config.py by `python -m streamwatch.config_reference`"
+_GENERATED_FROM = "streamwatch/config/ by `python -m tools.config_reference`"
 
 # "model id -> its task": a map's description names its keys first.
 _KEY = re.compile(r"^\s*([\w ]+?)\s*->")

@@ -34,7 +34,7 @@ class Silence(Section):
 
 
 class AlertSettings(Section):
-    """The alert lifecycle (alerts.py): hysteresis, repeats, silences, extra labels."""
+    """The alert lifecycle (alerting/policy.py): hysteresis, repeats, silences, extra labels."""
 
     hysteresis: Hysteresis = Field(
         Hysteresis(), description="the hysteresis of every detector without its own"

@@ -113,7 +113,7 @@ class LabelSettings(Section):
 
 
 class OutboxSettings(Section):
-    """Notifications waiting for delivery (outbox.py), beside the state file by default."""
+    """Notifications waiting for delivery (alerting/outbox.py), beside the state file by default."""
 
     path: Path | None = Field(None, description="default: the state path + .outbox")
     drain_timeout: Duration = Field(30.0, ge=0, description="wait for sends at the end")
@@ -126,7 +126,7 @@ class OutboxSettings(Section):
 
 
 class ServerSettings(Section):
-    """The HTTP server of /metrics, /livez and /readyz (health.py)."""
+    """The HTTP server of /metrics, /livez and /readyz (observe/health.py)."""
 
     enabled: bool = Field(True, description="serve /metrics, /livez and /readyz")
     host: str = Field("127.0.0.1", description="0.0.0.0 to be scraped from outside the pod")
@@ -137,7 +137,7 @@ class ServerSettings(Section):
 
 
 class StateSettings(Section):
-    """Checkpoints of the engine and the source offsets they cover (state.py)."""
+    """Checkpoints of the engine and the source offsets they cover (state/)."""
 
     path: Path = Field(
         Path("streamwatch-state.sqlite"), description="SQLite file the checkpoints are written to"
@@ -171,7 +171,7 @@ class StateSettings(Section):
 
 
 class HistorySettings(Section):
-    """Closed windows kept in the state file for reports and ``status`` (history.py)."""
+    """Closed windows kept in the state file for reports and ``status`` (observe/history.py)."""
 
     enabled: bool = Field(True, description="keep a history of closed windows")
     max_age: Duration = Field(
