@@ -8,11 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from streamwatch.config import Settings, WindowSettings
 from streamwatch.errors import StateError
 from streamwatch.scaleout import changelog
-from streamwatch.state.store import encode_offsets
+from streamwatch.state.store import encode_offsets, shape
 from tests.factories import FakeChangelog
-from tests.unit.test_state import at, flipped, monitored, settings
+from tests.unit.state.test_store import at, flipped, monitored, partition_state, settings
 
 SHAPE = "0123456789abcdef"
 
@@ -20,7 +21,7 @@ SHAPE = "0123456789abcdef"
 def record(tmp_path: Path) -> tuple[bytes, bytes]:
     """A partition's encoded state (model "m" past its reference) and its record."""
     engine = monitored(settings(tmp_path / "s.sqlite", changelog="cl"), FakeChangelog())
-    blob, offsets = engine.partition_state(0)
+    blob, offsets = partition_state(engine, 0)
     return blob, changelog.encode(blob, offsets, SHAPE)
 
 
@@ -57,3 +58,14 @@ def test_a_record_of_the_format_before_checksums_is_refused_as_another_format(
     old[0] = 5
     with pytest.raises(StateError, match="written by another streamwatch format"):
         changelog.decode(msgspec.msgpack.encode(old), SHAPE, "here")
+
+
+def test_a_changelog_record_of_other_settings_is_refused() -> None:
+    s = Settings()
+    value = changelog.encode(b"\x80", {("t", 0): 5}, shape(s))
+    assert changelog.decode(value, shape(s), "here") == (b"\x80", {("t", 0): 5})
+    other = Settings(window=WindowSettings(size="1h"))
+    with pytest.raises(StateError, match="other window or detector settings"):
+        changelog.decode(value, shape(other), "here")
+    with pytest.raises(StateError, match="unreadable"):
+        changelog.decode(b"\x01garbage", shape(s), "here")

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, StateSettings, WindowSettings
 from streamwatch.errors import CheckpointError, StateError
-from streamwatch.events import Offsets, Origin
+from streamwatch.events import Message, Offsets, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
-from streamwatch.state.store import FORMAT, StateStore, checksum, encode
+from streamwatch.state.store import FORMAT, StateStore, checksum, encode, partition_scope
 from tests.factories import FakeChangelog, event
 
 Leaf = tuple[tuple[Any, ...], float]
@@ -36,7 +36,7 @@ def monitored(s: Settings, changelog: FakeChangelog | None = None) -> Engine:
     engine = Engine(s, [], Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
     engine.process(
         [
-            (
+            Message(
                 event(f"e{i}", timestamp=i * 400, features={"x": (i * 37) % 101 / 7}),
                 Origin("t", 0, i),
             )
@@ -44,6 +44,11 @@ def monitored(s: Settings, changelog: FakeChangelog | None = None) -> Engine:
         ]
     )
     return engine
+
+
+def partition_state(engine: Engine, partition: int) -> tuple[bytes, Offsets]:
+    """A partition's state, encoded, and the offsets it covers (as checkpointed)."""
+    return engine.checkpointer.states([partition])[partition_scope(partition)]
 
 
 def floats(node: Any, path: tuple[Any, ...] = ()) -> Iterator[Leaf]:
@@ -88,21 +93,21 @@ def test_a_checkpoint_round_trips_with_its_offsets(tmp_path: Path) -> None:
     s = settings(tmp_path / "s.sqlite")
     engine = monitored(s)
     store = StateStore(s.state.path, s)
-    store.save(engine.snapshot(), engine.positions)
+    store.save(engine.checkpointer.state(None), engine.positions.next)
     loaded = store.load()
     store.close()
     assert loaded is not None
     assert loaded.offsets == {("t", 0): 600}
-    assert encode(loaded.state) == encode(engine.snapshot())
+    assert encode(loaded.state) == encode(engine.checkpointer.state(None))
 
 
 def test_a_flipped_byte_inside_a_statistic_is_refused_never_restored(tmp_path: Path) -> None:
     s = settings(tmp_path / "s.sqlite")
     engine = monitored(s)
     store = StateStore(s.state.path, s)
-    store.save(engine.snapshot(), engine.positions)
+    store.save(engine.checkpointer.state(None), engine.positions.next)
     store.close()
-    blob = encode(engine.snapshot())
+    blob = encode(engine.checkpointer.state(None))
     changed, where = flipped(blob)
     # Without the checksum it would be restored: it decodes, with another statistic.
     assert at(msgspec.msgpack.decode(changed), where) != at(msgspec.msgpack.decode(blob), where)
@@ -145,17 +150,17 @@ def test_a_partitions_refused_checkpoint_gives_way_to_the_changelogs(
     s = settings(tmp_path / "e.sqlite", changelog="cl")
     engine = monitored(s, log)
     store = StateStore(s.state.path, s)
-    engine.checkpoint(store)  # both copies at 600
-    (blob, _), decode = engine.partition_state(0), msgspec.msgpack.decode
+    engine.checkpointer.checkpoint(store)  # both copies at 600
+    (blob, _), decode = partition_state(engine, 0), msgspec.msgpack.decode
     changed, where = flipped(blob)
     tamper(s.state.path, "partition-0", lambda _: changed)
 
     again = Engine(s, [], Metrics(CollectorRegistry()), changelog=log)  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, "streamwatch.state.store"):
-        assert again.acquire({0}, store) == {("t", 0): 600}
+        assert again.rebalance.acquire({0}, store) == {("t", 0): 600}
     (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert line.getMessage() == "a copy of a partition's state refused; the other restored"
-    restored = decode(again.partition_state(0)[0])
+    restored = decode(partition_state(again, 0)[0])
     assert at(restored, where) == at(decode(blob), where) != at(decode(changed), where)
     copy = store.load("partition-0")  # the local copy replaced by the changelog's
     store.close()
@@ -207,15 +212,15 @@ def test_a_partitions_refused_changelog_record_gives_way_to_the_state_file(
     s = settings(tmp_path / "e.sqlite", changelog="cl")
     engine = monitored(s, log)
     store = StateStore(s.state.path, s)
-    engine.checkpoint(store)
-    blob, offsets = engine.partition_state(0)
+    engine.checkpointer.checkpoint(store)
+    blob, offsets = partition_state(engine, 0)
     refused: dict[int, tuple[bytes, Offsets] | StateError] = {0: CheckpointError("checksum")}
     log.read = lambda partitions: refused  # type: ignore[method-assign]
     again = Engine(s, [], Metrics(CollectorRegistry()), changelog=log)  # type: ignore[arg-type]
-    assert again.acquire({0}, store) == offsets
+    assert again.rebalance.acquire({0}, store) == offsets
     store.close()
-    assert again.models.keys() == {m for m, p in engine.homes.items() if p == 0}
-    restored = msgspec.msgpack.decode(again.partition_state(0)[0])
+    assert again.processor.models.keys() == {m for m, p in engine.ownership.homes.items() if p == 0}
+    restored = msgspec.msgpack.decode(partition_state(again, 0)[0])
     assert restored["models"].keys() == msgspec.msgpack.decode(blob)["models"].keys()
 
 
@@ -224,13 +229,29 @@ def test_a_partition_whose_only_copy_is_refused_is_refused_clearly(tmp_path: Pat
     s = settings(tmp_path / "e.sqlite", changelog="cl")
     engine = monitored(s, log)
     store = StateStore(s.state.path, s)
-    engine.checkpoint(store)
-    changed, _ = flipped(engine.partition_state(0)[0])
+    engine.checkpointer.checkpoint(store)
+    changed, _ = flipped(partition_state(engine, 0)[0])
     tamper(s.state.path, "partition-0", lambda _: changed)
     log.records.clear()  # the changelog has no record of it (its write had failed)
     again = Engine(s, [], Metrics(CollectorRegistry()), changelog=log)  # type: ignore[arg-type]
     with pytest.raises(StateError, match="partition 0: no copy of its state") as refused:
-        again.acquire({0}, store)
+        again.rebalance.acquire({0}, store)
     store.close()
     assert refused.value.path == s.state.path
-    assert again.models == {}
+    assert again.processor.models == {}
+
+
+def test_a_state_file_of_the_other_mode_is_refused(tmp_path: Path) -> None:
+    one = Settings(state=StateSettings(path=tmp_path / "one.sqlite"))
+    store = StateStore(one.state.path, one)
+    store.save({"models": {}, "policy": {}, "router": {"triggered": {}}}, {})
+    store.check_mode(partitioned=False)
+    with pytest.raises(StateError, match="written by one instance"):
+        store.check_mode(partitioned=True)
+    s = settings(tmp_path / "e.sqlite", changelog="cl")
+    e = Engine(s, [], Metrics(CollectorRegistry()), changelog=FakeChangelog())  # type: ignore[arg-type]
+    scaled_store = StateStore(s.state.path, s)
+    e.process([Message(event("1", model_id="m"), Origin("t", 0, 0))])
+    e.checkpointer.checkpoint(scaled_store)
+    with pytest.raises(StateError, match="written by scaled out"):
+        scaled_store.check_mode(partitioned=False)

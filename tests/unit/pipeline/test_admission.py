@@ -10,11 +10,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe import history
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine, Outcome
-from streamwatch.sources import Message
+from streamwatch.pipeline.conclusion import Produced
+from streamwatch.pipeline.engine import Engine
 from streamwatch.state.store import StateStore
 from tests.factories import Batches, FakeChangelog, event
 
@@ -44,23 +44,23 @@ def minutes(model: str, first: int, last: int, shift: float = 0.0, n: int = 100)
 
 
 def messages(raws: Sequence[bytes], start: int = 0, partition: int = 0) -> list[Message]:
-    return [(raw, Origin("events", partition, start + i)) for i, raw in enumerate(raws)]
+    return [Message(raw, Origin("events", partition, start + i)) for i, raw in enumerate(raws)]
 
 
 def test_events_of_models_not_in_the_allow_list_are_dead_letters() -> None:
     e = Engine(settings(models=["fraud"]), [], Metrics(CollectorRegistry()))
     raws = [event(f"e{i}", model) for i, model in enumerate(["fraud", "junk", "fraud", "other"])]
     e.process(messages(raws))
-    assert set(e.models) == {"fraud"}
+    assert set(e.processor.models) == {"fraud"}
     assert e.metrics.total("streamwatch_bad_events", reason="model_unknown") == 2
     assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 0
 
 
 def test_scaled_out_unknown_models_take_no_home() -> None:
-    e = Engine(settings(models=["fraud"]), [], Metrics(CollectorRegistry()), changelog=None)
-    e.changelog = FakeChangelog()  # type: ignore[assignment]
+    changelog = FakeChangelog()
+    e = Engine(settings(models=["fraud"]), [], Metrics(CollectorRegistry()), changelog=changelog)  # type: ignore[arg-type]
     e.process(messages([event("a", "fraud"), event("b", "junk")], partition=3))
-    assert e.homes == {"fraud": 3}
+    assert e.ownership.homes == {"fraud": 3}
     assert e.metrics.total("streamwatch_bad_events", reason="model_unknown") == 1
 
 
@@ -68,7 +68,7 @@ def test_a_flood_of_junk_ids_never_pushes_out_an_active_model_and_is_let_go_when
     e = Engine(settings(max_models=50, model_idle_ttl="5m"), [], Metrics(CollectorRegistry()))
     offset = 0
 
-    def feed(raws: Sequence[bytes]) -> Outcome:
+    def feed(raws: Sequence[bytes]) -> Produced:
         nonlocal offset
         outcome = e.process(messages(raws, offset))
         offset += len(raws)
@@ -77,20 +77,20 @@ def test_a_flood_of_junk_ids_never_pushes_out_an_active_model_and_is_let_go_when
     feed(minutes("live", 0, 3))
     junk = [event(f"j{i}", f"junk-{i}", 3 * MINUTE + i) for i in range(10_000)]
     feed(junk)
-    assert len(e.models) == 50
-    assert "live" in e.models
+    assert len(e.processor.models) == 50
+    assert "live" in e.processor.models
     assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 10_000 - 49
     feed([event("r1", "real", 4 * MINUTE)])  # a new real model: no slot yet
-    assert "real" not in e.models
+    assert "real" not in e.processor.models
     closed = [w for m in range(4, 12) for w in feed(minutes("live", m, m + 1)).closed]
     # The live model was judged every minute through the flood.
     assert [w.bounds.index for w in closed if w.model == "live"] == [2, *range(4, 11)]
     # Five minutes after the flood its ids were let go (unjudged: no reference to judge
     # their one event by); the slots are free again.
-    assert set(e.models) == {"live"}
+    assert set(e.processor.models) == {"live"}
     assert not [w for w in closed if w.model.startswith("junk")]
     feed([event("r2", "real", 12 * MINUTE)])
-    assert "real" in e.models
+    assert "real" in e.processor.models
 
 
 def test_an_idle_model_is_let_go_with_its_open_windows_recorded(tmp_path: Path) -> None:
@@ -129,8 +129,8 @@ def test_an_idle_model_is_let_go_with_its_open_windows_recorded(tmp_path: Path) 
         (2, "evaluated"),
         (3, "evaluated"),
     ]
-    assert set(e.models) == {"busy"}
-    assert not [t for t in e.policy.tracks.values() if t.labels["model"] == "quiet"]
+    assert set(e.processor.models) == {"busy"}
+    assert not [t for t in e.conclusion.policy.tracks.values() if t.labels["model"] == "quiet"]
 
 
 def test_scaled_out_a_model_let_go_leaves_its_partition_state(tmp_path: Path) -> None:
@@ -141,11 +141,11 @@ def test_scaled_out_a_model_let_go_leaves_its_partition_state(tmp_path: Path) ->
     try:
         e.process(messages(minutes("quiet", 0, 1), partition=1))
         e.process(messages(minutes("busy", 0, 20), partition=2))
-        assert "quiet" not in e.models
-        e.checkpoint(store)
+        assert "quiet" not in e.processor.models
+        e.checkpointer.checkpoint(store)
         e.process(messages(minutes("busy", 20, 21), 2000, partition=2))
     finally:
         store.close()
-    assert "quiet" not in e.homes
+    assert "quiet" not in e.ownership.homes
     assert 1 in changelog.records  # its partition's state, rewritten without it
-    assert 1 not in e._dirty
+    assert 1 not in e.positions.changed

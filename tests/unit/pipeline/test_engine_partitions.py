@@ -1,5 +1,7 @@
-"""Scaled out: state per partition, moved between engines through a changelog (here an
-in-memory fake of the topic; tests/integration/test_scale_out.py runs the real one)."""
+"""The engine scaled out: state per partition, moved between engines through a changelog
+(here an in-memory fake of the topic; tests/integration/test_scale_out.py runs the real
+one). The changelog's records are in tests/unit/scaleout/test_changelog.py, the state
+file's mode in tests/unit/state/test_store.py."""
 
 from __future__ import annotations
 
@@ -7,19 +9,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, StateSettings, WindowSettings
-from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import Offsets, Origin
+from streamwatch.errors import ChangelogError
+from streamwatch.events import Message, Offsets, Origin
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine, Outcome
-from streamwatch.scaleout import changelog
-from streamwatch.state.store import StateStore, shape
+from streamwatch.pipeline.conclusion import Produced
+from streamwatch.pipeline.engine import Engine
+from streamwatch.state.store import StateStore
 from tests.factories import Batches, FakeChangelog, event
-
-Message = tuple[bytes, Origin]
 
 
 def settings(tmp: Path, name: str) -> Settings:
@@ -50,11 +49,11 @@ def stream() -> dict[int, list[Message]]:
                     features={"x": x},
                 )
                 messages = partitions[partition]
-                messages.append((raw, Origin("t", partition, len(messages))))
+                messages.append(Message(raw, Origin("t", partition, len(messages))))
     return partitions
 
 
-def results(outcomes: Sequence[Outcome]) -> tuple[dict[tuple[str, float, str], Any], set[str]]:
+def results(outcomes: Sequence[Produced]) -> tuple[dict[tuple[str, float, str], Any], set[str]]:
     """Each closed window's statistics by (model, start, role); notification ids. A window
     closed twice (redone after a crash) must have the same statistics both times."""
     windows: dict[tuple[str, float, str], Any] = {}
@@ -80,15 +79,15 @@ def test_a_partition_moved_twice_and_once_after_a_crash_ends_as_on_one_engine(
     a, a_store = scaled(tmp_path, "a", log)
     b, b_store = scaled(tmp_path, "b", log)
     outcomes = [a.process(parts[0][:700] + parts[1][:700])]
-    commits = {1: a.release({1}, a_store)}  # rebalance: partition 1 moves to b
-    assert set(a.models) == {"a"}
-    assert set(a.positions) == {("t", 0)}
-    assert b.acquire({1}, b_store) == {("t", 1): 700} == commits[1]
+    commits = {1: a.rebalance.release({1}, a_store)}  # rebalance: partition 1 moves to b
+    assert set(a.processor.models) == {"a"}
+    assert set(a.positions.next) == {("t", 0)}
+    assert b.rebalance.acquire({1}, b_store) == {("t", 1): 700} == commits[1]
     outcomes.append(b.process(parts[1][700:1200]))
-    b.checkpoint(b_store)
+    b.checkpointer.checkpoint(b_store)
     outcomes.append(b.process(parts[1][1200:1500]))  # then b is SIGKILLed: this is lost
     c, c_store = scaled(tmp_path, "c", log)
-    resumed = c.acquire({1}, c_store)
+    resumed = c.rebalance.acquire({1}, c_store)
     assert resumed == {("t", 1): 1200}  # from the changelog: c's state file has nothing
     outcomes.append(c.process(parts[1][1100:]))  # redelivered from before the checkpoint
     outcomes.append(a.process(parts[0][700:]))
@@ -106,9 +105,9 @@ def test_a_model_whose_events_come_through_two_partitions_is_kept_with_the_first
     tmp_path: Path,
 ) -> None:
     e, _ = scaled(tmp_path, "e", FakeChangelog())
-    e.process([(event("1", model_id="m"), Origin("t", 2, 0))])
-    e.process([(event("2", model_id="m"), Origin("t", 5, 0))])
-    assert e.homes == {"m": 2}
+    e.process([Message(event("1", model_id="m"), Origin("t", 2, 0))])
+    e.process([Message(event("2", model_id="m"), Origin("t", 5, 0))])
+    assert e.ownership.homes == {"m": 2}
     assert e.metrics.total("streamwatch_bad_events", reason="model_spread") == 1
 
 
@@ -117,29 +116,33 @@ def test_offsets_are_committed_only_once_the_changelog_has_the_partition(
 ) -> None:
     log = FakeChangelog()
     e, store = scaled(tmp_path, "e", log)
-    e.process([(event(str(i), model_id="m", timestamp=i), Origin("t", 3, i)) for i in range(10)])
+    e.process(
+        [Message(event(str(i), model_id="m", timestamp=i), Origin("t", 3, i)) for i in range(10)]
+    )
     log.failing = True
-    assert e.checkpoint(store) == {}
+    assert e.checkpointer.checkpoint(store) == {}
     assert store.load("partition-3") is not None  # the state file has it
     log.failing = False
-    assert e.checkpoint(store) == {("t", 3): 10}
+    assert e.checkpointer.checkpoint(store) == {("t", 3): 10}
     assert log.records[3][1] == {("t", 3): 10}
 
 
 def test_a_partition_is_restored_from_whichever_copy_covers_more(tmp_path: Path) -> None:
     log = FakeChangelog()
     e, store = scaled(tmp_path, "e", log)
-    e.process([(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(10)])
-    e.checkpoint(store)  # both copies at 10
+    e.process(
+        [Message(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(10)]
+    )
+    e.checkpointer.checkpoint(store)  # both copies at 10
     log.failing = True
-    e.process([(event("x", model_id="m", timestamp=20), Origin("t", 0, 10))])
-    e.checkpoint(store)  # the state file at 11, the changelog still at 10
+    e.process([Message(event("x", model_id="m", timestamp=20), Origin("t", 0, 10))])
+    e.checkpointer.checkpoint(store)  # the state file at 11, the changelog still at 10
     log.failing = False
     again, _ = scaled(tmp_path, "again", log)
-    assert again.acquire({0}, store) == {("t", 0): 11}
+    assert again.rebalance.acquire({0}, store) == {("t", 0): 11}
     elsewhere, elsewhere_store = scaled(tmp_path, "elsewhere", log)
-    assert elsewhere.acquire({0}, elsewhere_store) == {("t", 0): 10}
-    assert set(again.models) == set(elsewhere.models) == {"m"}
+    assert elsewhere.rebalance.acquire({0}, elsewhere_store) == {("t", 0): 10}
+    assert set(again.processor.models) == set(elsewhere.processor.models) == {"m"}
     copy = elsewhere_store.load("partition-0")  # kept as the local copy at once
     assert copy is not None
     assert copy.offsets == {("t", 0): 10}
@@ -148,24 +151,13 @@ def test_a_partition_is_restored_from_whichever_copy_covers_more(tmp_path: Path)
 def test_release_forgets_the_partitions_models_alerts_and_local_copy(tmp_path: Path) -> None:
     e, store = scaled(tmp_path, "e", FakeChangelog())
     for p, model in enumerate("ab"):
-        e.process([(event(model, model_id=model), Origin("t", p, 0))])
-    e.checkpoint(store)
-    assert e.release({1}, store) == {("t", 1): 1}
-    assert set(e.models) == {"a"}
-    assert e.homes == {"a": 0}
+        e.process([Message(event(model, model_id=model), Origin("t", p, 0))])
+    e.checkpointer.checkpoint(store)
+    assert e.rebalance.release({1}, store) == {("t", 1): 1}
+    assert set(e.processor.models) == {"a"}
+    assert e.ownership.homes == {"a": 0}
     assert store.load("partition-1") is None
     assert store.load("partition-0") is not None
-
-
-def test_a_changelog_record_of_other_settings_is_refused() -> None:
-    s = Settings()
-    value = changelog.encode(b"\x80", {("t", 0): 5}, shape(s))
-    assert changelog.decode(value, shape(s), "here") == (b"\x80", {("t", 0): 5})
-    other = Settings(window=WindowSettings(size="1h"))
-    with pytest.raises(StateError, match="other window or detector settings"):
-        changelog.decode(value, shape(other), "here")
-    with pytest.raises(StateError, match="unreadable"):
-        changelog.decode(b"\x01garbage", shape(s), "here")
 
 
 def test_a_partition_restored_from_a_state_file_ahead_of_the_changelog_catches_it_up(
@@ -173,59 +165,48 @@ def test_a_partition_restored_from_a_state_file_ahead_of_the_changelog_catches_i
 ) -> None:
     log = FakeChangelog()
     e, store = scaled(tmp_path, "e", log)
-    e.process([(event("1", model_id="m", timestamp=1), Origin("t", 0, 0))])
+    e.process([Message(event("1", model_id="m", timestamp=1), Origin("t", 0, 0))])
     log.failing = True
-    assert e.checkpoint(store) == {}  # the state file has offset 1, the changelog nothing
+    # The state file has offset 1, the changelog nothing.
+    assert e.checkpointer.checkpoint(store) == {}
     log.failing = False
     again, _ = scaled(tmp_path, "again", log)
-    assert again.acquire({0}, store) == {("t", 0): 1}
+    assert again.rebalance.acquire({0}, store) == {("t", 0): 1}
     assert log.records == {}
-    assert again.checkpoint(store) == {("t", 0): 1}  # committed only once the log has it
+    # Committed only once the log has it.
+    assert again.checkpointer.checkpoint(store) == {("t", 0): 1}
     assert log.records[0][1] == {("t", 0): 1}
 
 
 def test_lost_partitions_are_let_go_unsaved(tmp_path: Path) -> None:
     log = FakeChangelog()
     e, store = scaled(tmp_path, "e", log)
-    e.process([(event("1", model_id="m", timestamp=1), Origin("t", 0, 0))])
-    e.checkpoint(store)
-    e.process([(event("2", model_id="m", timestamp=2), Origin("t", 0, 1))])
-    assert e.lose({0}, store) == {}
+    e.process([Message(event("1", model_id="m", timestamp=1), Origin("t", 0, 0))])
+    e.checkpointer.checkpoint(store)
+    e.process([Message(event("2", model_id="m", timestamp=2), Origin("t", 0, 1))])
+    assert e.rebalance.lose({0}, store) == {}
     assert log.records[0][1] == {("t", 0): 1}  # the new owner's record is not written over
-    assert e.models == {}
-    assert e.positions == {}
+    assert e.processor.models == {}
+    assert e.positions.next == {}
     assert store.load("partition-0") is None
 
 
 def test_past_the_model_limit_no_home_is_kept(tmp_path: Path) -> None:
     s = settings(tmp_path, "e").model_copy(update={"max_models": 2})
     e = Engine(s, [], Metrics(CollectorRegistry()), changelog=FakeChangelog())  # type: ignore[arg-type]
-    e.process([(event(m, model_id=m), Origin("t", 0, i)) for i, m in enumerate("abcd")])
-    assert e.homes == {"a": 0, "b": 0}
+    e.process([Message(event(m, model_id=m), Origin("t", 0, i)) for i, m in enumerate("abcd")])
+    assert e.ownership.homes == {"a": 0, "b": 0}
     assert e.metrics.total("streamwatch_bad_events", reason="model_limit") == 2
-
-
-def test_a_state_file_of_the_other_mode_is_refused(tmp_path: Path) -> None:
-    one = Settings(state=StateSettings(path=tmp_path / "one.sqlite"))
-    store = StateStore(one.state.path, one)
-    store.save({"models": {}, "policy": {}, "router": {"triggered": {}}}, {})
-    store.check_mode(partitioned=False)
-    with pytest.raises(StateError, match="written by one instance"):
-        store.check_mode(partitioned=True)
-    e, scaled_store = scaled(tmp_path, "e", FakeChangelog())
-    e.process([(event("1", model_id="m"), Origin("t", 0, 0))])
-    e.checkpoint(scaled_store)
-    with pytest.raises(StateError, match="written by scaled out"):
-        scaled_store.check_mode(partitioned=False)
 
 
 class OneBatch(Batches):
     """One batch, then nothing, until the changelog has partition 0 (or 50 polls)."""
 
     def __init__(self, engine: Engine, log: FakeChangelog) -> None:
-        super().__init__(
-            [[(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(5)]]
-        )
+        batch = [
+            Message(event(str(i), model_id="m", timestamp=i), Origin("t", 0, i)) for i in range(5)
+        ]
+        super().__init__([batch])
         self.engine, self.log = engine, log
         self.polls = 0
 

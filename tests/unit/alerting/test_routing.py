@@ -19,7 +19,7 @@ from streamwatch.config import (
 from streamwatch.detectors import Severity
 from streamwatch.sinks import RoutedSink
 from streamwatch.sinks.log import LogSink
-from tests.unit.test_alerts import finding
+from tests.unit.alerting.test_policy import finding
 
 
 def window_of(index: int, *findings_: tuple[str, Severity, str]) -> Notification:
