@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamwatch.events import BadEvent, Event, decode, decode_batch
+from streamwatch.events import BadEvent, Event, Message, decode, decode_batch
 from tests.factories import event, origin
 
 LIMIT = 1_048_576
@@ -113,7 +113,11 @@ def test_absurd_sizes_are_bad_before_decoding() -> None:
 
 
 def test_decode_batch_keeps_order_and_origins() -> None:
-    messages = [(event("a"), origin(0)), (b"junk", origin(1)), (event("b"), origin(2))]
+    messages = [
+        Message(event("a"), origin(0)),
+        Message(b"junk", origin(1)),
+        Message(event("b"), origin(2)),
+    ]
     decoded = decode_batch(messages, LIMIT)
     assert [e.event_id for e in decoded.events] == ["a", "b"]
     assert [o.offset for o in decoded.origins] == [0, 2]

@@ -35,9 +35,10 @@ from streamwatch.config import (
     Settings,
     WindowSettings,
 )
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import BadEvent, Message, Origin
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine, Outcome
+from streamwatch.pipeline.conclusion import Produced
+from streamwatch.pipeline.engine import Engine
 from tests.factories import event
 
 T0 = 1_700_000_000_000  # epoch ms, November 2023
@@ -508,7 +509,7 @@ class DeadLetters:
 @dataclass
 class Run:
     metrics: Metrics
-    outcomes: list[Outcome]
+    outcomes: list[Produced]
     letters: list[BadEvent]
     state: bytes  # the engine's snapshot after the end of input
 
@@ -519,16 +520,16 @@ def run(batches: Sequence[Sequence[bytes]]) -> Run:
     source = DeadLetters()
     outcomes, offset = [], 0
     for batch in batches:
-        messages = [(raw, Origin("fuzz", 0, offset + i)) for i, raw in enumerate(batch)]
+        messages = [Message(raw, Origin("fuzz", 0, offset + i)) for i, raw in enumerate(batch)]
         offset += len(batch)
         outcomes.append(engine.process(messages, source))
     outcomes.append(engine.finish())
-    state = msgspec.msgpack.encode(engine.snapshot())
+    state = msgspec.msgpack.encode(engine.checkpointer.state(None))
     engine.outbox.close()
     return Run(metrics, outcomes, source.letters, state)
 
 
-def windows(outcomes: list[Outcome]) -> list[tuple[object, ...]]:
+def windows(outcomes: list[Produced]) -> list[tuple[object, ...]]:
     return [
         (
             w.model,
@@ -545,7 +546,7 @@ def windows(outcomes: list[Outcome]) -> list[tuple[object, ...]]:
     ]
 
 
-def notifications(outcomes: list[Outcome]) -> list[tuple[object, ...]]:
+def notifications(outcomes: list[Produced]) -> list[tuple[object, ...]]:
     return [
         (
             n.id,
@@ -685,7 +686,8 @@ def test_an_event_stamped_before_year_one_in_utc_does_not_stop_the_engine(
     # The first event of the model opens its window; the next ones close it.
     good = [event(f"g{i}", timestamp=T0 + i * 1000) for i in range(100)]
     messages = [
-        (raw, Origin("fuzz", 0, k)) for k, raw in enumerate([event("y1", "m", timestamp), *good])
+        Message(raw, Origin("fuzz", 0, k))
+        for k, raw in enumerate([event("y1", "m", timestamp), *good])
     ]
     try:
         engine.process(messages)

@@ -32,7 +32,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{a.name}" for a in node.names)
-    edges = set()
+    edges: set[str] = set()
     for target in found:
         parts = target.split(".")
         edges.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))

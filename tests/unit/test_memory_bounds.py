@@ -27,7 +27,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from streamwatch.config import Settings, WindowSettings
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 from streamwatch.severity import Severity
@@ -92,22 +92,23 @@ def run(state_path: Path) -> dict[str, float]:
         while batch := list(itertools.islice(messages, POLL_RECORDS)):
             origins = [Origin("events", 0, offset + i) for i in range(len(batch))]
             offset += len(batch)
-            for window in engine.process(list(zip(batch, origins, strict=True))).closed:
+            polled = list(map(Message, batch, origins))
+            for window in engine.process(polled).closed:
                 if window.model == "live" and window.role == "evaluated":
                     breaches = sum(f.severity is not Severity.OK for f in window.findings)
                     minute = window.bounds.index - T0 // MINUTE
                     live[minute] = (len(window.findings), breaches)
-        engine.checkpoint(store)
-        largest = max(largest, len(encode(engine.snapshot())))
+        engine.checkpointer.checkpoint(store)
+        largest = max(largest, len(encode(engine.checkpointer.state(None))))
 
     feed(_live(range(10), rng))
     feed(_wide(rng))
-    wide = engine.models["wide"]
+    wide = engine.processor.models["wide"]
     figures["wide_held_bytes"] = sum(map(len, wide.snapshot()["pending"]))
     figures["wide_ignored"] = wide.schema.ignored
     feed(_live(range(10, 12), rng))
     feed(_junk(100_000))
-    figures["models_after_flood"] = len(engine.models)
+    figures["models_after_flood"] = len(engine.processor.models)
     feed(_live(range(12, 40), rng))
     new = {"event_id": "n", "model_id": "new", "timestamp": T0 + 40 * MINUTE, "score": 0.5}
     feed(iter([msgspec.json.encode(new)]))
@@ -117,12 +118,12 @@ def run(state_path: Path) -> dict[str, float]:
         "peak_rss_mb": _peak_rss_mb(),
         "checkpoint_mb": largest / 1e6,
         "state_file_mb": (state_path.stat().st_size + wal.stat().st_size) / 1e6,
-        "models_at_end": len(engine.models),
+        "models_at_end": len(engine.processor.models),
         "model_limit": engine.metrics.total("streamwatch_bad_events", reason="model_limit"),
         "live_judged_after_flood": len(after),
         "live_without_findings": sum(1 for findings, _ in after if findings == 0),
         "live_breached_after_drift": sum(1 for m, (_, b) in live.items() if m >= 25 and b),
-        "new_admitted": float("new" in engine.models),
+        "new_admitted": float("new" in engine.processor.models),
     }
 
 

@@ -4,7 +4,7 @@ single instance and through a scaled-out one, every window's statistics digest a
 every notification compared with what was recorded (``same_results.json``).
 
 Record again only for a change that is meant to change results, and say so:
-``.venv/bin/python -m tests.unit.test_same_results --record``.
+``.venv/bin/python -m tests.unit.pipeline.test_same_results --record``.
 """
 
 from __future__ import annotations

@@ -245,7 +245,10 @@ def test_a_spread_models_labels_and_unreadable_partials_are_dead_letters(
     e = scaled(s, FakeChangelog(PARTITIONS))
     label = msgspec.json.encode({"event_id": "1", "model_id": "s", "timestamp": 1, "label": 1})
     e.process(
-        [Message(label, Origin("t", 0, 0)), Message(b"\x01garbage", Origin("cl.partials", 0, 0))]
+        [
+            Message(label, Origin("t", 0, 0)),
+            Message(b"\x01garbage", Origin("cl.partials", 0, 0)),
+        ]
     )
     assert e.metrics.total("streamwatch_bad_events", reason="spread_label") == 1
     assert e.metrics.total("streamwatch_bad_events", reason="bad_partial") == 1
