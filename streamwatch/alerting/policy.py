@@ -25,25 +25,10 @@ from typing import Any, Literal
 import msgspec
 
 from streamwatch.config import AlertSettings
-from streamwatch.detectors import Finding, Severity
+from streamwatch.detectors import Finding, Severity, registry
 from streamwatch.windows import WindowBounds
 
 Status = Literal["firing", "resolved"]
-# Where the evidence of an alert is, by detector (the report has each of these).
-_LOOK_AT = {
-    "feature_drift": "the reference and current distributions of {subjects}",
-    "prediction_drift": "the reference and current distributions of the output {subjects}",
-    "data_quality": "missing and malformed values of {subjects} over time",
-    "out_of_distribution": "the inputs' distance from the reference over time",
-    "performance": "{subjects} over time, with label coverage",
-    "concept_drift": "the error rate over time, with label coverage",
-    "label_shift": "the estimated class priors and their intervals",
-    "labels": "label coverage over time",
-    "slice_performance": "the slice table ({subjects})",
-    "fairness": "the slice table ({subjects})",
-    "shadow": "champion and challenger disagreement over time",
-    "operational": "{subjects} over time",
-}
 # Alertmanager's "not ended" timestamp for firing alerts.
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -123,8 +108,9 @@ class Notification:
         subjects: dict[str, list[str]] = {}
         for a in self.alerts:
             subjects.setdefault(a.labels["detector"], []).append(a.labels["subject"])
+        # Where the evidence of an alert is (the report has each of these), by detector.
         parts = [
-            _LOOK_AT.get(d, "{detector} of {subjects}").format(
+            (registry.look_at(d) or "{detector} of {subjects}").format(
                 detector=d.replace("_", " "), subjects=", ".join(dict.fromkeys(names))
             )
             for d, names in sorted(subjects.items())

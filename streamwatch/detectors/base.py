@@ -1,14 +1,25 @@
-"""The Detector protocol and what detectors report: findings with a severity."""
+"""What detectors report (findings with a severity) and the protocol of each kind.
+
+A detector family has one of four kinds (see :mod:`streamwatch.detectors.registry`),
+each with its protocol here: :class:`Detector` for ``window`` (a batch of one window's
+events), :class:`OutcomeDetector` for ``outcome`` (one window's joined labels),
+:class:`SequentialDetector` for ``sequential`` (every joined label in arrival order; it
+has no merge, as order is what it reads), :class:`PairDetector` for ``pair`` (champion and
+challenger predictions of one event).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
 from streamwatch.batch import Batch
+from streamwatch.join import Joined
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
+
+Confusion = Mapping[tuple[str, str], int]  # (predicted class, actual class) -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +74,23 @@ def _number(name: str, value: object) -> float:
         raise TypeError(f"a finding's {name} must be a number, not {value!r}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class LabelledBatch:
+    """Joined labels, what outcome and sequential detectors are updated with: of one
+    window for an outcome detector, in arrival order over windows for a sequential one.
+
+    ``dimensions`` name the slice values of ``joined.slices`` (in that order; a stored
+    tuple may be shorter, from before a dimension was seen); ``vocabulary`` holds the
+    values of each dimension tracked so far by the model (detectors may add to it)."""
+
+    joined: Joined
+    regression: bool
+    dimensions: Sequence[str] = ()
+    vocabulary: dict[str, set[str]] = field(default_factory=dict)
+
+
 class Detector(Protocol):
-    """Aggregate state of one detector over one model's window (or its reference).
+    """A ``window`` detector: aggregate state over one model's window (or its reference).
 
     ``update`` takes columns, never single events; ``merge`` of states built on two
     parts of a stream equals the state built on the whole stream; ``snapshot`` and
@@ -83,3 +109,72 @@ class Detector(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
     def restore(self, state: Mapping[str, Any]) -> None: ...
+
+
+class OutcomeDetector(Protocol):
+    """An ``outcome`` detector: aggregate state over one window's joined labels (or the
+    outcome reference's), compared with the reference when the window's labels are due.
+    Merges and round-trips like a window detector."""
+
+    @property
+    def name(self) -> str: ...
+
+    def observe(self, labels: LabelledBatch) -> None: ...
+
+    def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]: ...
+
+    def merge(self, other: Self) -> None: ...
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+
+class SequentialDetector(Protocol):
+    """A ``sequential`` detector: one per model, fed every joined label in arrival
+    order; it remembers what it found per window until the window is evaluated. The
+    order is what it reads, so it has no merge."""
+
+    @property
+    def name(self) -> str: ...
+
+    def observe(self, labels: LabelledBatch) -> None: ...
+
+    def evaluate(self, model: str, window: WindowBounds) -> list[Finding]: ...
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+
+class PairDetector(Protocol):
+    """A ``pair`` detector: champion and challenger predictions of the same events,
+    counted in the champion's window. A challenger that comes before its champion waits
+    in it (``wait``) until the monitor takes it (``take``) to ``pair``. Judged on its
+    own, with no reference."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def waiting(self) -> Mapping[str, tuple[str, object, float]]: ...
+
+    def pair(
+        self,
+        window: int,
+        version: str,
+        champion: tuple[object, float],
+        challenger: tuple[object, float],
+    ) -> None: ...
+
+    def wait(self, event_id: str, version: str, prediction: object, score: float) -> None: ...
+
+    def take(self, event_id: str) -> tuple[str, object, float]: ...
+
+    def evaluate(self, model: str, window: WindowBounds) -> list[Finding]: ...
+
+    def merge(self, other: Self) -> None: ...
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...

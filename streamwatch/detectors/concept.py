@@ -54,7 +54,7 @@ import numpy as np
 from streamwatch.config import ConceptDriftSettings
 from streamwatch.detectors import river_state
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding
+from streamwatch.detectors.base import Finding, LabelledBatch
 from streamwatch.detectors.performance import class_label
 from streamwatch.errors import StateError
 from streamwatch.join import Joined
@@ -84,7 +84,7 @@ class Residuals:
     >>> reference, window = Residuals(ConceptDriftSettings()), Residuals(ConceptDriftSettings())
     >>> reference.update(labelled(20_000, 0.0), regression=False)
     >>> window.update(labelled(2_000, 0.2), regression=False)
-    >>> finding = window.evaluate("m", WindowBounds(1, 0.0, 60.0), reference)
+    >>> (finding,) = window.evaluate("m", WindowBounds(1, 0.0, 60.0), reference)
     >>> finding.severity.value, round(finding.value, 3)
     ('warning', 0.095)
     """
@@ -99,6 +99,9 @@ class Residuals:
     @property
     def n(self) -> int:
         return int(sum(c[N] for c in self.cells.values()))
+
+    def observe(self, labels: LabelledBatch) -> None:
+        self.update(labels.joined, labels.regression)
 
     def update(self, joined: Joined, regression: bool) -> None:
         if joined.n == 0:
@@ -161,11 +164,11 @@ class Residuals:
             (str(g), int(f)): np.array(row, dtype=np.float64) for g, f, *row in state["cells"]
         }
 
-    def evaluate(self, model: str, window: WindowBounds, reference: Residuals) -> Finding | None:
+    def evaluate(self, model: str, window: WindowBounds, reference: Residuals) -> list[Finding]:
         s = self.settings
         n = self.n
         if min(n, reference.n) < s.min_labels:
-            return None
+            return []
         observed, expected, variance, cells = _Calibration.of(reference.cells).expect(self.cells)
         pvalue = st.one_sided(observed - expected, math.sqrt(variance))
         excess = (observed - expected) / n
@@ -186,7 +189,7 @@ class Residuals:
                 f"{observed / n:.1%} of predictions wrong where the reference's error rates "
                 f"for the same predictions give {expected / n:.1%} ({100 * value:+.1f} points)"
             )
-        return Finding(
+        finding = Finding(
             model=model,
             detector=self.name,
             subject="errors",
@@ -208,6 +211,7 @@ class Residuals:
                 "cells": cells,
             },
         )
+        return [finding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +317,9 @@ class Sequential:
         self.detector: Any = river_state.KINDS[settings.detector]()  # river is untyped
         self.changes: dict[int, int] = {}  # window index -> changes found in its labels
 
+    def observe(self, labels: LabelledBatch) -> None:
+        self.update(labels.joined, labels.regression)
+
     def update(self, joined: Joined, regression: bool) -> None:
         """Feed errors in arrival order; remember in which windows changes were found.
         DDM and EDDM take misses (0 or 1) only: a regressor's errors go to ADWIN or
@@ -337,7 +344,10 @@ class Sequential:
             if detector.drift_detected:
                 self.changes[window] = self.changes.get(window, 0) + 1
 
-    def evaluate(self, model: str, window: WindowBounds) -> Finding:
+    def evaluate(self, model: str, window: WindowBounds) -> list[Finding]:
+        # Changes found among late labels of windows judged already: nowhere to report.
+        for earlier in [w for w in self.changes if w < window.index]:
+            del self.changes[earlier]
         found = self.changes.pop(window.index, 0)
         severity = Severity.WARNING if found else Severity.OK
         what = (
@@ -346,19 +356,21 @@ class Sequential:
             if found
             else f"{self.settings.detector} found no change in the error rate"
         )
-        return Finding(
-            model=model,
-            detector=self.name,
-            subject="errors",
-            statistic=self.settings.detector,
-            value=float(found),
-            threshold=1.0,
-            severity=severity,
-            n_reference=0,
-            n_current=0,
-            window=window,
-            explanation=f"model '{model}': {what}.",
-        )
+        return [
+            Finding(
+                model=model,
+                detector=self.name,
+                subject="errors",
+                statistic=self.settings.detector,
+                value=float(found),
+                threshold=1.0,
+                severity=severity,
+                n_reference=0,
+                n_current=0,
+                window=window,
+                explanation=f"model '{model}': {what}.",
+            )
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         # Data only: this state crosses the changelog topic, and whoever can write there

@@ -16,25 +16,101 @@ classes) gives no estimate, and the finding says so.
 >>> estimate = bbse(confusion, {"a": 2600, "b": 7400}, np.random.default_rng(0))
 >>> [round(p, 2) for p in estimate.priors], [round(p, 2) for p in estimate.reference]
 ([0.2, 0.8], [0.5, 0.5])
+
+Both keep no state of their own: :class:`ObservedLabelShift` reads the confusion
+matrices of performance (the window's and the outcome reference's),
+:class:`EstimatedLabelShift` the predicted classes that prediction drift counts and the
+confusion matrix of the model's labelled reference.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 
+from streamwatch.batch import Batch
 from streamwatch.config import LabelShiftSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding
+from streamwatch.detectors.base import Confusion, Finding, LabelledBatch
+from streamwatch.detectors.drift import PredictionDrift
+from streamwatch.detectors.performance import Performance
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
+NAME = "label_shift"
 MAX_CONDITION = 50.0  # beyond this, C^-1 amplifies noise into nonsense
 BOOTSTRAP = 1000
+
+
+class ObservedLabelShift:
+    """A labelled window's classes against the outcome reference's (an outcome detector)."""
+
+    name = NAME
+
+    def __init__(self, settings: LabelShiftSettings, performance: Performance) -> None:
+        self.settings = settings
+        self.performance = performance
+
+    def observe(self, labels: LabelledBatch) -> None:
+        """Nothing: the confusion matrix it reads is performance's."""
+
+    def merge(self, other: Self) -> None:
+        """Nothing: the confusion matrix it reads is merged by performance."""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: Any) -> None:
+        """Nothing: the confusion matrix it reads is restored by performance."""
+
+    def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
+        current, before = self.performance.confusion, reference.performance.confusion
+        finding = observed(model, window, current, before, self.settings)
+        return [finding] if finding else []
+
+
+class EstimatedLabelShift:
+    """A window's predicted classes against the labelled reference (BBSE; a window
+    detector). ``labelled`` gives the confusion matrix of the model's labelled reference,
+    complete or still pooling, or None: none yet, or the model is a regressor."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        settings: LabelShiftSettings,
+        predictions: PredictionDrift,
+        labelled: Callable[[], Confusion | None],
+    ) -> None:
+        self.settings = settings
+        self.predictions = predictions
+        self.labelled = labelled
+
+    def update(self, batch: Batch) -> None:
+        """Nothing: the predicted classes it reads are counted by prediction drift."""
+
+    def merge(self, other: Self) -> None:
+        """Nothing: the predicted classes it reads are merged by prediction drift."""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: Any) -> None:
+        """Nothing: the predicted classes it reads are restored by prediction drift."""
+
+    def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
+        """Against the labelled reference; the drift ``reference`` is not read."""
+        confusion = self.labelled()
+        predicted = self.predictions.categorical.get("prediction")
+        if confusion is None or predicted is None:
+            return []
+        finding = estimated(model, window, confusion, predicted.counts, self.settings)
+        return [finding] if finding else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +241,7 @@ def estimated(
             details[f"prior_reference[{c}]"] = estimate.reference[i]
     return Finding(
         model=model,
-        detector="label_shift",
+        detector=NAME,
         subject="estimated_priors",
         statistic="l1_shift",
         value=value,
@@ -207,7 +283,7 @@ def observed(
     )
     return Finding(
         model=model,
-        detector="label_shift",
+        detector=NAME,
         subject="labels",
         statistic="l1_shift",
         value=distance,

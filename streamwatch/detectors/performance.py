@@ -23,7 +23,7 @@ import numpy as np
 
 from streamwatch.config import PerformanceSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding
+from streamwatch.detectors.base import Finding, LabelledBatch
 from streamwatch.join import Joined
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -60,6 +60,9 @@ class Performance:
     @property
     def n(self) -> int:
         return max(self.confusion.total(), int(self.sums["abs_error"][0]))
+
+    def observe(self, labels: LabelledBatch) -> None:
+        self.update(labels.joined, labels.regression)
 
     def update(self, joined: Joined, regression: bool) -> None:
         if joined.n == 0:

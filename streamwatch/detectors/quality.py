@@ -19,12 +19,17 @@ so the baseline is the reference's share of events in categories it saw once
 
 A feature is present when it comes with values of either kind: one whose values now
 come with the wrong type is reported as such, not as disappeared.
+
+:class:`DataQuality` keeps no state of its own: it reads feature drift's (so it runs
+only where feature drift does).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Self
 
+from streamwatch.batch import Batch
 from streamwatch.config import DataQualitySettings
 from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Finding
@@ -57,6 +62,31 @@ class _Rate:
     def pvalue(self) -> float:
         k_ref, n_ref = round(self.reference * self.worth), round(self.n_reference * self.worth)
         return st.higher_rate_pvalue(self.current, self.n, k_ref, max(n_ref, 1))
+
+
+class DataQuality:
+    """The data quality of one window's features, read from its feature drift state."""
+
+    name = NAME
+
+    def __init__(self, settings: DataQualitySettings, features: FeatureDrift) -> None:
+        self.settings = settings
+        self.features = features
+
+    def update(self, batch: Batch) -> None:
+        """Nothing: the feature drift state it reads is updated by its own detector."""
+
+    def merge(self, other: Self) -> None:
+        """Nothing: the feature drift state it reads is merged by its own detector."""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: Any) -> None:
+        """Nothing: the feature drift state it reads is restored by its own detector."""
+
+    def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
+        return evaluate(model, window, self.features, reference.features, self.settings)
 
 
 def evaluate(

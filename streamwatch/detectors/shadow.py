@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from scipy.stats import norm
 
@@ -24,6 +24,7 @@ from streamwatch.detectors.performance import class_label
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
+NAME = "shadow"
 Z95 = 1.959963984540054
 # Memory of a waiting challenger beside its text: a dict slot, the tuple, the score.
 WAITING_BYTES = 250
@@ -49,6 +50,7 @@ class _Pairs:
 class Shadow:
     """Challenger-champion pairs per window, and challengers waiting for their champion."""
 
+    name: ClassVar[str] = NAME
     settings: ShadowSettings
     windows: dict[int, dict[str, _Pairs]] = field(default_factory=dict)
     waiting: dict[str, tuple[str, object, float]] = field(default_factory=dict)
@@ -213,7 +215,7 @@ def _finding(
     warning, critical = thresholds
     return Finding(
         model=model,
-        detector="shadow",
+        detector=NAME,
         subject=f"version={version}",
         statistic=statistic,
         value=value,

@@ -1,4 +1,4 @@
-"""Subgroup performance and fairness, from a window's labelled outcomes per slice.
+"""Subgroup performance, from a window's labelled outcomes per slice.
 
 A slice is a value of a dimension: a segment (``segments`` of the events), a feature
 named in the settings, or a protected attribute (numeric features bucketed into the
@@ -33,13 +33,7 @@ on a chronic gap). Where the whole model gets worse, every slice is worse than i
 reference: those findings then say where, the performance detector that it did; the gap
 comparison stays quiet.
 
-Fairness stays absolute (each window on its own, never against the reference): for
-each protected attribute, demographic parity
-difference (selection rates), disparate impact ratio (the four-fifths rule), equal
-opportunity difference (true-positive rates) and equalized odds difference (the larger
-of the true- and false-positive rate gaps), each gated by a chi-square test of the
-groups. Selection rates come from labelled predictions; where labels are only gathered
-for some predictions (only flagged ones reviewed, say), they are biased.
+Fairness, absolute, reads the same counts (see :mod:`streamwatch.detectors.fairness`).
 """
 
 from __future__ import annotations
@@ -54,7 +48,8 @@ import numpy as np
 
 from streamwatch.config import SliceSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding
+from streamwatch.detectors.base import Finding, LabelledBatch
+from streamwatch.detectors.concept import classes
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
@@ -85,10 +80,20 @@ class _Test:
 class Slices:
     """Outcome counts per (dimension, value) of one window, or of the reference."""
 
+    name = "slice_performance"
+
     def __init__(self, settings: SliceSettings, positive: str) -> None:
         self.settings = settings
         self.positive = positive
         self.counts: dict[tuple[str, str], np.ndarray] = {}
+
+    def observe(self, labels: LabelledBatch) -> None:
+        """Classifiers' labels with slice values only: a regressor has no classes."""
+        joined = labels.joined
+        if labels.regression or not joined.slices:
+            return
+        predicted, actual = classes(joined.prediction, str), classes(joined.label)
+        self.update(labels.dimensions, joined.slices, predicted, actual, labels.vocabulary)
 
     def update(
         self,
@@ -163,7 +168,7 @@ class Slices:
         for dimension in sorted({d for d, _ in self.counts}):
             total = _total(self.counts, dimension)
             total_ref = _total(reference.counts, dimension)
-            for value, c in sorted(self._groups(dimension).items()):
+            for value, c in sorted(self.groups(dimension).items()):
                 r = reference.counts.get((dimension, value))
                 if r is None or r[N] < support:
                     continue
@@ -209,7 +214,7 @@ class Slices:
             details |= {"rest": rest, "rest_reference": rest_ref}
         return Finding(
             model=model,
-            detector="slice_performance",
+            detector=self.name,
             subject=subject,
             statistic=t.statistic,
             value=t.worse,
@@ -224,93 +229,12 @@ class Slices:
             details=details | {"p_value": t.pvalue, "q_value": qvalue},
         )
 
-    def _groups(self, dimension: str) -> dict[str, np.ndarray]:
+    def groups(self, dimension: str) -> dict[str, np.ndarray]:
         return {
             v: c
             for (d, v), c in self.counts.items()
             if d == dimension and v != OTHER and c[N] >= self.settings.min_support
         }
-
-    # -- fairness: absolute ------------------------------------------------------
-
-    def fairness(self, model: str, window: WindowBounds) -> list[Finding]:
-        findings = []
-        for dimension in self.settings.protected:
-            findings += self._fairness(model, window, dimension)
-        return findings
-
-    def _fairness(self, model: str, window: WindowBounds, dimension: str) -> list[Finding]:
-        groups = self._groups(dimension)
-        if len(groups) < 2:
-            return []
-        s = self.settings
-        table = np.array(list(groups.values()), dtype=np.float64)
-        names = list(groups)
-        selection = table[:, PREDICTED] / table[:, N]
-        selected = np.vstack([table[:, PREDICTED], table[:, N] - table[:, PREDICTED]])
-        p_selection = st.chi_square_pvalue(selected[0], selected[1])
-        positives, negatives = table[:, ACTUAL], table[:, N] - table[:, ACTUAL]
-        tpr = np.divide(
-            table[:, TRUE], positives, out=np.full(len(names), np.nan), where=positives > 0
-        )
-        fp = table[:, PREDICTED] - table[:, TRUE]
-        fpr = np.divide(fp, negatives, out=np.full(len(names), np.nan), where=negatives > 0)
-        p_tpr = st.chi_square_pvalue(table[:, TRUE], positives - table[:, TRUE])
-        p_fpr = st.chi_square_pvalue(fp, negatives - fp)
-
-        def spread(rates: np.ndarray) -> float:
-            known = rates[np.isfinite(rates)]
-            return float(known.max() - known.min()) if known.size >= 2 else 0.0
-
-        impact = float(selection.min() / selection.max()) if selection.max() > 0 else 1.0
-        eo, fpr_gap = spread(tpr), spread(fpr)
-        measures = [
-            (
-                "demographic_parity_difference",
-                spread(selection),
-                p_selection,
-                (s.parity_warning, s.parity_critical),
-            ),
-            # Read as a shortfall from parity: the four-fifths rule warns below 0.8.
-            (
-                "disparate_impact_ratio",
-                1 - impact,
-                p_selection,
-                (1 - s.impact_warning, 1 - s.impact_critical),
-            ),
-            ("equal_opportunity_difference", eo, p_tpr, (s.parity_warning, s.parity_critical)),
-            (
-                "equalized_odds_difference",
-                max(eo, fpr_gap),
-                min(1.0, 2 * min(p_tpr, p_fpr)),
-                (s.parity_warning, s.parity_critical),
-            ),
-        ]
-        rates = ", ".join(f"{n} {r:.1%}" for n, r in zip(names, selection, strict=True))
-        findings = []
-        for statistic, value, pvalue, (warning, critical) in measures:
-            severity = Severity.of(value, warning, critical) if pvalue <= s.alpha else Severity.OK
-            shown = impact if statistic == "disparate_impact_ratio" else value
-            findings.append(
-                Finding(
-                    model=model,
-                    detector="fairness",
-                    subject=dimension,
-                    statistic=statistic,
-                    value=value,
-                    threshold=severity.threshold(warning, critical),
-                    severity=severity,
-                    n_reference=0,
-                    n_current=int(table[:, N].sum()),
-                    window=window,
-                    explanation=f"model '{model}': {statistic.replace('_', ' ')} across "
-                    f"{dimension} {shown:.3f} (p = {pvalue:.2g}); selection rates {rates}"
-                    + severity.note()
-                    + ".",
-                    details={"value": shown, "p_value": pvalue},
-                )
-            )
-        return findings
 
 
 def bucket_labels(cuts: Sequence[float]) -> list[str]:

@@ -29,8 +29,9 @@ import numpy as np
 
 from streamwatch.batch import MAX_NAME_CHARS, Batch, Schema
 from streamwatch.config import Settings
-from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, label_shift
-from streamwatch.detectors.shadow import Shadow
+from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, registry
+from streamwatch.detectors.base import Confusion, PairDetector
+from streamwatch.detectors.entry import Context, Registry
 from streamwatch.events import Event
 from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
 from streamwatch.pipeline.reference import Pinned, ReferencePool
@@ -66,15 +67,27 @@ class Processed:
 
 
 class ModelMonitor:
-    def __init__(self, model_id: str, settings: Settings, pinned: Pinned | None = None) -> None:
+    """One model's state, its detectors built by kind from ``detectors`` (the registry's)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        settings: Settings,
+        pinned: Pinned | None = None,
+        detectors: Registry | None = None,
+    ) -> None:
         self.model_id = model_id
         self.settings = settings
+        self.detectors = registry.default() if detectors is None else detectors
         self.schema = pinned.schema if pinned else Schema.of(model_id, settings)
         self.binning = ModelBinning(settings.detectors)
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference = ReferencePool(settings.reference, self.new_state)
-        self.outcomes = Outcomes(model_id, settings, self.binning.features)
-        self.shadow = Shadow(settings.detectors.shadow, max_bytes=settings.max_buffer_bytes)
+        self.outcomes = Outcomes(model_id, settings, self.binning.features, self.detectors)
+        (pair,) = self.detectors.of_kind("pair")  # holds the challengers waiting: always kept
+        context = Context(settings.detectors, max_bytes=settings.max_buffer_bytes)
+        self.shadow: PairDetector = pair.factory(context)
+        self._pairing = pair.enabled(settings.detectors)
         self.champion: str | None = settings.detectors.shadow.champions.get(model_id)
         # While warming up: predictions held back until the grid's sample is complete,
         # and labels (their predictions may be among them). Part of the checkpoint.
@@ -267,7 +280,7 @@ class ModelMonitor:
         for event in predictions:
             if event.model_version is None or str(event.model_version) == champion:
                 kept.append(event)
-            elif self.settings.detectors.shadow.enabled:
+            elif self._pairing:
                 self._challenger(event)
         return kept
 
@@ -358,23 +371,12 @@ class ModelMonitor:
             return ClosedWindow(self.model_id, bounds, n, "reference")
         reference = pool.of(bounds)
         findings = state.evaluate(self.model_id, bounds, reference)
-        findings += self._estimated_label_shift(bounds, state)
         distributions = state.distributions(reference, findings)
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
-    def _estimated_label_shift(self, bounds: WindowBounds, state: DetectorSet) -> list[Finding]:
-        """BBSE needs a labelled reference and this window's predicted classes."""
-        labelled = self.outcomes.reference
-        predicted = state.predicted_classes()
-        settings = self.settings.detectors.label_shift
-        if not (settings.enabled and settings.estimate) or self._regression:
-            return []
-        if labelled is None or predicted is None:
-            return []
-        finding = label_shift.estimated(
-            self.model_id, bounds, labelled.confusion, predicted, settings
-        )
-        return [finding] if finding else []
+    def _labelled(self) -> Confusion | None:  # a classifier's, for label-shift estimation
+        labelled = None if self._regression else self.outcomes.reference  # or still pooling
+        return None if labelled is None else labelled.confusion
 
     def _pinned_states(self, batch: Batch) -> tuple[DetectorSet, dict[int, DetectorSet]]:
         """A pinned reference as a whole and, with a season, by phase."""
@@ -389,7 +391,7 @@ class ModelMonitor:
         return whole, phases
 
     def new_state(self) -> DetectorSet:
-        return DetectorSet(self.settings.detectors, self.binning)
+        return DetectorSet(self.settings.detectors, self.binning, self._labelled, self.detectors)
 
     def _windows(self) -> Windows[DetectorSet]:
         window = self.settings.window

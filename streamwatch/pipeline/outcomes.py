@@ -9,7 +9,8 @@ Labels for windows already evaluated are counted as late labels.
 
 The first labelled windows make the outcome reference, whatever their drift role (a
 pinned drift reference has no labels; labels may start late): a :class:`Labelled` state
-(performance, slices, errors per calibration cell) pooled by a
+(the registry's outcome detectors: performance, slices, errors per calibration cell,
+and those that read them) pooled by a
 :class:`~streamwatch.pipeline.reference.ReferencePool` until it holds ``REFERENCE__MIN_EVENTS``
 labels and, with ``REFERENCE__SEASON``, covers a whole season, by phase too. A later
 window's performance, slice performance and observed label shift are compared with the
@@ -30,56 +31,73 @@ import numpy as np
 
 from streamwatch.batch import Batch
 from streamwatch.config import DetectorSettings, Settings
-from streamwatch.detectors import Finding, label_shift
-from streamwatch.detectors.concept import Residuals, Sequential, classes
+from streamwatch.detectors import Finding, registry
+from streamwatch.detectors.base import LabelledBatch, OutcomeDetector, SequentialDetector
+from streamwatch.detectors.coverage import NAME as COVERAGE
+from streamwatch.detectors.coverage import LabelCoverage
+from streamwatch.detectors.entry import Context, Entry, Registry, build
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.performance import Performance
-from streamwatch.detectors.slices import Slices, bucket_labels, quartile_cuts
+from streamwatch.detectors.slices import bucket_labels, quartile_cuts
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
 from streamwatch.pipeline.reference import ReferencePool
-from streamwatch.severity import Severity
 from streamwatch.windows import IdArray, WindowBounds
+
+# Keys of states in the checkpoint from before the registry (format 6); others: by name.
+_STORED_AS = {"slice_performance": "slices", "concept_drift": "errors"}
+_SEQUENTIAL_STORED_AS = {"concept_drift": "sequential"}
 
 
 class Labelled:
-    """What labelled outcomes give one window, or the outcome reference: performance,
-    slices and errors per calibration cell (concept drift). Pooled by a ReferencePool."""
+    """What labelled outcomes give one window, or the outcome reference: the state of
+    every outcome detector of ``entries`` (by default the registry's) but label coverage
+    (kept per window), enabled or not: the reference pools by performance's count of
+    labels, and label-shift estimation reads its confusion matrix. Pooled by a
+    ReferencePool."""
 
-    def __init__(self, settings: DetectorSettings) -> None:
-        self.performance = Performance(settings.performance)
-        self.slices = Slices(settings.slices, settings.performance.positive_class)
-        self.errors = Residuals(settings.concept_drift)
+    def __init__(self, settings: DetectorSettings, entries: Sequence[Entry] | None = None) -> None:
+        if entries is None:
+            entries = _pooled(registry.default())
+        self.detectors: dict[str, OutcomeDetector] = build(entries, Context(settings), every=True)
+        self._stored = {_STORED_AS.get(e.name, e.name): e.name for e in entries if e.stateful}
+
+    @property
+    def performance(self) -> Performance:
+        performance = self.detectors["performance"]
+        assert isinstance(performance, Performance)
+        return performance
 
     @property
     def n(self) -> int:
         return self.performance.n
 
+    def observe(self, labels: LabelledBatch) -> None:
+        for detector in self.detectors.values():
+            detector.observe(labels)
+
     def merge(self, other: Labelled) -> None:
-        self.performance.merge(other.performance)
-        self.slices.merge(other.slices)
-        self.errors.merge(other.errors)
+        for name, detector in self.detectors.items():
+            detector.merge(other.detectors[name])
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "performance": self.performance.snapshot(),
-            "slices": self.slices.snapshot(),
-            "errors": self.errors.snapshot(),
-        }
+        return {key: self.detectors[name].snapshot() for key, name in self._stored.items()}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.performance.restore(state["performance"])
-        self.slices.restore(state["slices"])
-        self.errors.restore(state["errors"])
+        for key, name in self._stored.items():
+            self.detectors[name].restore(state[key])
+
+
+def _pooled(detectors: Registry) -> list[Entry]:
+    return [e for e in detectors.of_kind("outcome") if e.name != COVERAGE]
 
 
 @dataclass(slots=True)
 class _Window:
     state: Labelled
+    # Label coverage compares with nothing: kept per window (in its row), never pooled.
+    coverage: LabelCoverage = field(default_factory=LabelCoverage)
     bounds: WindowBounds | None = None  # known once the window has closed
-    predictions: int = 0
-    labels: int = 0
-    delay_total: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +124,28 @@ class LabelCounts:
 
 
 class Outcomes:
-    def __init__(self, model_id: str, settings: Settings, binning: Binning) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        settings: Settings,
+        binning: Binning,
+        detectors: Registry | None = None,
+    ) -> None:
         self.model_id = model_id
         self.settings = settings
+        detectors = registry.default() if detectors is None else detectors
+        self.entries = _pooled(detectors)
+        self.enabled = {e.name for e in self.entries if e.enabled(settings.detectors)}
         self.binning = binning  # the features', for bucketing numeric slice features
         self.dimensions: list[str] = []  # slice dimensions, in the order first seen
         self.vocabulary: dict[str, set[str]] = {}  # slice values per dimension
         labels = settings.labels
         self.join = LabelJoin(labels.max_pending, labels.ttl, settings.max_buffer_bytes)
-        concept = settings.detectors.concept_drift
-        # A river detector reads the errors in arrival order; the default reads windows.
-        self.sequential = None if concept.detector == "reference" else Sequential(concept)
+        # E.g. a river detector of concept drift, reading the errors in arrival order.
+        sequential = detectors.of_kind("sequential")
+        self.sequential: dict[str, SequentialDetector] = build(
+            sequential, Context(settings.detectors)
+        )
         self.windows: dict[int, _Window] = {}
         self.pool = ReferencePool(settings.reference, self._new)
         self.evaluated_through = -1  # window indexes up to this one are done
@@ -196,29 +225,22 @@ class Outcomes:
         self._apply(self.join.match(ids, [e.label for e in events], times), regression)
 
     def _apply(self, joined: Joined, regression: bool) -> None:
-        if self.sequential is not None and self.settings.detectors.concept_drift.enabled:
-            self.sequential.update(joined, regression)
+        for detector in self.sequential.values():
+            detector.observe(LabelledBatch(joined, regression, self.dimensions, self.vocabulary))
         for index in np.unique(joined.window).tolist():
             part = joined.take(joined.window == index)
             if index <= self.evaluated_through:
                 self.late += part.n
                 continue
             window = self._window(index)
-            state = window.state
-            state.performance.update(part, regression)
-            state.errors.update(part, regression)
-            if not regression and part.slices:
-                predicted, actual = classes(part.prediction, str), classes(part.label)
-                state.slices.update(
-                    self.dimensions, part.slices, predicted, actual, self.vocabulary
-                )
-            window.labels += part.n
-            window.delay_total += float(part.delay.sum())
+            labels = LabelledBatch(part, regression, self.dimensions, self.vocabulary)
+            window.state.observe(labels)
+            window.coverage.observe(labels)
             self.joined += part.n
 
     def closed(self, bounds: WindowBounds, n: int) -> None:
         window = self._window(bounds.index)
-        window.bounds, window.predictions = bounds, n
+        window.bounds, window.coverage.predictions = bounds, n
 
     def due(self, lateness: float, final: bool = False) -> list[Evaluated]:
         """Evaluate the closed windows whose labels have had their horizon."""
@@ -240,52 +262,44 @@ class Outcomes:
         self.evaluated_through = max(self.evaluated_through, index)
         bounds, state = window.bounds, window.state
         assert bounds is not None
-        detectors = self.settings.detectors
-        findings = [_coverage(self.model_id, window)]
-        sequential = None
-        if self.sequential is not None:
-            # Changes found among late labels of windows judged already: nowhere to report.
-            for w in [w for w in self.sequential.changes if w < index]:
-                del self.sequential.changes[w]
-            sequential = self.sequential.evaluate(self.model_id, bounds)
-        fairness = state.slices.fairness(self.model_id, bounds) if detectors.slices.enabled else []
+        model = self.model_id
+        findings = window.coverage.evaluate(model, bounds)
+        # Evaluated whatever becomes of the window: each forgets what it found for it.
+        sequential = [f for d in self.sequential.values() for f in d.evaluate(model, bounds)]
+        # Fairness has no reference: judged from the first labelled window on.
+        absolute = self._absolute(state, bounds)
         pool = self.pool
         if state.n and pool.add(bounds, state):  # pooled into the outcome reference
-            return Evaluated(bounds, findings + fairness)
+            return Evaluated(bounds, findings + absolute)
         if pool.complete:
-            if sequential is not None and detectors.concept_drift.enabled:
-                findings.append(sequential)
+            findings += sequential
             findings += self._compare(bounds, state)
-        return Evaluated(bounds, findings + fairness)
+        return Evaluated(bounds, findings + absolute)
+
+    def _absolute(self, state: Labelled, bounds: WindowBounds) -> list[Finding]:
+        """The findings of the detectors that compare with nothing (each is passed
+        itself as the reference, which it does not read)."""
+        findings = []
+        for e in self.entries:
+            if e.compare == "none" and e.name in self.enabled:
+                detector = state.detectors[e.name]
+                findings += detector.evaluate(self.model_id, bounds, detector)
+        return findings
 
     def _compare(self, bounds: WindowBounds, state: Labelled) -> list[Finding]:
-        """A window's findings against the outcome reference at its phase (not fairness,
-        which is absolute, nor label coverage). Concept drift reads the whole reference:
-        its cells follow the cycle already, and a phase's few labels would blunt it."""
-        model, detectors = self.model_id, self.settings.detectors
-        whole, reference = self.pool.state, self.pool.of(bounds)
+        """A window's findings against the outcome reference: at its phase, or the whole
+        reference for those that say so (concept drift)."""
+        whole, phase = self.pool.state, self.pool.of(bounds)
         assert whole is not None
         findings = []
-        if detectors.concept_drift.enabled and self.sequential is None:
-            concept = state.errors.evaluate(model, bounds, whole.errors)
-            findings += [concept] if concept else []
-        if detectors.performance.enabled:
-            findings += state.performance.evaluate(model, bounds, reference.performance)
-        if detectors.slices.enabled:
-            findings += state.slices.evaluate(model, bounds, reference.slices)
-        if detectors.label_shift.enabled:
-            shift = label_shift.observed(
-                model,
-                bounds,
-                state.performance.confusion,
-                reference.performance.confusion,
-                detectors.label_shift,
-            )
-            findings += [shift] if shift else []
+        for e in self.entries:
+            if e.compare != "none" and e.name in self.enabled:
+                reference = (whole if e.compare == "whole" else phase).detectors[e.name]
+                findings += state.detectors[e.name].evaluate(self.model_id, bounds, reference)
         return findings
 
     def _new(self) -> Labelled:
-        return Labelled(self.settings.detectors)
+        return Labelled(self.settings.detectors, self.entries)
 
     def _window(self, index: int) -> _Window:
         window = self.windows.get(index)
@@ -300,15 +314,13 @@ class Outcomes:
                 [
                     index,
                     None if w.bounds is None else [w.bounds.index, w.bounds.start, w.bounds.end],
-                    w.predictions,
-                    w.labels,
-                    w.delay_total,
+                    *w.coverage.snapshot(),  # predictions, labels, their total delay
                     w.state.snapshot(),
                 ]
                 for index, w in sorted(self.windows.items())
             ],
             "pool": self.pool.snapshot(),
-            "sequential": None if self.sequential is None else self.sequential.snapshot(),
+            **self._sequential(),
             "dimensions": self.dimensions,
             "vocabulary": {k: sorted(v) for k, v in self.vocabulary.items()},
             "evaluated_through": self.evaluated_through,
@@ -324,12 +336,13 @@ class Outcomes:
         for index, bounds, predictions, labels, delay, outcomes in state["windows"]:
             window = self._window(int(index))
             window.bounds = None if bounds is None else WindowBounds(*bounds)
-            window.predictions = int(predictions)
-            window.labels, window.delay_total = int(labels), float(delay)
+            window.coverage.restore([predictions, labels, delay])
             window.state.restore(outcomes)
         self.pool.restore(state["pool"])
-        if self.sequential is not None and state["sequential"] is not None:
-            self.sequential.restore(state["sequential"])
+        for name, detector in self.sequential.items():
+            saved = state.get(_SEQUENTIAL_STORED_AS.get(name, f"sequential:{name}"))
+            if saved is not None:
+                detector.restore(saved)
         self.dimensions = list(state["dimensions"])
         self.vocabulary = {k: set(v) for k, v in state["vocabulary"].items()}
         self.evaluated_through = int(state["evaluated_through"])
@@ -337,29 +350,10 @@ class Outcomes:
         self.label_latest = float(state["label_latest"])
         self.joined, self.late = int(state["joined"]), int(state["late"])
 
-
-def _coverage(model: str, window: _Window) -> Finding:
-    """Label coverage and delay of a window: a report, never an alarm."""
-    assert window.bounds is not None
-    coverage = window.labels / window.predictions if window.predictions else 0.0
-    delay = window.delay_total / window.labels if window.labels else math.nan
-    late = f", {delay / 60:.0f} min after the prediction on average" if window.labels else ""
-    return Finding(
-        model=model,
-        detector="labels",
-        subject="coverage",
-        statistic="label_coverage",
-        value=coverage,
-        threshold=0.0,
-        severity=Severity.OK,
-        n_reference=0,
-        n_current=window.labels,
-        window=window.bounds,
-        explanation=f"model '{model}': {window.labels:,} of {window.predictions:,} predictions "
-        f"labelled ({coverage:.0%}){late}.",
-        details={
-            "labels": window.labels,
-            "predictions": window.predictions,
-            "mean_delay_seconds": delay,
-        },
-    )
+    def _sequential(self) -> dict[str, Any]:
+        """The sequential detectors' states: concept drift's under "sequential" (None
+        when it is not built), as before the registry; others under "sequential:<name>"."""
+        stored: dict[str, Any] = {"sequential": None}
+        for name, detector in self.sequential.items():
+            stored[_SEQUENTIAL_STORED_AS.get(name, f"sequential:{name}")] = detector.snapshot()
+        return stored

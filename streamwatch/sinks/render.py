@@ -3,27 +3,9 @@
 from __future__ import annotations
 
 from streamwatch.alerting.policy import Alert, Notification, isoformat
+from streamwatch.detectors import registry
 
 _RANK = {"resolved": 0, "warning": 1, "critical": 2}
-# What to do, by detector: the first step an on-call person takes.
-_ADVICE = {
-    "feature_drift": "check the upstream data for the drifted features; retrain if the "
-    "new distribution is the new normal",
-    "prediction_drift": "compare the model's inputs for the same period; check recent "
-    "deployments of the model",
-    "data_quality": "check the feature pipeline for missing or malformed fields",
-    "out_of_distribution": "look at a sample of the window's events: the inputs are unlike "
-    "the reference taken together",
-    "performance": "review recent labelled errors; consider retraining",
-    "concept_drift": "the error rate changed within the stream: review recent labels and "
-    "consider retraining",
-    "label_shift": "the class mix moved: recalibrate thresholds or retrain on recent data",
-    "labels": "labels stopped arriving in time: check the labelling pipeline",
-    "slice_performance": "review the subgroup's errors with the model owner (human review)",
-    "fairness": "review the gap with the model owner before the next release",
-    "shadow": "hold the rollout of the challenger until the disagreement is understood",
-    "operational": "check the model server's latency, errors and traffic",
-}
 
 
 def title(notification: Notification) -> str:
@@ -48,7 +30,8 @@ def body(notification: Notification) -> str:
     lines += ["", notification.look_at()]
     if notification.link:
         lines += [f"Report: {notification.link}"]
-    advice = sorted({_ADVICE[d] for d in _detectors(notification) if d in _ADVICE})
+    # What to do, by detector: the first step an on-call person takes.
+    advice = sorted({h for d in _detectors(notification) if (h := registry.hint(d)) is not None})
     if advice and notification.status == "firing":
         lines += ["", "**What to do**", "", *(f"- {a}" for a in advice)]
     lines += ["", f"Notification `{notification.id}`."]

@@ -21,16 +21,13 @@ from markupsafe import Markup
 
 from streamwatch.alerting.policy import isoformat
 from streamwatch.config import parse_duration
+from streamwatch.detectors import registry
 from streamwatch.errors import ConfigError
 from streamwatch.observe import history
 from streamwatch.observe.history import AlertChange, Statistic, WindowRecord
 from streamwatch.observe.report import charts
 
 MAX_TIMELINES = 30  # per model: breached series first
-# Detectors with a subject per feature or slice: their series are drawn only if they
-# ever breached (the slice table lists every slice of the latest labelled window).
-PER_SUBJECT = frozenset({"feature_drift", "data_quality", "slice_performance", "fairness"})
-SLICES = frozenset({"slice_performance", "fairness"})
 
 _TEMPLATE = jinja2.Environment(
     loader=jinja2.PackageLoader("streamwatch", "observe/report"),
@@ -156,7 +153,10 @@ def _timelines(records: list[WindowRecord]) -> list[Markup]:
             if s.detector != "labels":
                 series.setdefault((s.detector, s.subject, s.statistic), []).append((r, s))
     breached = {k for k, points in series.items() if any(s.severity != "ok" for _, s in points)}
-    keys = [k for k in series if k[0] not in PER_SUBJECT or k in breached]
+    # A subject per feature or slice: drawn only where it breached (the slice table
+    # lists every slice of the latest labelled window).
+    per_subject = registry.per_subject()
+    keys = [k for k in series if k[0] not in per_subject or k in breached]
     keys.sort(key=lambda k: (k not in breached, k))
     spans = _alert_spans(records)
     out = []
@@ -237,8 +237,9 @@ def _priors(view: ModelView, records: list[WindowRecord]) -> None:
 
 
 def _slices(view: ModelView, records: list[WindowRecord]) -> None:
+    slices = registry.per_slice()
     for r in reversed(records):
-        rows = [s for s in r.statistics if s.detector in SLICES]
+        rows = [s for s in r.statistics if s.detector in slices]
         if rows:
             view.slices = sorted(rows, key=lambda s: (s.severity == "ok", s.detector, s.subject))
             view.slices_window = f"{isoformat(r.start)} to {isoformat(r.end)}"

@@ -5,8 +5,12 @@ All streams are seeded; the expectations are exact for these seeds.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamwatch.batch import Batch, Columns
 from streamwatch.config import DriftSettings
@@ -342,3 +346,32 @@ def test_a_long_tailed_categorical_without_change_breaches_at_the_false_discover
         breaches += finding.severity is not Severity.OK
     assert significant <= 4  # 1% of 200 windows is 2
     assert breaches <= 2
+
+
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(0, 600), max_size=5))
+def test_merge_is_exact_beyond_the_category_limit(seed: int, cuts: list[int]) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.choice(np.array([f"c{i}" for i in range(40)]), 600).astype(object)
+    batch = Batch(np.zeros(600), Columns({}, {"k": values}), Columns())
+    settings = DriftSettings(max_categories=8)
+
+    def counted(parts: list[Batch]) -> dict[str, object]:
+        binning = Binning(settings.max_categories)
+        total = FeatureDrift(settings, binning)
+        for part in parts:
+            state = FeatureDrift(settings, binning)
+            state.update(part)
+            total.merge(state)
+        return total.snapshot()
+
+    bounds = sorted({0, 600, *cuts})
+    parts = [batch.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
+    assert counted(parts) == counted([batch])
+
+
+def test_overlong_categories_count_as_missing() -> None:
+    values = np.array(["a", "x" * 2000, "b", None], dtype=np.object_)
+    detector = FeatureDrift(DriftSettings(), Binning(max_categories=200))
+    detector.update(Batch(np.zeros(4), Columns({}, {"k": values}), Columns()))
+    assert dict(detector.categorical["k"].counts) == {"a": 1, "b": 1}
+    assert detector.categorical["k"].missing == 2

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from streamwatch.config import DetectorSettings, Settings, ShadowSettings, WindowSettings
 from streamwatch.detectors import Severity
 from streamwatch.detectors.shadow import Shadow
-from streamwatch.events import Origin
+from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from tests.factories import event
@@ -56,7 +56,9 @@ def run(lines: list[bytes]) -> tuple[Engine, dict[int, dict[str, Severity]]]:
     )
     engine = Engine(settings, [], Metrics(CollectorRegistry()))
     outcomes = [
-        engine.process([(raw, Origin("t", 0, k + i)) for i, raw in enumerate(lines[k : k + 1000])])
+        engine.process(
+            [Message(raw, Origin("t", 0, k + i)) for i, raw in enumerate(lines[k : k + 1000])]
+        )
         for k in range(0, len(lines), 1000)
     ] + [engine.finish()]
     verdicts: dict[int, dict[str, Severity]] = {}

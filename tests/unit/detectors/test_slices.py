@@ -7,6 +7,7 @@ import pytest
 
 from streamwatch.config import SliceSettings
 from streamwatch.detectors import Finding, Severity
+from streamwatch.detectors.fairness import Fairness
 from streamwatch.detectors.slices import OTHER, Slices, bucket_labels, quartile_cuts
 from streamwatch.windows import WindowBounds
 
@@ -69,7 +70,7 @@ def breaches(findings: list[Finding]) -> dict[tuple[str, str, str], Severity]:
 
 
 def judged(slices: Slices, against: Slices) -> dict[tuple[str, str, str], Severity]:
-    return breaches(slices.evaluate("m", BOUNDS, against) + slices.fairness("m", BOUNDS))
+    return breaches(slices.evaluate("m", BOUNDS, against) + Fairness(slices).evaluate("m", BOUNDS))
 
 
 def test_equal_slices_never_alarm_over_100_windows() -> None:
@@ -163,7 +164,9 @@ def test_unequal_selection_breaks_parity_and_the_four_fifths_rule() -> None:
     rng = np.random.default_rng(3)
     settings = SliceSettings(protected=("group",))
     found = breaches(
-        window(rng, 10_000, settings, selection={"f": 0.2, "m": 0.32}).fairness("m", BOUNDS)
+        Fairness(window(rng, 10_000, settings, selection={"f": 0.2, "m": 0.32})).evaluate(
+            "m", BOUNDS
+        )
     )
     assert found[("fairness", "group", "demographic_parity_difference")] is Severity.WARNING
     assert found[("fairness", "group", "disparate_impact_ratio")] is Severity.WARNING
@@ -176,7 +179,8 @@ def test_fairness_is_absolute_a_chronic_gap_alarms_every_window() -> None:
     selection = {"f": 0.2, "m": 0.32}
     windows = [window(rng, 10_000, settings, selection=selection) for _ in range(5)]
     assert all(
-        ("fairness", "group", "disparate_impact_ratio") in breaches(w.fairness("m", BOUNDS))
+        ("fairness", "group", "disparate_impact_ratio")
+        in breaches(Fairness(w).evaluate("m", BOUNDS))
         for w in windows
     )
 
@@ -186,7 +190,7 @@ def test_findings_hold_plain_python_numbers() -> None:
     settings = SliceSettings(protected=("group",))
     pooled = reference(rng, 2000, settings, {})
     current = window(rng, 10_000, settings, {"LATAM": 0.6}, selection={"f": 0.2})
-    findings = current.evaluate("m", BOUNDS, pooled) + current.fairness("m", BOUNDS)
+    findings = current.evaluate("m", BOUNDS, pooled) + Fairness(current).evaluate("m", BOUNDS)
     assert findings
     for f in findings:
         assert type(f.value) is float, f
