@@ -10,14 +10,13 @@ from collections.abc import Sequence
 import msgspec
 
 from streamwatch.alerting.policy import Notification, isoformat
-from streamwatch.detectors import Severity
+from streamwatch.detectors import Severity, registry
 from streamwatch.events import BadEvent, Message
 from streamwatch.observe.logs import RateLimited
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.monitor import ClosedWindow, Processed
 
 log = logging.getLogger("streamwatch.engine")
-TEMP_PER_SUBJECT = frozenset({"feature_drift", "data_quality", "slice_performance", "fairness"})
 
 
 class Accounting:
@@ -25,7 +24,7 @@ class Accounting:
         self.metrics = metrics
         self._bad_log = RateLimited()
         # Detectors with a subject per feature or slice: too many series for a gauge.
-        self._per_subject = TEMP_PER_SUBJECT
+        self._per_subject = registry.per_subject()
 
     def consumed(self, messages: Sequence[Message], fresh: int) -> None:
         """A polled batch, of which ``fresh`` messages were not processed before."""

@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from streamwatch.batch import Batch, Columns
+from streamwatch.batch import Batch, Columns, Schema
 from streamwatch.config import (
     ConceptDriftSettings,
     DetectorSettings,
@@ -22,10 +22,12 @@ from streamwatch.config import (
 )
 from streamwatch.detectors import Severity
 from streamwatch.detectors.histogram import Binning
-from streamwatch.events import Event, Origin
+from streamwatch.events import Event, Message, Origin, decode
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
+from streamwatch.pipeline.monitor import ModelMonitor
 from streamwatch.pipeline.outcomes import Evaluated, Outcomes
+from streamwatch.pipeline.reference import Pinned
 from streamwatch.windows import WindowBounds
 from tests.factories import event
 
@@ -63,7 +65,7 @@ def run(lines: list[bytes], horizon: float = 90.0) -> Engine:
         sinks={},
     )
     engine = Engine(settings, [], Metrics(CollectorRegistry()))
-    messages = [(raw, Origin("t", 0, i)) for i, raw in enumerate(lines)]
+    messages = [Message(raw, Origin("t", 0, i)) for i, raw in enumerate(lines)]
     for k in range(0, len(messages), 700):
         engine.process(messages[k : k + 700])
     engine.finish()
@@ -82,8 +84,8 @@ def test_a_concept_drift_alerts_once_its_labels_are_in() -> None:
     engine = run(stream(minutes=12, per_minute=400, flip_from=8))
     firing = engine.metrics.total("streamwatch_alerts", status="firing", detector="performance")
     assert firing >= 1
-    assert engine.policy.firing  # still firing at the end
-    labels = engine.models["m"].outcomes
+    assert engine.conclusion.policy.firing  # still firing at the end
+    labels = engine.processor.models["m"].outcomes
     assert labels.evaluated_through == 11
 
 
@@ -254,3 +256,48 @@ def test_a_river_detector_reads_the_errors_in_arrival_order_when_chosen() -> Non
     ]
     assert concept == [(2, "adwin"), (3, "adwin"), (4, "adwin"), (5, "adwin")]
     assert outcomes.snapshot()["sequential"] is not None
+
+
+def test_a_pinned_reference_still_gets_label_based_detectors() -> None:
+    rng = np.random.default_rng(2)
+    settings = Settings(
+        window=WindowSettings(size="1m", allowed_lateness=0.0),
+        labels=LabelSettings(horizon=0.0),
+        reference=ReferenceSettings(min_events=500),
+    )
+
+    def decoded(raws: list[bytes]) -> list[Event]:
+        out = [decode(r, Origin("t", 0, 0), 1 << 20) for r in raws]
+        return [e for e in out if isinstance(e, Event)]
+
+    schema = Schema()
+    pinned = Pinned(
+        schema,
+        schema.build(
+            decoded(
+                [
+                    event(f"r{i}", features={"x": float(rng.normal())}, prediction=1, score=0.6)
+                    for i in range(1000)
+                ]
+            )
+        ),
+    )
+    monitor = ModelMonitor("m", settings, pinned)
+    findings = []
+    for minute in range(6):
+        preds, labels = [], []
+        for i in range(600):
+            eid, t = f"{minute}-{i}", minute * 60_000 + i * 100
+            right = rng.random() < (0.9 if minute < 3 else 0.5)
+            preds.append(
+                event(
+                    eid, timestamp=t, features={"x": float(rng.normal())}, prediction=1, score=0.6
+                )
+            )
+            labels.append(event(eid, timestamp=t + 60_000, label=1 if right else 0))
+        processed = monitor.process(decoded(preds), decoded(labels))
+        findings += [f for w in processed.closed for f in w.findings]
+    findings += [f for w in monitor.flush().closed for f in w.findings]
+    accuracy = [f for f in findings if f.detector == "performance" and f.subject == "accuracy"]
+    assert accuracy
+    assert accuracy[-1].severity is Severity.CRITICAL  # 90% -> 50%

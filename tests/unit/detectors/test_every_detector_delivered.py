@@ -24,6 +24,7 @@ from streamwatch.config import (
     WindowSettings,
 )
 from streamwatch.detectors import Finding, Severity
+from streamwatch.events import Message
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from streamwatch.pipeline.monitor import ClosedWindow
@@ -77,7 +78,7 @@ def test_a_finding_of_every_detector_reaches_the_file_sink(tmp_path: Path) -> No
     )
     found = Engine(settings, [], Metrics(CollectorRegistry()))
     lines = stream(np.random.default_rng(5))
-    closed = found.process([(raw, origin(k)) for k, raw in enumerate(lines)]).closed
+    closed = found.process([Message(raw, origin(k)) for k, raw in enumerate(lines)]).closed
     closed += found.finish().closed
     made: dict[str, Finding] = {}
     for window in closed:
@@ -94,7 +95,7 @@ def test_a_finding_of_every_detector_reaches_the_file_sink(tmp_path: Path) -> No
     sinks = [RoutedSink(FileSink("file", path), file_settings)]
     outbox = Outbox(tmp_path / "outbox.sqlite")
     engine = Engine(settings, sinks, Metrics(CollectorRegistry()), outbox=outbox)
-    sent = engine._conclude(breaching).notifications
+    sent = engine.conclusion.conclude(breaching).notifications
     assert sorted(a.labels["detector"] for n in sent for a in n.alerts) == sorted(DETECTORS)
     engine.dispatcher.start()
     assert engine.dispatcher.drain(20.0)
