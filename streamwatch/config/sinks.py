@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import operator
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args, get_origin
 
 from pydantic import AfterValidator, Field, SecretStr
 
+from streamwatch import plugins
 from streamwatch.config.base import Duration, Section
 from streamwatch.errors import ConfigError
 from streamwatch.observe.redact import MaskedSecretUrl, MaskedUrl
@@ -185,12 +186,7 @@ def add_entry_point_kinds() -> None:
     """Add the kind of each ``streamwatch.sinks`` entry point to :data:`SINK_SETTINGS`;
     raise :class:`ConfigError` naming an entry point that cannot be loaded, is not a
     sink kind, or takes a kind that is taken."""
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        where = _named(point)
-        try:
-            loaded = point.load()
-        except Exception as exc:  # a third party's import may raise anything
-            raise ConfigError(f"{where} cannot be loaded: {exc}") from exc
+    for where, loaded in plugins.load(entry_points(group=ENTRY_POINT_GROUP)):
         # Read duck-typed: the object is the package's own (streamwatch.sinks' SinkKind or not).
         kind, settings = getattr(loaded, "kind", None), getattr(loaded, "settings", None)
         if not (isinstance(settings, type) and issubclass(settings, SinkSettingsBase)):
@@ -212,12 +208,3 @@ def add_entry_point_kinds() -> None:
                 f"({taken.__module__}.{taken.__qualname__})"
             )
         SINK_SETTINGS[kind] = settings
-
-
-def _named(point: EntryPoint) -> str:
-    """E.g. ``entry point pager = thirdparty:KIND in group streamwatch.sinks (of thirdparty
-    0.1)``."""
-    where = f"entry point {point.name} = {point.value} in group {point.group}"
-    if point.dist is not None:
-        where += f" (of {point.dist.name} {point.dist.version})"
-    return where

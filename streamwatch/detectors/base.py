@@ -130,6 +130,26 @@ class OutcomeDetector(Protocol):
     def restore(self, state: Any) -> None: ...
 
 
+class Derived:
+    """A window or outcome detector with no state of its own: it reads the state of the
+    detectors it ``needs`` (registry.py), which update, merge, snapshot and restore it."""
+
+    def update(self, batch: Batch) -> None:
+        """Nothing: what it reads is updated by its own detector."""
+
+    def observe(self, labels: LabelledBatch) -> None:
+        """Nothing: what it reads is updated by its own detector."""
+
+    def merge(self, other: Self) -> None:
+        """Nothing: what it reads is merged by its own detector."""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: Any) -> None:
+        """Nothing: what it reads is restored by its own detector."""
+
+
 class SequentialDetector(Protocol):
     """A ``sequential`` detector: one per model, fed every joined label in arrival
     order; it remembers what it found per window until the window is evaluated. The

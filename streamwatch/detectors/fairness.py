@@ -14,36 +14,24 @@ performance), of the window alone.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding, LabelledBatch
+from streamwatch.detectors.base import Derived, Finding
 from streamwatch.detectors.slices import ACTUAL, PREDICTED, TRUE, N, Slices
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
 
-class Fairness:
+class Fairness(Derived):
     """The fairness measures of one window's :class:`Slices`; no reference."""
 
     name = "fairness"
 
     def __init__(self, slices: Slices) -> None:
         self.slices = slices
-
-    def observe(self, labels: LabelledBatch) -> None:
-        """Nothing: the slices it reads are updated by their own detector."""
-
-    def merge(self, other: Self) -> None:
-        """Nothing: the slices it reads are merged by their own detector."""
-
-    def snapshot(self) -> dict[str, Any]:
-        return {}
-
-    def restore(self, state: Any) -> None:
-        """Nothing: the slices it reads are restored by their own detector."""
 
     def evaluate(
         self, model: str, window: WindowBounds, reference: Self | None = None

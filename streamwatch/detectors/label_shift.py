@@ -29,14 +29,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
-from streamwatch.batch import Batch
 from streamwatch.config import LabelShiftSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Confusion, Finding, LabelledBatch
+from streamwatch.detectors.base import Confusion, Derived, Finding
 from streamwatch.detectors.drift import PredictionDrift
 from streamwatch.detectors.performance import Performance
 from streamwatch.severity import Severity
@@ -47,7 +46,7 @@ MAX_CONDITION = 50.0  # beyond this, C^-1 amplifies noise into nonsense
 BOOTSTRAP = 1000
 
 
-class ObservedLabelShift:
+class ObservedLabelShift(Derived):
     """A labelled window's classes against the outcome reference's (an outcome detector)."""
 
     name = NAME
@@ -56,25 +55,13 @@ class ObservedLabelShift:
         self.settings = settings
         self.performance = performance
 
-    def observe(self, labels: LabelledBatch) -> None:
-        """Nothing: the confusion matrix it reads is performance's."""
-
-    def merge(self, other: Self) -> None:
-        """Nothing: the confusion matrix it reads is merged by performance."""
-
-    def snapshot(self) -> dict[str, Any]:
-        return {}
-
-    def restore(self, state: Any) -> None:
-        """Nothing: the confusion matrix it reads is restored by performance."""
-
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         current, before = self.performance.confusion, reference.performance.confusion
         finding = observed(model, window, current, before, self.settings)
         return [finding] if finding else []
 
 
-class EstimatedLabelShift:
+class EstimatedLabelShift(Derived):
     """A window's predicted classes against the labelled reference (BBSE; a window
     detector). ``labelled`` gives the confusion matrix of the model's labelled reference,
     complete or still pooling, or None: none yet, or the model is a regressor."""
@@ -90,18 +77,6 @@ class EstimatedLabelShift:
         self.settings = settings
         self.predictions = predictions
         self.labelled = labelled
-
-    def update(self, batch: Batch) -> None:
-        """Nothing: the predicted classes it reads are counted by prediction drift."""
-
-    def merge(self, other: Self) -> None:
-        """Nothing: the predicted classes it reads are merged by prediction drift."""
-
-    def snapshot(self) -> dict[str, Any]:
-        return {}
-
-    def restore(self, state: Any) -> None:
-        """Nothing: the predicted classes it reads are restored by prediction drift."""
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""

@@ -27,12 +27,11 @@ only where feature drift does).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
-from streamwatch.batch import Batch
 from streamwatch.config import DataQualitySettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Finding
+from streamwatch.detectors.base import Derived, Finding
 from streamwatch.detectors.drift import FeatureDrift
 from streamwatch.detectors.histogram import OTHER, CategoryCounts, NumericHistogram
 from streamwatch.severity import Severity
@@ -64,7 +63,7 @@ class _Rate:
         return st.higher_rate_pvalue(self.current, self.n, k_ref, max(n_ref, 1))
 
 
-class DataQuality:
+class DataQuality(Derived):
     """The data quality of one window's features, read from its feature drift state."""
 
     name = NAME
@@ -72,18 +71,6 @@ class DataQuality:
     def __init__(self, settings: DataQualitySettings, features: FeatureDrift) -> None:
         self.settings = settings
         self.features = features
-
-    def update(self, batch: Batch) -> None:
-        """Nothing: the feature drift state it reads is updated by its own detector."""
-
-    def merge(self, other: Self) -> None:
-        """Nothing: the feature drift state it reads is merged by its own detector."""
-
-    def snapshot(self) -> dict[str, Any]:
-        return {}
-
-    def restore(self, state: Any) -> None:
-        """Nothing: the feature drift state it reads is restored by its own detector."""
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         return evaluate(model, window, self.features, reference.features, self.settings)

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from streamwatch import plugins
 from streamwatch.config import DetectorSettings
 from streamwatch.detectors import river_state
 from streamwatch.detectors.base import Detector, OutcomeDetector, PairDetector, SequentialDetector
@@ -281,12 +282,7 @@ def third_party(found: Iterable[EntryPoint], built_in: Registry = BUILT_IN) -> l
     already, is of kind ``pair`` (there is one, shadow's), or needs what is not there."""
     entries: list[Entry] = []
     origins: dict[str, str] = {}
-    for point in found:
-        origin = _origin(point)
-        try:
-            loaded = point.load()
-        except Exception as exc:  # a third party's import may raise anything
-            raise ConfigError(f"{origin} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    for origin, loaded in plugins.load(found):
         if not isinstance(loaded, Entry):
             what = type(loaded).__qualname__
             raise ConfigError(f"{origin}: loads an object of type {what}, not an Entry")
@@ -306,13 +302,6 @@ def third_party(found: Iterable[EntryPoint], built_in: Registry = BUILT_IN) -> l
         entries.append(loaded)
         origins[name] = origin
     return entries
-
-
-def _origin(point: EntryPoint) -> str:
-    where = f"entry point {point.name} = {point.value} in group {point.group}"
-    if point.dist is not None:
-        where += f" (of {point.dist.name} {point.dist.version})"
-    return where
 
 
 @functools.cache

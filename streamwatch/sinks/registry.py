@@ -20,6 +20,7 @@ from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from streamwatch import plugins
 from streamwatch.config import (
     ENTRY_POINT_GROUP,
     AppriseSinkSettings,
@@ -119,12 +120,7 @@ def third_party(found: Iterable[EntryPoint]) -> dict[str, SinkKind[Any]]:
     is no :class:`SinkKind`, or takes a kind that is built in or taken already."""
     kinds: dict[str, SinkKind[Any]] = {}
     origins: dict[str, str] = {}
-    for point in found:
-        origin = _origin(point)
-        try:
-            loaded = point.load()
-        except Exception as exc:  # a third party's import may raise anything
-            raise ConfigError(f"{origin} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    for origin, loaded in plugins.load(found):
         if not isinstance(loaded, SinkKind):
             what = type(loaded).__qualname__
             raise ConfigError(f"{origin}: loads an object of type {what}, not a SinkKind")
@@ -138,15 +134,6 @@ def third_party(found: Iterable[EntryPoint]) -> dict[str, SinkKind[Any]]:
         kinds[kind] = loaded
         origins[kind] = origin
     return kinds
-
-
-def _origin(point: EntryPoint) -> str:
-    """E.g. ``entry point pager = thirdparty:KIND in group streamwatch.sinks (of thirdparty
-    0.1)``, as the settings name it."""
-    where = f"entry point {point.name} = {point.value} in group {point.group}"
-    if point.dist is not None:
-        where += f" (of {point.dist.name} {point.dist.version})"
-    return where
 
 
 @functools.cache
