@@ -8,11 +8,15 @@ from typing import Any
 
 import msgspec
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from streamwatch.alerting.policy import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
+from streamwatch.config import Settings, WindowSettings
 from streamwatch.errors import ChangelogError, StateError
 from streamwatch.events import BadEvent, Message, Offsets, Origin
+from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.engine import Engine
 from streamwatch.scaleout.spread import Partial
 from streamwatch.windows import WindowBounds
 
@@ -123,3 +127,15 @@ class Batches:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+def engine_fed(lines: Sequence[bytes]) -> Engine:
+    """An engine of one-minute windows and no sinks that processed ``lines`` (in
+    batches of 500) and closed every window."""
+    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0.0), sinks={})
+    e = Engine(settings, [], Metrics(CollectorRegistry()))
+    for k in range(0, len(lines), 500):
+        batch = lines[k : k + 500]
+        e.process([Message(raw, Origin("t", 0, k + i)) for i, raw in enumerate(batch)])
+    e.finish()
+    return e

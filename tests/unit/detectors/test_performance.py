@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
 from scipy.stats import mannwhitneyu
 
-from streamwatch.config import PerformanceSettings, Settings, WindowSettings
+from streamwatch.config import PerformanceSettings
 from streamwatch.detectors import Severity
 from streamwatch.detectors.performance import SCORE_BINS, Performance, _auc
-from streamwatch.events import Message, Origin
 from streamwatch.join import Joined
-from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.engine import Engine
 from streamwatch.windows import WindowBounds
-from tests.factories import event
+from tests.factories import engine_fed, event
 
 BOUNDS = WindowBounds(1, 0.0, 60.0)
 
@@ -139,17 +135,6 @@ def test_merge_of_parts_equals_the_whole() -> None:
         assert b["sums"][key][2] == pytest.approx(squares)
 
 
-def engine() -> Engine:
-    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0.0), sinks={})
-    return Engine(settings, [], Metrics(CollectorRegistry()))
-
-
-def feed(e: Engine, lines: list[bytes]) -> None:
-    for k in range(0, len(lines), 500):
-        e.process([Message(raw, Origin("t", 0, k + i)) for i, raw in enumerate(lines[k : k + 500])])
-    e.finish()
-
-
 def test_absurd_regression_values_do_not_raise() -> None:
     lines = []
     for i in range(3000):
@@ -157,8 +142,7 @@ def test_absurd_regression_values_do_not_raise() -> None:
         lines.append(
             event(f"e{i}", timestamp=i * 100, prediction=value, label=20.0 if i != 10 else 1e150)
         )
-    e = engine()
-    feed(e, lines)
+    e = engine_fed(lines)
     assert e.metrics.total("streamwatch_events") == 3000
 
 

@@ -3,14 +3,9 @@ predictions apart from labels, and a prediction that came with its label in both
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
-from streamwatch.config import Settings, WindowSettings
-from streamwatch.events import Event, Message, Origin, decode
-from streamwatch.observe.metrics import Metrics
+from streamwatch.events import Event, decode
 from streamwatch.pipeline.by_model import by_model
-from streamwatch.pipeline.engine import Engine
-from tests.factories import event, origin
+from tests.factories import engine_fed, event, origin
 
 
 def decoded(*raws: bytes) -> list[Event]:
@@ -46,21 +41,9 @@ def test_a_prediction_that_came_with_its_label_is_a_prediction_and_a_label() -> 
     assert group.positions == [0]  # one event in the batch, counted once
 
 
-def engine() -> Engine:
-    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0.0), sinks={})
-    return Engine(settings, [], Metrics(CollectorRegistry()))
-
-
-def feed(e: Engine, lines: list[bytes]) -> None:
-    for k in range(0, len(lines), 500):
-        e.process([Message(raw, Origin("t", 0, k + i)) for i, raw in enumerate(lines[k : k + 500])])
-    e.finish()
-
-
 def test_labels_carried_on_prediction_events_are_joined() -> None:
     lines = [
         event(f"e{i}", timestamp=i * 100, prediction=1, score=0.7, label=1) for i in range(1000)
     ]
-    e = engine()
-    feed(e, lines)
+    e = engine_fed(lines)
     assert e.metrics.total("streamwatch_label_events", outcome="joined") == 1000
