@@ -1,1 +1,2 @@
-"""The loop and what it runs per batch: positions, processing, conclusion, accounting."""
+"""The loop and what it runs per batch: positions, the processor (one monitor per
+model), the conclusion of closed windows, accounting."""

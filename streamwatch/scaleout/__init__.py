@@ -1,1 +1,2 @@
-"""Scaled out: the changelog topic and spread models."""
+"""One instance or many: ownership of partitions, rebalance, the changelog topic, and
+spread models (a part per partition, merged by one owner)."""

@@ -1,1 +1,1 @@
-"""Durable state: the checkpoint store (SQLite)."""
+"""Durable state: the checkpointer (numbered steps, restore) and its SQLite store."""
