@@ -36,6 +36,8 @@ def build_engine(
     outbox: Outbox | None = None,
     changelog: Changelog | None = None,
 ) -> Engine:
+    """The engine of ``settings``, with its pinned reference when ``REFERENCE__PATH`` is
+    set (replay and demo build theirs here too)."""
     reference = None
     if settings.reference.path is not None:
         reference = load_reference(settings.reference.path, settings)
