@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from operator import attrgetter
 
 import msgspec
 
@@ -17,6 +18,7 @@ from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.monitor import ClosedWindow, Processed
 
 log = logging.getLogger("streamwatch.engine")
+_TOPIC = attrgetter("origin.topic")  # in C: no Python call per message
 
 
 class Accounting:
@@ -28,7 +30,7 @@ class Accounting:
 
     def consumed(self, messages: Sequence[Message], fresh: int) -> None:
         """A polled batch, of which ``fresh`` messages were not processed before."""
-        for topic, count in Counter(m.origin.topic for m in messages).items():
+        for topic, count in Counter(map(_TOPIC, messages)).items():
             self.metrics.consumed.labels(topic).inc(count)
         if len(messages) > fresh:
             self.metrics.redelivered.inc(len(messages) - fresh)

@@ -53,14 +53,14 @@ class SpreadModels:
         """Whether ``model_id`` is spread (only ever scaled out: the config says so)."""
         return self.changelog is not None and model_id in self.models
 
-    def partials(self, messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
+    def partials(self, messages: Sequence[Message]) -> tuple[Sequence[Message], Sequence[Message]]:
         """The events apart from the partials (of the spread models owned here)."""
         if not self.models or self.changelog is None:
-            return list(messages), []
+            return messages, ()
         topic = self.settings.state.partials_topic
         partials = [m for m in messages if m.origin.topic == topic]
         if not partials:
-            return list(messages), []
+            return messages, ()
         return [m for m in messages if m.origin.topic != topic], partials
 
     def process(self, model_id: str, positions: list[int], decoded: Decoded) -> list[BadEvent]:
