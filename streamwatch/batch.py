@@ -10,15 +10,23 @@ booleans; otherwise it is a regression output, numeric even when a value is whol
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from streamwatch.events import Event
+from streamwatch.events import Event, EventColumns
+from streamwatch.events.columns import (
+    Raw,
+    RawColumns,
+    columns_of,
+    present,
+    to_objects,
+    value_names,
+    with_values,
+)
 
 if TYPE_CHECKING:
     from streamwatch.config import Settings, Task
@@ -28,14 +36,12 @@ FloatArray = NDArray[np.float64]
 ObjectArray = NDArray[np.object_]
 Index = NDArray[np.intp] | NDArray[np.bool_]
 
-MAX_PROBABILITY_CLASSES = 32
 MAX_SEGMENTS = 16
 MAX_NAME_CHARS = 256
 # Larger magnitudes are input errors, and their squares would overflow the moments.
 MAX_MAGNITUDE = 1e100
 _NUMBERS = frozenset({float, int, type(None)})
 _TEXT = frozenset({str, type(None)})
-_FIELDS = attrgetter("timestamp", "event_id", "latency_ms", "error", "features")
 
 
 @dataclass(slots=True)
@@ -158,51 +164,43 @@ class Schema:
         performance = settings.detectors.performance
         return cls(settings.max_columns, performance.tasks.get(model_id, performance.task))
 
-    def build(self, events: Sequence[Event]) -> Batch:
+    def build(self, events: EventColumns | Sequence[Event]) -> Batch:
         """Turn decoded prediction events of one model into a columnar batch."""
-        n = len(events)
-        if n == 0:
+        if not isinstance(events, EventColumns):
+            events = EventColumns.of_events(events)
+        if events.n == 0:
             return Batch(np.empty(0), Columns(), Columns(), np.empty(0, np.object_))
-        # The per-event fields, column by column, read in C.
-        timestamps, ids, latency, error, rows = zip(*map(_FIELDS, events), strict=True)
-        if set(map(type, timestamps)) <= _NUMBERS:  # epoch milliseconds
-            event_time = np.array(timestamps, dtype=np.float64) / 1000.0
+        if events.features is None:  # too wide for columns: the tracked ones from events
+            rows = [e.features or {} for e in events.events()]
+            names = self.admit(value_names(rows))
+            features = self._columns(self.features, columns_of(rows, names), names)
         else:
-            event_time = np.fromiter((e.epoch_seconds for e in events), np.float64, n)
-        features = self._columns(self.features, rows, self.admit(set().union(*rows)))
+            names = self.admit(with_values(events.features))
+            features = self._columns(self.features, events.features, names)
         if "prediction" not in self.outputs:
             self._prediction_kind(events)
-        outputs = self._columns(self.outputs, [_outputs(e) for e in events], None)
-        event_ids = np.empty(n, dtype=np.object_)
-        event_ids[:] = list(map(str, ids))
-        operational = Columns(
-            {
-                "latency_ms": np.array(latency, dtype=np.float64),  # None: NaN
-                "error": np.array(error, dtype=np.float64),  # True 1, False 0
-            }
-        )
-        return Batch(event_time, features, outputs, event_ids, operational, self._segments(events))
+        outputs = self._columns(self.outputs, events.outputs, with_values(events.outputs))
+        operational = Columns({"latency_ms": events.latency_ms, "error": events.error})
+        segments = self._segments(events.segments)
+        return Batch(events.event_time, features, outputs, events.event_id, operational, segments)
 
-    def _segments(self, events: Sequence[Event]) -> Columns:
-        rows = [e.segments or {} for e in events]
-        names = set().union(*rows)
+    def _segments(self, raw: RawColumns) -> Columns:
+        names = with_values(raw)
         for name in sorted(names - self.segments):
             if len(self.segments) < MAX_SEGMENTS and len(name) <= MAX_NAME_CHARS:
                 self.segments.add(name)
         return Columns(
-            {},
-            {name: _categorical([row.get(name) for row in rows]) for name in names & self.segments},
+            {}, {name: _categorical(to_objects(raw[name])) for name in names & self.segments}
         )
 
-    def _prediction_kind(self, events: Sequence[Event]) -> None:
-        predictions = [e for e in events if e.prediction is not None]
-        if not predictions:
+    def _prediction_kind(self, events: EventColumns) -> None:
+        predictions = events.outputs.get("prediction")
+        if predictions is None:
             return
-        classifier = any(
-            e.score is not None or e.probabilities or type(e.prediction) in (str, bool)
-            for e in predictions
-        )
-        self.outputs["prediction"] = "categorical" if classifier else "numeric"
+        with_prediction = present(predictions)
+        if with_prediction.any():
+            classifier = bool(events.classifier[with_prediction].any())
+            self.outputs["prediction"] = "categorical" if classifier else "numeric"
 
     def admit(self, names: set[str]) -> set[str]:
         """The names of ``names`` that are (or now become) feature columns: new ones in
@@ -217,17 +215,10 @@ class Schema:
         self.ignored += len(names) - len(admitted)
         return admitted
 
-    def _columns(
-        self,
-        kinds: dict[str, Kind],
-        rows: Sequence[Mapping[str, object]],
-        names: set[str] | None,
-    ) -> Columns:
-        if names is None:
-            names = set().union(*rows)
+    def _columns(self, kinds: dict[str, Kind], raw: RawColumns, names: set[str]) -> Columns:
         columns = Columns()
-        ordered = sorted(names)
-        for name, values in zip(ordered, _transpose(rows, ordered), strict=True):
+        for name in sorted(names):
+            values = raw[name]
             kind = kinds.get(name) or _infer_kind(values)
             if kind is None:
                 continue  # no value yet: the column's kind is still unknown
@@ -236,44 +227,19 @@ class Schema:
                 numbers = columns.numeric[name] = _numeric(values)
                 missing = np.isnan(numbers)
             else:
-                labels = columns.categorical[name] = _categorical(values)
+                labels = columns.categorical[name] = _categorical(to_objects(values))
                 missing = labels == None  # noqa: E711
-            # Cheap check first (both counts run in C): more missing than absent values
-            # means some were there but of the wrong type.
-            if int(missing.sum()) > values.count(None):
-                present = np.fromiter((v is not None for v in values), np.bool_, len(values))
-                columns.wrong_type[name] = present & missing
+            # Cheap check first: more missing than absent values means some were there
+            # but of the wrong type.
+            had = present(values)
+            if int(missing.sum()) > len(values) - int(had.sum()):
+                columns.wrong_type[name] = had & missing
         return columns
 
 
-def _transpose(rows: Sequence[Mapping[str, object]], names: list[str]) -> list[Sequence[object]]:
-    """The rows' values, column by column (None where a row lacks the name). Rows that
-    all carry every name, the usual case, are read in C by one ``itemgetter`` each."""
-    if len(names) > 1 and rows:
-        try:
-            return list(zip(*map(itemgetter(*names), rows), strict=True))
-        except KeyError:
-            pass  # some row lacks a name: look each value up
-    return [[row.get(name) for row in rows] for name in names]
-
-
-def _outputs(event: Event) -> dict[str, object]:
-    out: dict[str, object] = {}
-    if event.score is not None:
-        out["score"] = event.score
-    if event.prediction is not None:
-        # A boolean class is 1 or 0, as its label will be (detectors.performance).
-        prediction = event.prediction
-        out["prediction"] = int(prediction) if type(prediction) is bool else prediction
-    if event.probabilities:
-        for i, (cls, p) in enumerate(event.probabilities.items()):
-            if i == MAX_PROBABILITY_CLASSES:
-                break
-            out[f"probability[{cls}]"] = p
-    return out
-
-
-def _infer_kind(values: Sequence[object]) -> Kind | None:
+def _infer_kind(values: Raw) -> Kind | None:
+    if values.dtype == np.float64:
+        return "numeric" if present(values).any() else None
     for v in values:
         if v is None:
             continue
@@ -282,20 +248,25 @@ def _infer_kind(values: Sequence[object]) -> Kind | None:
     return None
 
 
-def _numeric(values: Sequence[object]) -> FloatArray:
-    if set(map(type, values)) <= _NUMBERS:
-        column = np.array(values, dtype=np.float64)  # None becomes NaN
+def _numeric(values: Raw) -> FloatArray:
+    if values.dtype == np.float64:
+        column: FloatArray = values.copy()  # type: ignore[assignment]
+    elif set(map(type, values)) <= _NUMBERS:
+        column = np.array(values.tolist(), dtype=np.float64)  # None becomes NaN
     else:  # a string or bool among numbers counts as missing, however it is batched
         column = np.array([v if type(v) in (float, int) else np.nan for v in values], np.float64)
-    column[~(np.abs(column) < MAX_MAGNITUDE)] = np.nan
+    with np.errstate(invalid="ignore"):
+        column[~(np.abs(column) < MAX_MAGNITUDE)] = np.nan
     return column
 
 
-def _categorical(values: Sequence[object]) -> ObjectArray:
-    column = np.empty(len(values), dtype=np.object_)
+def _categorical(values: ObjectArray) -> ObjectArray:
     # Strings are taken as they are (overlong ones are refused once per category, when
     # the vocabulary admits it); anything else is converted value by value.
-    column[:] = values if set(map(type, values)) <= _TEXT else [_category(v) for v in values]
+    if set(map(type, values)) <= _TEXT:
+        return values
+    column = np.empty(len(values), dtype=np.object_)
+    column[:] = [_category(v) for v in values]
     return column
 
 

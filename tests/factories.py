@@ -14,7 +14,7 @@ from streamwatch.alerting.policy import Alert, Notification, fingerprint
 from streamwatch.batch import Batch, Columns
 from streamwatch.config import Settings, WindowSettings
 from streamwatch.errors import ChangelogError, StateError
-from streamwatch.events import BadEvent, Message, Offsets, Origin
+from streamwatch.events import BadEvent, EventColumns, Message, Offsets, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from streamwatch.scaleout.spread import Partial
@@ -39,6 +39,11 @@ def event(
 
 def origin(offset: int = 0) -> Origin:
     return Origin("test", 0, offset)
+
+
+def origins_of(columns: EventColumns) -> list[Origin]:
+    """Where each good event of decoded columns came from, in their order."""
+    return [columns.polled.origin(i) for i in columns.at.tolist()]
 
 
 def numeric_batch(event_time: np.ndarray, **columns: np.ndarray) -> Batch:

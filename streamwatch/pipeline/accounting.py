@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Sequence
-from operator import attrgetter
 
 import msgspec
 
 from streamwatch.alerting.policy import Notification, isoformat
 from streamwatch.detectors import Severity, registry
-from streamwatch.events import BadEvent, Message
+from streamwatch.events import BadEvent, Polled
 from streamwatch.observe.logs import RateLimited
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.monitor import ClosedWindow, Processed
 
 log = logging.getLogger("streamwatch.engine")
-_TOPIC = attrgetter("origin.topic")  # in C: no Python call per message
 
 
 class Accounting:
@@ -28,12 +25,12 @@ class Accounting:
         # Detectors with a subject per feature or slice: too many series for a gauge.
         self._per_subject = registry.per_subject()
 
-    def consumed(self, messages: Sequence[Message], fresh: int) -> None:
+    def consumed(self, polled: Polled, fresh: int) -> None:
         """A polled batch, of which ``fresh`` messages were not processed before."""
-        for topic, count in Counter(map(_TOPIC, messages)).items():
+        for topic, count in polled.by_topic().items():
             self.metrics.consumed.labels(topic).inc(count)
-        if len(messages) > fresh:
-            self.metrics.redelivered.inc(len(messages) - fresh)
+        if len(polled) > fresh:
+            self.metrics.redelivered.inc(len(polled) - fresh)
 
     def processed(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
         """Count what a model's monitor (or part) processed; its closed windows."""

@@ -30,6 +30,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from streamwatch.events import BadEvent, Decoded
 
 if TYPE_CHECKING:
@@ -52,22 +54,16 @@ class Admission:
 
     def known(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
         """The events of allowed models; the others become ``model_unknown`` in ``bad``."""
-        allowed = self.allowed
-        if allowed is None or all(e.model_id in allowed for e in decoded.events):
+        allowed, columns = self.allowed, decoded.columns
+        unknown = [] if allowed is None else [m not in allowed for m in columns.models]
+        if not any(unknown):
             return decoded
-        kept = []
-        for i, event in enumerate(decoded.events):
-            if event.model_id in allowed:
-                kept.append(i)
-            else:
-                detail = f"model {event.model_id!r} is not in STREAMWATCH_MODELS"
-                bad.append(BadEvent("model_unknown", detail, decoded.raw[i], decoded.origins[i]))
-        return Decoded(
-            [decoded.events[i] for i in kept],
-            [decoded.raw[i] for i in kept],
-            [decoded.origins[i] for i in kept],
-            decoded.bad,
-        )
+        refused = np.array(unknown)[columns.model]
+        for i in np.flatnonzero(refused):
+            model_id = columns.models[columns.model[i]]
+            detail = f"model {model_id!r} is not in STREAMWATCH_MODELS"
+            bad.append(columns.bad(i, "model_unknown", detail))
+        return decoded.take(np.flatnonzero(~refused))
 
     def seen(self, monitor: ModelMonitor) -> None:
         """A batch of the model's events processed: the clock moves with them."""

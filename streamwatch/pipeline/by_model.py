@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from streamwatch.events import Event
+from streamwatch.events import Event, EventColumns
+from streamwatch.events.columns import IntArray
 
 
 @dataclass(slots=True)
 class ModelEvents:
-    predictions: list[Event] = field(default_factory=list)
-    labels: list[Event] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)  # of all its events in the batch
+    predictions: EventColumns
+    labels: list[Event]  # label events and predictions that came with their label
+    positions: IntArray  # of all its events in the batch
 
 
-def by_model(events: Sequence[Event]) -> dict[str, ModelEvents]:
-    """Events grouped by model id, in arrival order within each group."""
-    routed: dict[str, ModelEvents] = {}
-    for position, event in enumerate(events):
-        group = routed.get(event.model_id)
-        if group is None:
-            group = routed[event.model_id] = ModelEvents()
-        if event.is_label:
-            group.labels.append(event)
-        else:
-            group.predictions.append(event)
-            if event.label is not None:  # a prediction that came with its label
-                group.labels.append(event)
-        group.positions.append(position)
+def by_model(events: EventColumns) -> dict[str, ModelEvents]:
+    """Events grouped by model id (in the order models first appear), in arrival order
+    within each group. Labels become event objects (the join keeps them one by one)."""
+    routed = {}
+    for model_id, rows in events.rows_by_model().items():
+        predictions = rows[~events.is_label[rows]]
+        labelled = rows[events.labelled[rows]]
+        routed[model_id] = ModelEvents(
+            events if len(predictions) == events.n else events.take(predictions),
+            events.take(labelled).events() if len(labelled) else [],
+            rows,
+        )
     return routed

@@ -20,7 +20,7 @@ from streamwatch.alerting.dispatcher import STOP_WAIT, Dispatcher
 from streamwatch.alerting.outbox import Outbox
 from streamwatch.alerting.routing import Router
 from streamwatch.config import Settings
-from streamwatch.events import Message
+from streamwatch.events import Message, Polled
 from streamwatch.observe.health import Health
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.accounting import Accounting
@@ -153,11 +153,14 @@ class Engine:
             self._save(source, store)
         return produced
 
-    def process(self, messages: Sequence[Message], source: Source | None = None) -> Produced:
+    def process(
+        self, messages: Polled | Sequence[Message], source: Source | None = None
+    ) -> Produced:
         """One batch: what was not processed before, processed; its bad messages
         counted and dead-lettered; its closed windows concluded."""
-        fresh = self.positions.unseen(messages)
-        self.accounting.consumed(messages, len(fresh))
+        polled = messages if isinstance(messages, Polled) else Polled.of(messages)
+        fresh = self.positions.unseen(polled)
+        self.accounting.consumed(polled, len(fresh))
         bad, closed = self.processor.process(fresh)
         if bad:
             self.accounting.rejected(bad)

@@ -16,7 +16,6 @@ powerful). Held events keep only the feature names the model can track
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,7 @@ from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, registry
 from streamwatch.detectors.base import Confusion, PairDetector
 from streamwatch.detectors.entry import Context, Registry
-from streamwatch.events import Event
+from streamwatch.events import Event, EventColumns
 from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
 from streamwatch.pipeline.reference import Pinned, ReferencePool
 from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
@@ -107,21 +106,24 @@ class ModelMonitor:
             self.binning.fit(pinned.batch)
             self.reference.pin(*self._pinned_states(pinned.batch))
 
-    def process(self, predictions: Sequence[Event], labels: Sequence[Event] = ()) -> Processed:
+    def process(
+        self, predictions: EventColumns | Sequence[Event], labels: Sequence[Event] = ()
+    ) -> Processed:
         """Window a batch of this model's predictions, join its labels, then evaluate what
         closed and whose labels are due: labels first joined, then judged. Predictions of
         other versions than the champion are only compared with the champion's."""
-        if predictions or labels:
-            newest = max(map(_EPOCH, itertools.chain(predictions, labels)))
-            self.last_event = max(newest, self.last_event)
+        if not isinstance(predictions, EventColumns):
+            predictions = EventColumns.of_events(predictions)
+        newest = [float(predictions.event_time.max(initial=-math.inf)), *map(_EPOCH, labels)]
+        self.last_event = max(*newest, self.last_event)
         predictions = self._champion_only(predictions)
         if self._warming_up:
-            self._hold(predictions, labels)
+            self._hold(predictions.events(), labels)
             sample = self._sample_size()
             return Processed(0, 0, []) if sample is None else self.settle(sample)
         before = self.outcomes.counts
         windowed, late, closed = 0, 0, list[ClosedWindow]()
-        if predictions:
+        if predictions.n:
             windowed, late, closed = self._window(self.schema.build(predictions))
         self.outcomes.label(labels, self._regression)
         closed += self._outcomes(final=False)
@@ -157,7 +159,7 @@ class ModelMonitor:
         """The predictions with only the feature names the model can track: those held
         already, then new ones in sorted order while ``max_columns`` leaves room (as the
         schema admits them); the others are counted as ignored, not kept."""
-        names, held = set().union(*(e.features for e in predictions)), self._names
+        names, held = set().union(*(e.features or {} for e in predictions)), self._names
         new = sorted(names - held)
         room = self.schema.max_columns - len(held)
         for name in new:
@@ -169,9 +171,9 @@ class ModelMonitor:
             return list(predictions)
         return [
             e
-            if e.features.keys() <= held
+            if (e.features or {}).keys() <= held
             else msgspec.structs.replace(
-                e, features={k: v for k, v in e.features.items() if k in held}
+                e, features={k: v for k, v in (e.features or {}).items() if k in held}
             )
             for e in predictions
         ]
@@ -262,27 +264,25 @@ class ModelMonitor:
         self._pending_labels = msgspec.convert(state["pending_labels"], list[Event])
         self._sizes = list(map(len, self._pending))
         self._label_sizes = [len(_encode(e)) for e in self._pending_labels]
-        self._names = set().union(*(e.features for e in held))
+        self._names = set().union(*(e.features or {} for e in held))
         self.windows.restore(state["windows"])
         self.outcomes.restore(state["outcomes"])
         self.shadow.restore(state["shadow"])
         self.champion = state["champion"]
 
-    def _champion_only(self, predictions: Sequence[Event]) -> Sequence[Event]:
+    def _champion_only(self, predictions: EventColumns) -> EventColumns:
         # Only a configured champion splits versions: guessing one would, after a
         # rollout, take the new version for a challenger and stop windowing it.
-        champion = self.champion
-        if champion is None or all(
-            e.model_version is None or str(e.model_version) == champion for e in predictions
-        ):
+        champion, versions = self.champion, predictions.version
+        if champion is None:
             return predictions
-        kept = []
-        for event in predictions:
-            if event.model_version is None or str(event.model_version) == champion:
-                kept.append(event)
-            elif self._pairing:
+        challengers = (versions != None) & (versions != champion)  # noqa: E711 (elementwise)
+        if not challengers.any():
+            return predictions
+        if self._pairing:
+            for event in predictions.take(challengers).events():
                 self._challenger(event)
-        return kept
+        return predictions.take(~challengers)
 
     def _challenger(self, event: Event) -> None:
         prediction = event.prediction  # compared as it is: the task may not be known yet

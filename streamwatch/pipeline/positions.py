@@ -7,9 +7,11 @@ are durable: safe to commit.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 
-from streamwatch.events import Message, Offsets
+import numpy as np
+
+from streamwatch.events import Offsets, Polled
 
 
 class Positions:
@@ -17,21 +19,23 @@ class Positions:
         self.next: Offsets = {}  # (topic, partition) -> the next offset to process
         self.changed: set[int] = set()  # partitions changed since their last checkpoint
 
-    def unseen(self, messages: Sequence[Message]) -> list[Message]:
+    def unseen(self, polled: Polled) -> Polled:
         """The messages not processed before (a restart or rebalance redelivers some);
         the positions move past the batch, and the partitions that moved are changed."""
         positions, before = self.next, dict(self.next)
-        fresh = []
-        for message in messages:
-            origin = message.origin
-            key = (origin.topic, origin.partition)
-            if origin.offset >= before.get(key, -1):
-                fresh.append(message)
-                if origin.offset >= positions.get(key, -1):
-                    positions[key] = origin.offset + 1
+        fresh = np.ones(len(polled), np.bool_)
+        start = 0
+        for topic, partition, end in zip(
+            polled.topics, polled.partitions, polled.ends.tolist(), strict=True
+        ):
+            key, offsets = (topic, partition), polled.offsets[start:end]
+            new = fresh[start:end] = offsets >= before.get(key, -1)
+            if new.any():
+                positions[key] = max(positions.get(key, -1), int(offsets[new].max()) + 1)
+            start = end
         # Per partition, not per message.
         self.changed.update(p for (t, p), o in positions.items() if o != before.get((t, p)))
-        return fresh
+        return polled if fresh.all() else polled.take(fresh)
 
     def update(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Resume from restored offsets."""

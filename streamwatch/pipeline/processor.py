@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from streamwatch.config import Settings
-from streamwatch.events import BadEvent, Message, decode_batch, gc_paused
+from streamwatch.events import BadEvent, Polled, decode_batch, gc_paused
+from streamwatch.events.reader import Reader
 from streamwatch.pipeline.admission import Admission
 from streamwatch.pipeline.by_model import by_model
 from streamwatch.pipeline.conclusion import Conclusion
@@ -34,6 +35,7 @@ class Processor:
         self.settings = settings
         self.reference = reference
         self.models: dict[str, ModelMonitor] = {}
+        self.reader = Reader()  # Arrow's, with the shape of the events so far
         self.admission = Admission(settings)  # the allow-list; idle models let go
         self.ownership: Ownership = (
             Alone()
@@ -47,7 +49,7 @@ class Processor:
             settings, reference, changelog, self.ownership, positions, self.accounting
         )
 
-    def process(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
+    def process(self, messages: Polled) -> tuple[list[BadEvent], list[ClosedWindow]]:
         """The bad messages of a batch, and the windows it closed."""
         events, partials = self.spread.partials(messages)
         with gc_paused():
@@ -67,24 +69,22 @@ class Processor:
         """No input: the spread models' windows whose missing partitions timed out."""
         return self.spread.aggregated()
 
-    def _window(self, messages: Sequence[Message]) -> tuple[list[BadEvent], list[ClosedWindow]]:
+    def _window(self, messages: Polled) -> tuple[list[BadEvent], list[ClosedWindow]]:
         latest = time.time() + self.settings.window.max_future
-        decoded = decode_batch(messages, self.settings.max_message_bytes, latest)
+        decoded = decode_batch(messages, self.settings.max_message_bytes, latest, self.reader)
         bad = list(decoded.bad)
         decoded = self.admission.known(decoded, bad)
         decoded = self.ownership.admit(decoded, bad)
         closed: list[ClosedWindow] = []
-        for model_id, events in by_model(decoded.events).items():
+        columns = decoded.columns
+        for model_id, events in by_model(columns).items():
             if self.spread.spreads(model_id):
-                bad += self.spread.process(model_id, events.positions, decoded)
+                bad += self.spread.process(model_id, columns.take(events.positions))
                 continue
             monitor = self._monitor(model_id)
             if monitor is None:
                 detail = f"more than {self.settings.max_models} models"
-                bad += [
-                    BadEvent("model_limit", detail, decoded.raw[i], decoded.origins[i])
-                    for i in events.positions
-                ]
+                bad += [columns.bad(i, "model_limit", detail) for i in events.positions]
                 continue
             processed = monitor.process(events.predictions, events.labels)
             closed += self.accounting.processed(model_id, processed)

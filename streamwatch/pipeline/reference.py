@@ -27,6 +27,7 @@ from streamwatch.batch import Batch, FloatArray, Schema
 from streamwatch.config import ReferenceSettings, Settings
 from streamwatch.errors import ConfigError
 from streamwatch.events import decode_batch
+from streamwatch.events.reader import Reader
 from streamwatch.pipeline.by_model import by_model
 from streamwatch.sources.replay import ReplaySource
 from streamwatch.windows import WindowBounds
@@ -47,12 +48,12 @@ def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
     source = ReplaySource([path])
     schemas: dict[str, Schema] = {}
     parts: dict[str, list[Batch]] = {}
-    bad = 0
+    bad, reader = 0, Reader()
     while (messages := source.poll(10_000)) is not None:
-        decoded = decode_batch(messages, settings.max_message_bytes)
+        decoded = decode_batch(messages, settings.max_message_bytes, reader=reader)
         bad += len(decoded.bad)
-        for model_id, events in by_model(decoded.events).items():
-            if events.predictions:
+        for model_id, events in by_model(decoded.columns).items():
+            if events.predictions.n:
                 schema = schemas.setdefault(model_id, Schema.of(model_id, settings))
                 parts.setdefault(model_id, []).append(schema.build(events.predictions))
     if bad:

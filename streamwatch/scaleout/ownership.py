@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Protocol
 
+import numpy as np
+
 from streamwatch.events import BadEvent, Decoded
 
 
@@ -65,30 +67,25 @@ class Partitioned:
         self.limit = limit
 
     def admit(self, decoded: Decoded, bad: list[BadEvent]) -> Decoded:
-        homes, kept, limit = self.homes, [], self.limit
-        for i, (event, origin) in enumerate(zip(decoded.events, decoded.origins, strict=True)):
-            if event.model_id in self.spread:
-                kept.append(i)
+        columns, homes = decoded.columns, self.homes
+        partition = columns.polled.partition_of()[columns.at]
+        away = np.zeros(columns.n, np.bool_)
+        for model_id, rows in columns.rows_by_model().items():
+            if model_id in self.spread:
                 continue
-            home = homes.get(event.model_id)
-            if home is None and len(homes) < limit:  # past it: a model_limit dead letter
-                home = homes[event.model_id] = origin.partition
-            if home is None or home == origin.partition:
-                kept.append(i)
-            else:
-                detail = (
-                    f"model {event.model_id!r} is kept with partition {home}: key its events by "
-                    "model id, so that they all come through one partition"
-                )
-                bad.append(BadEvent("model_spread", detail, decoded.raw[i], origin))
-        if len(kept) == len(decoded.events):
-            return decoded
-        return Decoded(
-            [decoded.events[i] for i in kept],
-            [decoded.raw[i] for i in kept],
-            [decoded.origins[i] for i in kept],
-            decoded.bad,
-        )
+            home = homes.get(model_id)
+            if home is None and len(homes) < self.limit:  # past it: a model_limit dead letter
+                home = homes[model_id] = int(partition[rows[0]])
+            if home is None:
+                continue
+            elsewhere = rows[partition[rows] != home]
+            away[elsewhere] = True
+            detail = (
+                f"model {model_id!r} is kept with partition {home}: key its events by "
+                "model id, so that they all come through one partition"
+            )
+            bad += [columns.bad(i, "model_spread", detail) for i in elsewhere]
+        return decoded.take(np.flatnonzero(~away)) if away.any() else decoded
 
     def due(self, changed: Collection[int], partitions: Collection[int] | None) -> list[int]:
         return sorted(changed if partitions is None else set(changed) & set(partitions))

@@ -21,14 +21,14 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from streamwatch.detectors import DetectorSet, Finding, Severity
 from streamwatch.errors import StateError
-from streamwatch.events import Event
+from streamwatch.events import Event, EventColumns
 from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor, Processed
 from streamwatch.state.store import FORMAT, ZLIB_LEVEL
 from streamwatch.windows import LATE, TimeWindows, WindowBounds
@@ -78,7 +78,7 @@ class Part:
         self.closed: list[tuple[int, int, bytes]] = []  # not yet published
         self.published = -math.inf  # the watermark last published
 
-    def process(self, predictions: list[Event]) -> Processed:
+    def process(self, predictions: EventColumns | Sequence[Event]) -> Processed:
         """Window predictions: how many were windowed and how many were late (the
         windows that closed are kept to be published, not evaluated here)."""
         batch = self.judge.schema.build(predictions)

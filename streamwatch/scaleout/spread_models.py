@@ -8,9 +8,11 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from streamwatch.config import Settings
 from streamwatch.errors import ConfigError, StateError
-from streamwatch.events import BadEvent, Decoded, Event, Message
+from streamwatch.events import BadEvent, EventColumns, Message, Polled
 from streamwatch.pipeline.accounting import Accounting
 from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor
 from streamwatch.pipeline.positions import Positions
@@ -53,31 +55,25 @@ class SpreadModels:
         """Whether ``model_id`` is spread (only ever scaled out: the config says so)."""
         return self.changelog is not None and model_id in self.models
 
-    def partials(self, messages: Sequence[Message]) -> tuple[Sequence[Message], Sequence[Message]]:
+    def partials(self, polled: Polled) -> tuple[Polled, list[Message]]:
         """The events apart from the partials (of the spread models owned here)."""
-        if not self.models or self.changelog is None:
-            return messages, ()
         topic = self.settings.state.partials_topic
-        partials = [m for m in messages if m.origin.topic == topic]
-        if not partials:
-            return messages, ()
-        return [m for m in messages if m.origin.topic != topic], partials
+        if not self.models or self.changelog is None or topic not in polled.topics:
+            return polled, []
+        of_topic = np.array([t == topic for t in polled.topics])[polled.run_of()]
+        return polled.take(~of_topic), polled.take(of_topic).messages()
 
-    def process(self, model_id: str, positions: list[int], decoded: Decoded) -> list[BadEvent]:
+    def process(self, model_id: str, events: EventColumns) -> list[BadEvent]:
         """A spread model's predictions into the part of the partition each came
         through; its labels are bad: their outcomes would need merging too."""
-        bad, by_partition = [], dict[int, list[Event]]()
-        for i in positions:
-            event, origin = decoded.events[i], decoded.origins[i]
-            if event.is_label:
-                detail = f"labels of spread model {model_id!r} are not evaluated"
-                bad.append(BadEvent("spread_label", detail, decoded.raw[i], origin))
-            else:
-                by_partition.setdefault(origin.partition, []).append(event)
-        for partition, predictions in by_partition.items():
-            self.accounting.processed(
-                model_id, self._part(model_id, partition).process(predictions)
-            )
+        partition = events.polled.partition_of()[events.at]
+        detail = f"labels of spread model {model_id!r} are not evaluated"
+        bad = [events.bad(i, "spread_label", detail) for i in np.flatnonzero(events.is_label)]
+        predictions = ~events.is_label
+        for p in np.unique(partition[predictions]).tolist():
+            part = self._part(model_id, p)
+            processed = part.process(events.take(predictions & (partition == p)))
+            self.accounting.processed(model_id, processed)
         return bad
 
     def receive(self, partials: Sequence[Message]) -> list[BadEvent]:

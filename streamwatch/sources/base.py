@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streamwatch.events import BadEvent, Message, Offsets
+from streamwatch.events import BadEvent, Message, Offsets, Polled
 from streamwatch.observe.logs import RateLimited
 
 log = logging.getLogger("streamwatch.kafka")
@@ -38,7 +38,7 @@ class Hooks:
 
 
 class Source(Protocol):
-    def poll(self, max_records: int) -> list[Message] | None:
+    def poll(self, max_records: int) -> Polled | Sequence[Message] | None:
         """Up to ``max_records`` messages; an empty list if none yet; ``None`` at the end."""
         ...
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from operator import methodcaller
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streamwatch.config import KafkaSettings
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import BadEvent, Polled
 from streamwatch.observe.logs import RateLimited
 from streamwatch.observe.metrics import Metrics
-from streamwatch.sources.base import Hooks, Message, Offsets, Outage
+from streamwatch.sources.base import Hooks, Offsets, Outage
 from streamwatch.sources.dead_letters import (
     HEADER_ROOM,
     Delivery,
@@ -64,6 +65,15 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
     if settings.ssl_cafile is not None:
         config["ssl.ca.location"] = str(settings.ssl_cafile)
     return config
+
+
+# Read in C, message by message.
+_ERROR, _VALUE = methodcaller("error"), methodcaller("value")
+_TOPIC, _PARTITION, _OFFSET = (
+    methodcaller("topic"),
+    methodcaller("partition"),
+    methodcaller("offset"),
+)
 
 
 class ConfluentSource:
@@ -123,21 +133,21 @@ class ConfluentSource:
         """Partitions are assigned."""
         return bool(self.consumer.assignment())
 
-    def poll(self, max_records: int) -> list[Message]:
+    def poll(self, max_records: int) -> Polled:
         records = self.consumer.consume(max_records, POLL_TIMEOUT_MS / 1000)
-        messages: list[Message] = []
-        last: dict[tuple[str, int], int] = {}
-        for record in records:
-            error = record.error()
-            topic, partition, offset = record.topic(), record.partition(), record.offset()
-            if error is not None or topic is None or partition is None or offset is None:
-                if error is not None:  # a consumer event, not a message
+        errors = list(map(_ERROR, records))
+        if errors.count(None) != len(errors):  # consumer events among the messages
+            for error in errors:
+                if error is not None:
                     _log_error(error)
-                continue
-            messages.append(Message(record.value() or b"", Origin(topic, partition, offset)))
-            last[(topic, partition)] = offset
-        self._measure_lag(last)
-        return messages
+            records = [r for r, e in zip(records, errors, strict=True) if e is None]
+        topics, partitions = list(map(_TOPIC, records)), list(map(_PARTITION, records))
+        offsets = list(map(_OFFSET, records))
+        polled = Polled.of_columns(list(map(_VALUE, records)), topics, partitions, offsets)
+        ends = polled.ends.tolist()
+        runs = zip(polled.topics, polled.partitions, ends, strict=True)
+        self._measure_lag({(t, p): int(polled.offsets[end - 1]) for t, p, end in runs})
+        return polled
 
     def _measure_lag(self, last: dict[tuple[str, int], int]) -> None:
         """Per assigned partition: its end (as of the last fetch) less the next offset

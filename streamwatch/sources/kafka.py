@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from kafka import (
@@ -29,9 +30,9 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 
 from streamwatch.config import KafkaSettings
 from streamwatch.errors import SourceError
-from streamwatch.events import BadEvent, Origin
+from streamwatch.events import BadEvent, Polled
 from streamwatch.observe.metrics import Metrics
-from streamwatch.sources.base import Hooks, Message, Offsets, Outage
+from streamwatch.sources.base import Hooks, Offsets, Outage
 from streamwatch.sources.dead_letters import (
     HEADER_ROOM,
     Delivery,
@@ -81,6 +82,14 @@ def assignors(
     if partitioned and len(settings.topics) == 1:
         return (CooperativeStickyAssignor,)
     return (RangePartitionAssignor,)
+
+
+_VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")  # read in C, record by record
+
+
+def _values(records: Sequence[Any]) -> list[bytes]:
+    values = list(map(_VALUE, records))
+    return [v or b"" for v in values] if None in values else values  # a tombstone: empty
 
 
 class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
@@ -213,7 +222,7 @@ class KafkaSource:
         the cluster is gone it logs its connection errors, as JSON lines like ours.)"""
         return bool(self.consumer.assignment())
 
-    def poll(self, max_records: int) -> list[Message]:
+    def poll(self, max_records: int) -> Polled:
         try:
             batches = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
         except KafkaError as exc:
@@ -228,11 +237,10 @@ class KafkaSource:
         if self.failure is not None:
             raise self.failure
         self._measure_lag(batches)
-        return [
-            Message(record.value or b"", Origin(tp.topic, tp.partition, record.offset))
+        return Polled.of_runs(
+            (tp.topic, tp.partition, _values(records), list(map(_OFFSET, records)))
             for tp, records in batches.items()
-            for record in records
-        ]
+        )
 
     def _measure_lag(self, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Per assigned partition: its end (as of the last fetch) less the next offset

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from collections.abc import Generator, Sequence
+from operator import methodcaller
 from pathlib import Path
 from typing import IO
 
 from streamwatch.errors import SourceError
-from streamwatch.events import BadEvent, Origin
-from streamwatch.sources.base import Message, Offsets
+from streamwatch.events import BadEvent, Polled
+from streamwatch.sources.base import Offsets
+
+_STRIP = methodcaller("rstrip", b"\r\n")
 
 
 def open_lines(path: Path) -> IO[bytes]:
@@ -27,29 +31,41 @@ class ReplaySource:
             raise SourceError(f"no such file: {', '.join(missing)}")
         self.paths = list(paths)
         self._messages = self._read()
+        next(self._messages)
         self.done = False
 
-    def _read(self) -> Generator[Message]:
+    def _read(self) -> Generator[tuple[str, int, list[bytes], list[int]], int]:
+        """Runs of lines (file, 0, lines, line numbers), blank lines left out; sent how
+        many lines the next run may hold at most."""
+        most = yield ("", 0, [], [])
         for path in self.paths:
             with open_lines(path) as lines:
-                for number, raw in enumerate(lines, start=1):
-                    if raw.strip():
-                        yield Message(raw.rstrip(b"\r\n"), Origin(str(path), 0, number))
+                number = 0
+                while chunk := list(itertools.islice(lines, most)):
+                    numbers = list(range(number + 1, number + 1 + len(chunk)))
+                    number += len(chunk)
+                    stripped = list(map(_STRIP, chunk))
+                    blank = list(map(bytes.strip, stripped))
+                    if b"" in blank:
+                        numbers = [k for k, b in zip(numbers, blank, strict=True) if b]
+                        stripped = [raw for raw, b in zip(stripped, blank, strict=True) if b]
+                    most = yield (str(path), 0, stripped, numbers)
 
-    def poll(self, max_records: int) -> list[Message] | None:
+    def poll(self, max_records: int) -> Polled | None:
         if self.done:
             return None
-        batch: list[Message] = []
+        runs: list[tuple[str, int, list[bytes], list[int]]] = []
+        count = 0
         try:
-            for message in self._messages:
-                batch.append(message)
-                if len(batch) == max_records:
-                    break
+            while count < max_records:
+                run = self._messages.send(max_records - count)
+                runs.append(run)
+                count += len(run[2])
+        except StopIteration:
+            self.done = True
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise SourceError(f"cannot read {self.paths}: {exc}") from exc
-        if len(batch) < max_records:
-            self.done = True
-        return batch if batch or not self.done else None
+        return Polled.of_runs(runs) if count or not self.done else None
 
     def dead_letter(self, bad: Sequence[BadEvent]) -> None:
         """A replay reports bad lines in its summary; the file itself keeps them."""

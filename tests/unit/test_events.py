@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamwatch.events import BadEvent, Event, Message, decode, decode_batch
-from tests.factories import event, origin
+from tests.factories import event, origin, origins_of
 
 LIMIT = 1_048_576
 
@@ -119,8 +119,8 @@ def test_decode_batch_keeps_order_and_origins() -> None:
         Message(event("b"), origin(2)),
     ]
     decoded = decode_batch(messages, LIMIT)
-    assert [e.event_id for e in decoded.events] == ["a", "b"]
-    assert [o.offset for o in decoded.origins] == [0, 2]
+    assert [e.event_id for e in decoded.columns.events()] == ["a", "b"]
+    assert [o.offset for o in origins_of(decoded.columns)] == [0, 2]
     assert [(b.reason, b.origin.offset) for b in decoded.bad] == [("invalid_json", 1)]
 
 

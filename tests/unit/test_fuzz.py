@@ -167,12 +167,12 @@ WRONG_TYPES = {
     "model_id": [b"null", b"7", b"false", b'["a"]', b"{}"],
     "timestamp": [b"null", b"true", b"[1700000000000]", b"{}"],
     "model_version": [b"1.5", b"true", b"[1]", b"{}"],
-    "features": [b"null", b"[]", b'"x=1"', b"42", b'{"x":[1,2]}', b'{"x":{"y":1}}'],
+    "features": [b"[]", b'"x=1"', b"42", b'{"x":[1,2]}', b'{"x":{"y":1}}'],
     "prediction": [b"[]", b'{"class":1}'],
     "score": [b'"0.5"', b"true", b"[0.5]", b"{}"],
-    "probabilities": [b"[0.5]", b'"a"', b"1", b'{"a":"0.5"}', b'{"a":null}'],
+    "probabilities": [b"[0.5]", b'"a"', b"1", b'{"a":"0.5"}'],
     "label": [b"[1]", b"{}"],
-    "segments": [b"[]", b'"eu"', b'{"region":1.5}', b'{"region":null}', b'{"r":["eu"]}'],
+    "segments": [b"[]", b'"eu"', b'{"region":1.5}', b'{"r":["eu"]}'],
     "latency_ms": [b'"12ms"', b"true", b"[]"],
     "error": [b"1", b'"yes"', b"0.0", b"[]"],
 }
@@ -384,13 +384,14 @@ KINDS: dict[str, st.SearchStrategy[Any]] = {
     "object": st.dictionaries(TEXT, JSON, max_size=3),
 }
 # The JSON kinds each field takes (timestamp text is parsed as RFC 3339: a wrong value,
-# not a wrong type; a number for a float is fine).
+# not a wrong type; a number for a float is fine; null is absent wherever a field may
+# be absent, "features" and the values of the mappings too).
 ACCEPTS = {
     "event_id": {"str", "int"},
     "model_id": {"str"},
     "timestamp": {"int", "float", "str"},
     "model_version": {"str", "int", "null"},
-    "features": {"object"},
+    "features": {"object", "null"},
     "prediction": {"str", "int", "float", "bool", "null"},
     "score": {"int", "float", "null"},
     "probabilities": {"object", "null"},
@@ -402,8 +403,8 @@ ACCEPTS = {
 # The kinds each mapping field takes for its values.
 ACCEPTS_IN = {
     "features": {"null", "bool", "int", "float", "str"},
-    "probabilities": {"int", "float"},
-    "segments": {"bool", "int", "str"},
+    "probabilities": {"int", "float", "null"},
+    "segments": {"bool", "int", "str", "null"},
 }
 
 

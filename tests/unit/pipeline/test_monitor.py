@@ -75,7 +75,7 @@ def test_events_are_held_back_until_the_grid_is_fitted_on_its_sample() -> None:
     processed = monitor.process(events[100:])
     assert processed.windowed == len(events)
     # The sample is the first grid_sample (2,048) events, however they were batched.
-    values = np.array([e.features["x"] for e in events[:2048]], dtype=np.float64)
+    values = np.array([(e.features or {})["x"] for e in events[:2048]], dtype=np.float64)
     np.testing.assert_array_equal(monitor.binning.features.edges["x"], fit_edges(values))
 
 

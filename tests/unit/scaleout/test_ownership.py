@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamwatch.events import BadEvent, Decoded, Message, Origin, decode_batch
 from streamwatch.scaleout.ownership import Alone, Ownership, Partitioned
-from tests.factories import event
+from tests.factories import event, origins_of
 
 
 def decoded(*events: tuple[str, int]) -> Decoded:
@@ -31,7 +31,8 @@ def test_alone_every_event_is_home_and_the_state_is_one_scope() -> None:
 def test_scaled_out_a_model_stays_with_its_first_partition_and_others_are_dead_letters() -> None:
     owned, bad = Partitioned(spread=frozenset({"s"}), limit=10), list[BadEvent]()
     kept = owned.admit(decoded(("a", 0), ("b", 1), ("a", 1), ("s", 0), ("s", 2)), bad)
-    assert [(e.model_id, o.partition) for e, o in zip(kept.events, kept.origins, strict=True)] == [
+    events, origins = kept.columns.events(), origins_of(kept.columns)
+    assert [(e.model_id, o.partition) for e, o in zip(events, origins, strict=True)] == [
         ("a", 0),
         ("b", 1),
         ("s", 0),
@@ -53,5 +54,5 @@ def test_scaled_out_only_changed_partitions_are_due() -> None:
 def test_past_the_model_limit_no_home_is_taken() -> None:
     owned, bad = Partitioned(spread=frozenset(), limit=1), list[BadEvent]()
     kept = owned.admit(decoded(("a", 0), ("b", 1)), bad)
-    assert len(kept.events) == 2  # b is refused later, as model_limit
+    assert kept.columns.n == 2  # b is refused later, as model_limit
     assert owned.homes == {"a": 0}

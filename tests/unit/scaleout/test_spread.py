@@ -200,7 +200,7 @@ def test_a_window_waits_for_every_partition_until_the_timeout_then_says_who_was_
     s = settings(tmp_path, "e", reference)
     judge = ModelMonitor("s", s, load_reference(reference, s)["s"])
     part = Part(judge, 0)
-    part.process(decode_batch(stream()[:400], 10**6).events)
+    part.process(decode_batch(stream()[:400], 10**6).columns)
     records = part.partials("x")
     first_window = START // 60
     assert [r.window[0] for r in records if r.window] == [first_window, first_window + 1]

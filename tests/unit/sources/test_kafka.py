@@ -70,7 +70,7 @@ def test_connection_errors_from_poll_are_waited_out_with_backoff(
     refused = KafkaConnectionError("111 ECONNREFUSED")
     consumer = FakeConsumer([refused, refused, KafkaTimeoutError(), refused, {}])
     kafka = source(monkeypatch, consumer)
-    assert [kafka.poll(10) for _ in range(5)] == [[], [], [], [], []]
+    assert [kafka.poll(10).messages() for _ in range(5)] == [[], [], [], [], []]
     assert kafka.stopping.waited == [0.5, 1.0, 2.0, 4.0]  # type: ignore[attr-defined]
     assert kafka.outage.failures == 4
 

@@ -26,8 +26,10 @@ def test_replay_source_batches_lines_with_their_origin(tmp_path: Path) -> None:
     source = ReplaySource([path])
     first = source.poll(2)
     assert first is not None
-    assert [(raw, o.offset) for raw, o in first] == [(b"a", 1), (b"b", 3)]
-    assert [(raw, o.topic) for raw, o in source.poll(2) or []] == [(b"c", str(path))]
+    assert [(raw, o.offset) for raw, o in first.messages()] == [(b"a", 1), (b"b", 3)]
+    second = source.poll(2)
+    assert second is not None
+    assert [(raw, o.topic) for raw, o in second.messages()] == [(b"c", str(path))]
     assert source.poll(2) is None
 
 
