@@ -72,6 +72,8 @@ class Polled:
         """Messages as a client hands them over, column by column (a value of None, a
         tombstone, is an empty message)."""
         n = len(values)
+        if not n:
+            return cls.of_runs([])
         if None in values:
             values = [v or b"" for v in values]
         part = np.array(partitions, np.intp)
