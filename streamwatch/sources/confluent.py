@@ -141,8 +141,11 @@ class ConfluentSource:
                 if error is not None:
                     _log_error(error)
             records = [r for r, e in zip(records, errors, strict=True) if e is None]
-        topics, partitions = list(map(_TOPIC, records)), list(map(_PARTITION, records))
         offsets = list(map(_OFFSET, records))
+        if None in offsets:  # not messages after all: no place in a partition
+            records = [r for r, o in zip(records, offsets, strict=True) if o is not None]
+            offsets = list(map(_OFFSET, records))
+        topics, partitions = list(map(_TOPIC, records)), list(map(_PARTITION, records))
         polled = Polled.of_columns(list(map(_VALUE, records)), topics, partitions, offsets)
         ends = polled.ends.tolist()
         runs = zip(polled.topics, polled.partitions, ends, strict=True)
