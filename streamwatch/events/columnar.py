@@ -5,8 +5,6 @@ to the exact path (exact.py), which decides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +18,7 @@ from streamwatch.events.columns import (
     IntArray,
     ObjectArray,
     RawColumns,
+    objects,
 )
 from streamwatch.events.polled import Polled
 from streamwatch.events.schema import (
@@ -186,7 +185,7 @@ class _Check:
         if pa.types.is_string(kind):
             return values.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
         if pa.types.is_boolean(kind):
-            return _objects(values.to_pylist())
+            return objects(values.to_pylist())
         self.rows(_valid(values))
         return np.full(self.n, np.nan)
 
@@ -197,7 +196,7 @@ class _Check:
         elif not (pa.types.is_int64(kind) or pa.types.is_boolean(kind)):
             self.rows(_valid(values))
             return np.full(self.n, None, np.object_)
-        return _objects(values.to_pylist())
+        return objects(values.to_pylist())
 
 
 def _valid(values: pa.Array) -> BoolArray:
@@ -216,12 +215,6 @@ def _floats(values: pa.Array) -> FloatArray:
     return cast.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
-def _objects(values: Sequence[object] | np.ndarray) -> ObjectArray:
-    array = np.empty(len(values), dtype=np.object_)
-    array[:] = values
-    return array
-
-
 def _output(values: pa.Array) -> FloatArray | ObjectArray:
     """A prediction column as the exact path gives it: classes as text, integers and
     booleans (1, 0) as integers, numbers as floats."""
@@ -231,7 +224,7 @@ def _output(values: pa.Array) -> FloatArray | ObjectArray:
         return values.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
     if pa.types.is_boolean(values.type):
         values = pc.cast(values, pa.int64())
-    return _objects(values.to_pylist())
+    return objects(values.to_pylist())
 
 
 def _text(values: pa.Array) -> ObjectArray:

@@ -192,9 +192,9 @@ class EventColumns:
             at,
             model,
             list(known),
-            _objects(list(map(str, ids))),
+            objects(list(map(str, ids))),
             event_time,
-            _objects([None if v is None else str(v) for v in versions]),
+            objects([None if v is None else str(v) for v in versions]),
             np.fromiter((e.is_label for e in events), np.bool_, n),
             np.fromiter((v is not None for v in labels), np.bool_, n),
             np.fromiter((_classifier(e) for e in events), np.bool_, n),
@@ -282,11 +282,12 @@ def _columns(rows: Sequence[dict[str, Any]], names: set[str]) -> RawColumns:
         if set(map(type, values)) <= _NUMBERS:
             columns[name] = np.array(values, dtype=np.float64)
         else:
-            columns[name] = _objects(values)
+            columns[name] = objects(values)
     return columns
 
 
-def _objects(values: Iterable[object]) -> ObjectArray:
+def objects(values: Iterable[object]) -> ObjectArray:
+    """Values as a column of objects (each kept as it is: no numpy conversion)."""
     values = list(values)
     array = np.empty(len(values), dtype=np.object_)
     array[:] = values
