@@ -136,6 +136,17 @@ class ServerSettings(Section):
     grace_period: Duration = Field(25.0, gt=0, description="SIGTERM to exit, at most")
 
 
+class MetricsSettings(Section):
+    """What /metrics shows of the detectors (observe/metrics.py)."""
+
+    max_subjects: int = Field(
+        20,
+        ge=0,
+        description="per model and detector, the subjects (features, slices, ...) whose "
+        "statistic is exported as a gauge, the most breached first",
+    )
+
+
 class StateSettings(Section):
     """Checkpoints of the engine and the source offsets they cover (state/)."""
 

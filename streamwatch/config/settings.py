@@ -23,6 +23,7 @@ from streamwatch.config.runtime import (
     HistorySettings,
     KafkaSettings,
     LabelSettings,
+    MetricsSettings,
     OutboxSettings,
     ReferenceSettings,
     ReportSettings,
@@ -69,6 +70,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     outbox: OutboxSettings = OutboxSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     state: StateSettings = StateSettings()
     history: HistorySettings = HistorySettings()
     report: ReportSettings = ReportSettings()

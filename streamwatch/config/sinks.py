@@ -10,12 +10,13 @@ Such an entry point loads an object with ``kind`` (a string), ``settings`` (a
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args, get_origin
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from streamwatch import plugins
 from streamwatch.config.base import Duration, Section
@@ -131,6 +132,37 @@ class GithubIssueSinkSettings(SinkSettingsBase):
     close_on_resolve: bool = Field(True, description="close the issue when its alert resolves")
 
 
+def _url_list(value: Any) -> Any:
+    """One URL, or several separated by commas (or a JSON list): an Alertmanager cluster."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        return json.loads(value)
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class AlertmanagerSinkSettings(SinkSettingsBase):
+    """Each alert POSTed to Alertmanager's /api/v2/alerts: firing ones again every
+    resend interval (so that Alertmanager does not resolve them itself), resolved ones
+    with their end."""
+
+    kind: Literal["alertmanager"]
+    url: Annotated[tuple[MaskedUrl, ...], BeforeValidator(_url_list)] = Field(
+        min_length=1,
+        description="base URL, e.g. http://alertmanager:9093; for a cluster, every member's "
+        "URL separated by commas (each is posted to, as Prometheus does)",
+    )
+    user: str | None = Field(None, description="basic auth user (with PASSWORD)")
+    password: SecretStr | None = Field(None, description="basic auth password")
+    token: SecretStr | None = Field(None, description="bearer token (instead of basic auth)")
+    resend_interval: Duration = Field(
+        60.0,
+        gt=0,
+        description="firing alerts are posted again this often, so that Alertmanager "
+        "(resolve_timeout) does not resolve them while a window is open",
+    )
+
+
 class KafkaSinkSettings(SinkSettingsBase):
     """Each alert as JSON on a topic, keyed by fingerprint, with the source's security."""
 
@@ -149,7 +181,8 @@ SinkSettings = Annotated[
     | RetrainSinkSettings
     | JiraSinkSettings
     | GithubIssueSinkSettings
-    | KafkaSinkSettings,
+    | KafkaSinkSettings
+    | AlertmanagerSinkSettings,
     Field(discriminator="kind"),
 ]
 
