@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint unit integration bench format clean chromium report-screenshot docs
+.PHONY: demo test lint unit integration bench format clean chromium prometheus report-screenshot docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check streamwatch tests bench tools
 	$(BIN)/mypy
 
-test: lint chromium
+test: lint chromium prometheus
 	$(BIN)/pytest -q
 
 # The report test renders the demo's report in headless Chromium (Debian's package).
@@ -33,6 +33,10 @@ chromium:
 report-screenshot: $(STAMP) chromium
 	$(BIN)/streamwatch demo > /dev/null
 	$(BIN)/python -m tests.chromium streamwatch-demo/report.html streamwatch-demo/report.png
+
+# promtool's rule tests and the Alertmanager sink's test run Debian's packages.
+prometheus:
+	scripts/ensure-prometheus
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
