@@ -32,9 +32,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 @contextmanager
 def kafka() -> Iterator[str]:
-    """The bootstrap address of STREAMWATCH_TEST_BOOTSTRAP, or of a broker started here
+    """The bootstrap address of SW_TEST_BOOTSTRAP, or of a broker started here
     (and removed, data and all, at the end)."""
-    existing = os.environ.get("STREAMWATCH_TEST_BOOTSTRAP")
+    existing = os.environ.get("SW_TEST_BOOTSTRAP")
     if existing:
         yield existing
         return

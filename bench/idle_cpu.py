@@ -1,6 +1,6 @@
 """Idle cost: the CPU ``streamwatch run`` uses with no traffic. Target: under 1% of a core.
 
-Starts a broker (or uses STREAMWATCH_TEST_BOOTSTRAP), an empty topic and the daemon with
+Starts a broker (or uses SW_TEST_BOOTSTRAP), an empty topic and the daemon with
 default settings (plus the broker, the topic, a state file in a temporary directory and
 a free health port), waits for /readyz, lets it settle, then reads the process's user
 and system CPU time from /proc over a minute without a single event, in slices of ten

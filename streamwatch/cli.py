@@ -10,32 +10,30 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from streamwatch import daemon, demo
 from streamwatch.alerting.outbox import STATUSES, Outbox, outbox_path
-from streamwatch.alerting.policy import sample_notification
+from streamwatch.alerting.policy import Alert, sample_notification
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.errors import ConfigError, SourceError, StateError
 from streamwatch.observe import logs, status
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.conclusion import Produced
+from streamwatch.severity import Severity
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
 from streamwatch.sources import ReplaySource, Source
 from streamwatch.state.store import StateStore
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("streamwatch")
 
 EXIT_CONFIG = 2
+EXIT_FIRED = 1  # replay --fail-on: an alert at or above the level fired
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except SourceError as exc:
         print(f"streamwatch: {exc}", file=sys.stderr)
-        return 1
+        # A replay's 1 says that alerts fired (--fail-on): one that could not run is a 2.
+        return EXIT_CONFIG if args.command is _replay else 1
+    except Exception:
+        if args.command is not _replay:
+            raise
+        log.exception("the replay failed")  # a bug: never read as "alerts fired"
+        return EXIT_CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = command("replay", _replay, "run the pipeline over JSONL event files, then summarise")
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".jsonl or .jsonl.gz")
+    replay.add_argument(
+        "--fail-on",
+        choices=(Severity.WARNING.value, Severity.CRITICAL.value),
+        help="exit 1 if an alert of this severity or worse fired (0 if none did; "
+        "2 if the replay could not run: the configuration, a file)",
+    )
     config_options(replay)
 
     run_demo = command("demo", _demo, "replay a synthetic stream with known drift")
@@ -190,7 +200,7 @@ def _test_alert(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"no sink named {', '.join(unknown)}; configured: {sorted(settings.sinks)}"
         )
-    notification = sample_notification(time.time())
+    notification = sample_notification(time.time(), settings.alerts.labels)
     failed = 0
     for routed in build_sinks(settings):
         name, kind = routed.sink.name, routed.settings.kind
@@ -215,9 +225,35 @@ def _replay(args: argparse.Namespace) -> int:
     source = ReplaySource(args.files)
     metrics = Metrics(CollectorRegistry())
     started = time.perf_counter()
-    _run(settings, source, build_sinks(settings), metrics)
+    outcomes = _run(settings, source, build_sinks(settings), metrics)
     print(_summary(metrics, time.perf_counter() - started))
-    return 0
+    if args.fail_on is None:
+        return 0
+    fired = _fired_at_least(outcomes, Severity(args.fail_on))
+    if not fired:
+        print(f"no alert of {args.fail_on} or worse fired")
+        return 0
+    print(
+        f"fired at {args.fail_on} or worse (--fail-on): {len(fired)} alert" + "s" * (len(fired) > 1)
+    )
+    for a in fired:
+        model, detector, subject = (a.labels[k] for k in ("model", "detector", "subject"))
+        print(f"  {a.severity.value:<9}{model:<16}{detector:<20}{subject}")
+    return EXIT_FIRED
+
+
+def _fired_at_least(outcomes: Iterable[Produced], level: Severity) -> list[Alert]:
+    """Each alert that fired at ``level`` or worse, once (at its worst), in order."""
+    worst: dict[str, Alert] = {}
+    for outcome in outcomes:
+        for notification in outcome.notifications:
+            for a in notification.alerts:
+                known = worst.get(a.fingerprint)
+                if a.status == "firing" and (
+                    known is None or a.severity.rank > known.severity.rank
+                ):
+                    worst[a.fingerprint] = a
+    return [a for a in worst.values() if a.severity.rank >= level.rank]
 
 
 def _run_daemon(args: argparse.Namespace) -> int:

@@ -14,9 +14,9 @@ settings.register_profile("default", deadline=None, suppress_health_check=[Healt
 settings.load_profile("default")
 
 # Tests build their own Settings; stray STREAMWATCH_ variables must not leak in. The
-# test tooling's own (an existing broker, the broker jar cache) stay.
-TOOLING = {"STREAMWATCH_TEST_BOOTSTRAP", "STREAMWATCH_KAFKA_CACHE"}
-for name in [n for n in os.environ if n.startswith("STREAMWATCH_") and n not in TOOLING]:
+# test tooling's own (an existing broker, the broker jar cache) are SW_ ones: every
+# STREAMWATCH_ variable is a setting, and an unknown one is an error.
+for name in [n for n in os.environ if n.upper().startswith("STREAMWATCH_")]:
     del os.environ[name]
 
 

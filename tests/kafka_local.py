@@ -2,7 +2,7 @@
 
 Used by the integration tests' session fixture and by ``scripts/kafka-local`` for
 development. The jars are fetched once with ``mvn dependency:copy-dependencies`` into
-a cache (``$STREAMWATCH_KAFKA_CACHE``, default ``~/.cache/streamwatch/kafka``).
+a cache (``$SW_KAFKA_CACHE``, default ``~/.cache/streamwatch/kafka``).
 
     python -m tests.kafka_local         # start, print the bootstrap address, run until ^C
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 KAFKA_VERSION = "4.1.1"
 POM = Path(__file__).resolve().parents[1] / "scripts" / "kafka" / "pom.xml"
-CACHE = Path(os.environ.get("STREAMWATCH_KAFKA_CACHE", "~/.cache/streamwatch/kafka")).expanduser()
+CACHE = Path(os.environ.get("SW_KAFKA_CACHE", "~/.cache/streamwatch/kafka")).expanduser()
 
 LOG4J = """\
 status = warn

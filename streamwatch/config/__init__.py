@@ -13,7 +13,8 @@ on a window's events, ``outcome_detectors.py`` those judged on outcomes; ``sinks
 every sink's settings and :data:`SINK_SETTINGS`, the registry of kinds that packages
 extend through the ``streamwatch.sinks`` entry-point group; ``alerts.py`` the alert
 lifecycle; ``settings.py`` the root, :class:`Settings`, with every check that spans
-sections, and :func:`load_settings`.
+sections, and :func:`load_settings`; ``variables.py`` which variables of the environment
+are no setting, and which one holds a value that is not the JSON its setting takes.
 """
 
 from streamwatch.config.alerts import AlertSettings, Hysteresis, Silence
@@ -70,6 +71,7 @@ from streamwatch.config.sinks import (
     SinkSettingsBase,
     WebhookSinkSettings,
     kind_of,
+    webhook_signer,
 )
 
 __all__ = [
@@ -123,6 +125,7 @@ __all__ = [
     "load_settings",
     "masked",
     "parse_duration",
+    "webhook_signer",
 ]
 
 # Last, when every name above is bound: a third-party sink kind's module, loaded here,

@@ -3,10 +3,12 @@ is loaded from the environment, and how its errors name their variables."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -32,6 +34,7 @@ from streamwatch.config.runtime import (
     WindowSettings,
 )
 from streamwatch.config.sinks import LogSinkSettings, add_entry_point_kinds, sink_settings_union
+from streamwatch.config.variables import undecodable, unknown_names
 from streamwatch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -148,25 +151,47 @@ class Settings(BaseSettings):
         return init_settings, env_settings, dotenv_settings, secrets
 
 
+# pydantic's words for an unknown field, as an env file's unknown variable is reported.
+_EXTRA = "Extra inputs are not permitted"
+
+
 def load_settings(
     env_files: Sequence[Path] = (), secrets_dir: Path | None = None, **overrides: Any
 ) -> Settings:
-    """Build the settings; raise :class:`ConfigError` naming the variable that is wrong."""
+    """Build the settings; raise :class:`ConfigError` naming each variable that is wrong,
+    and each ``STREAMWATCH_`` variable of the environment that is no setting (as an env
+    file's are refused)."""
     for path in env_files:
         if not path.is_file():
             raise ConfigError(f"env file {path} does not exist")
     if secrets_dir is not None and not secrets_dir.is_dir():
         raise ConfigError(f"secrets directory {secrets_dir} does not exist")
+    unknown = unknown_names(Settings, os.environ)
     try:
-        return Settings(
-            _env_file=tuple(env_files) or None,
-            _secrets_dir=secrets_dir,
-            **overrides,
+        settings = Settings(
+            _env_file=tuple(env_files) or None, _secrets_dir=secrets_dir, **overrides
         )
     except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from None
+        lines = [f"{env_name(error['loc'])}: {error['msg']}" for error in exc.errors()]
     except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
+        lines = [undecodable(exc, _values(env_files, secrets_dir))]
+    else:
+        if not unknown:
+            return settings
+        lines = []
+    named = {line.partition(": ")[0] for line in lines}  # an env file's unknown ones
+    lines += [f"{name}: {_EXTRA}" for name in unknown if name.upper() not in named]
+    raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _values(env_files: Sequence[Path], secrets_dir: Path | None) -> dict[str, str]:
+    """Every variable the settings were read from, by name: to find one by its value."""
+    found = {name: value or "" for path in env_files for name, value in dotenv_values(path).items()}
+    if secrets_dir is not None:
+        found |= {
+            p.name: p.read_text(errors="replace") for p in secrets_dir.iterdir() if p.is_file()
+        }
+    return found | dict(os.environ)
 
 
 def env_name(loc: Sequence[int | str]) -> str:
@@ -179,11 +204,6 @@ def env_name(loc: Sequence[int | str]) -> str:
     name = NESTED.join(parts).upper()
     # An unknown variable of an env file is reported under its own, prefixed, name.
     return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
-
-
-def _explain(exc: ValidationError) -> str:
-    lines = [f"{env_name(error['loc'])}: {error['msg']}" for error in exc.errors()]
-    return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
 def masked(settings: Settings) -> dict[str, Any]:

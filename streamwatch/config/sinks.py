@@ -5,26 +5,111 @@ those that installed packages add through the ``streamwatch.sinks`` entry-point 
 Such an entry point loads an object with ``kind`` (a string), ``settings`` (a
 :class:`SinkSettingsBase` subclass with ``kind: Literal["<kind>"]``) and ``build``
 (which makes the sink: ``streamwatch.sinks`` reads it); only the first two are read here.
+
+What a sink would refuse when it is built is refused here, when the settings are loaded
+(so ``check-config`` refuses it too): an HTTP endpoint that is not http(s) with a host,
+a signing secret that is not ``whsec_`` and base64 (:func:`webhook_signer`, which the
+sinks sign with), an apprise URL that apprise itself cannot use.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import operator
+import re
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, cast, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from streamwatch import plugins
 from streamwatch.config.base import Duration, Section
 from streamwatch.errors import ConfigError
-from streamwatch.observe.redact import MaskedSecretUrl, MaskedUrl
+from streamwatch.observe.redact import MaskedSecretUrl, MaskedUrl, SecretUrl
 from streamwatch.severity import Severity
 
 ENTRY_POINT_GROUP = "streamwatch.sinks"
+
+# The messages below say what is wrong with a value, never what it is: URLs and secrets
+# hold credentials (and the settings hide their inputs from validation errors).
+_WEB = ("http", "https")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_WHSEC = "whsec_"
+# apprise's own idea of a scheme; what lacks one it would log, in clear, as a file path.
+_APPRISE_SCHEME = re.compile(r"^\s*([a-z0-9]{1,32})://", re.IGNORECASE)
+
+_Url = TypeVar("_Url", str, SecretUrl)
+
+
+def _web(url: _Url) -> _Url:
+    """An http(s) URL with a host: what the HTTP sinks can call."""
+    value = url.get_secret_value() if isinstance(url, SecretUrl) else url
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme.lower() in _WEB and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unbalanced IPv6 bracket, a port that is not a number
+        usable = False
+    if not usable:
+        raise ValueError("not an http:// or https:// URL with a host, e.g. https://example.com")
+    return url
+
+
+WebSecretUrl = Annotated[MaskedSecretUrl, AfterValidator(_web)]
+WebUrl = Annotated[MaskedUrl, AfterValidator(_web)]
+
+
+def webhook_signer(secret: str) -> Webhook:
+    """The Standard Webhooks signer of ``secret``: ``whsec_`` and the key in base64, as
+    the standardwebhooks library reads it. ValueError if it is not one."""
+    key = secret.removeprefix(_WHSEC)
+    if key == secret or not _BASE64.fullmatch(key):
+        raise ValueError("a signing secret is whsec_ followed by its key in base64")
+    try:
+        return Webhook(secret)
+    except (EmptyWebhookSecretError, ValueError):  # binascii.Error is a ValueError
+        raise ValueError("the key after whsec_ is not valid base64 (or is empty)") from None
+
+
+def _signing(secret: SecretStr) -> SecretStr:
+    webhook_signer(secret.get_secret_value())
+    return secret
+
+
+SigningSecret = Annotated[SecretStr, AfterValidator(_signing)]
+
+
+def _apprise_urls(urls: tuple[SecretUrl, ...]) -> tuple[SecretUrl, ...]:
+    """URLs apprise takes, tried with apprise itself as the sink adds them. apprise loads
+    its every plugin (a third of a second) on the first URL: only with an apprise sink."""
+    import apprise
+
+    # apprise logs a URL it cannot use, tokens in clear: not while it is only tried.
+    quiet = logging.getLogger("apprise")
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        with warnings.catch_warnings():
+            # Its email plugin imports imghdr, deprecated since Python 3.11 (as in the sink).
+            warnings.filterwarnings("ignore", "'imghdr' is deprecated", DeprecationWarning)
+            for number, url in enumerate(urls, start=1):
+                scheme = _APPRISE_SCHEME.match(url.get_secret_value())
+                if scheme is None:
+                    raise ValueError(
+                        f"URL {number} does not start with its scheme (slack://, mailto://, ...)"
+                    )
+                asset = apprise.AppriseAsset(secure_logging=True)
+                if not apprise.Apprise(asset=asset).add(url.get_secret_value()):
+                    raise ValueError(
+                        f"apprise cannot use URL {number} ({scheme.group(1).lower()}://...)"
+                    )
+    finally:
+        quiet.disabled = was_disabled
+    return urls
 
 
 def _alerting(severity: Severity) -> Severity:
@@ -72,15 +157,17 @@ class AppriseSinkSettings(SinkSettingsBase):
     """Chat and email through apprise: mailto://, slack://, discord://, tgram://, ..."""
 
     kind: Literal["apprise"]
-    urls: tuple[MaskedSecretUrl, ...] = Field(min_length=1, description="apprise URLs (secrets)")
+    urls: Annotated[tuple[MaskedSecretUrl, ...], AfterValidator(_apprise_urls)] = Field(
+        min_length=1, description="apprise URLs (secrets)"
+    )
 
 
 class WebhookSinkSettings(SinkSettingsBase):
     """Alertmanager's webhook payload, signed the Standard Webhooks way."""
 
     kind: Literal["webhook"]
-    url: MaskedSecretUrl = Field(description="endpoint each notification is POSTed to")
-    secret: SecretStr | None = Field(None, description="whsec_... signing secret")
+    url: WebSecretUrl = Field(description="endpoint each notification is POSTed to")
+    secret: SigningSecret | None = Field(None, description="whsec_... signing secret")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="header -> value, sent with every request (secrets)"
     )
@@ -98,12 +185,12 @@ class RetrainSinkSettings(SinkSettingsBase):
         description="the API called: GitHub workflow_dispatch or repository_dispatch, "
         "an Airflow DAG run (REST API v1), or any JSON endpoint",
     )
-    url: MaskedSecretUrl = Field(description="the dispatch, DAG-run or generic endpoint")
+    url: WebSecretUrl = Field(description="the dispatch, DAG-run or generic endpoint")
     token: SecretStr | None = Field(None, description="bearer token (GitHub) or basic user:pass")
     ref: str = Field("main", description="git ref of a workflow_dispatch")
     event_type: str = Field("streamwatch-retrain", description="repository_dispatch type")
     body: str | None = Field(None, description="generic preset: JSON template with $fields")
-    secret: SecretStr | None = Field(None, description="whsec_... signing secret (generic)")
+    secret: SigningSecret | None = Field(None, description="whsec_... signing secret (generic)")
     cooldown: Duration = Field(86400.0, ge=0, description="one trigger per model per cooldown")
 
 
@@ -111,7 +198,7 @@ class JiraSinkSettings(SinkSettingsBase):
     """One Jira issue per alert (REST API v2); repeats and the resolution comment on it."""
 
     kind: Literal["jira"]
-    url: MaskedUrl = Field(description="base URL, e.g. https://example.atlassian.net")
+    url: WebUrl = Field(description="base URL, e.g. https://example.atlassian.net")
     project: str = Field(description="key of the project issues are created in")
     issue_type: str = Field("Bug", description="issue type of the issues created")
     user: str = Field(description="account email (Cloud) or user name")
@@ -125,7 +212,7 @@ class GithubIssueSinkSettings(SinkSettingsBase):
     kind: Literal["github_issue"]
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
     token: SecretStr = Field(description="token with write access to the issues (to label them)")
-    api_url: MaskedUrl = Field(
+    api_url: WebUrl = Field(
         "https://api.github.com",
         description="REST API root; GitHub Enterprise: https://HOST/api/v3",
     )
@@ -147,7 +234,7 @@ class AlertmanagerSinkSettings(SinkSettingsBase):
     with their end."""
 
     kind: Literal["alertmanager"]
-    url: Annotated[tuple[MaskedUrl, ...], BeforeValidator(_url_list)] = Field(
+    url: Annotated[tuple[WebUrl, ...], BeforeValidator(_url_list)] = Field(
         min_length=1,
         description="base URL, e.g. http://alertmanager:9093; for a cluster, every member's "
         "URL separated by commas (each is posted to, as Prometheus does)",
@@ -161,6 +248,14 @@ class AlertmanagerSinkSettings(SinkSettingsBase):
         description="firing alerts are posted again this often, so that Alertmanager "
         "(resolve_timeout) does not resolve them while a window is open",
     )
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AlertmanagerSinkSettings:
+        if self.token is not None and (self.user is not None or self.password is not None):
+            raise ValueError("a bearer token (TOKEN) or basic auth (USER, PASSWORD), not both")
+        if (self.user is None) != (self.password is None):
+            raise ValueError("basic auth takes both a USER and a PASSWORD")
+        return self
 
 
 class KafkaSinkSettings(SinkSettingsBase):

@@ -105,7 +105,7 @@ class RetrainSink:
         self.settings = settings
         generic = settings.preset == "generic"
         self.template = _template(name, settings.body) if generic else None
-        self.signing = signer(name, settings.secret) if generic else None
+        self.signing = signer(settings.secret) if generic else None
         self.url = settings.url.get_secret_value()
         self.http = Http(name, settings.timeout, _authorization(name, settings))
 

@@ -1,6 +1,7 @@
-"""``kind=webhook``: Alertmanager's webhook payload (version 4), signed the Standard
-Webhooks way (https://www.standardwebhooks.com): ``webhook-id`` is the notification id,
-the same on every retry, so a receiver can drop a duplicate; ``webhook-signature`` is an
+"""``kind=webhook``: Alertmanager's webhook payload (version 4) of a model's alerts, what
+changed and what still fires, signed the Standard Webhooks way
+(https://www.standardwebhooks.com): ``webhook-id`` is the notification id, the same on
+every retry, so a receiver can drop a duplicate; ``webhook-signature`` is an
 HMAC-SHA256 of ``id.timestamp.body`` over the exact bytes sent.
 
 :func:`post_signed_json` is the signed POST on its own, shared with the retrain sink.
@@ -8,32 +9,23 @@ HMAC-SHA256 of ``id.timestamp.body`` over the exact bytes sent.
 
 from __future__ import annotations
 
-import binascii
 import time
 from datetime import UTC, datetime
 
 import msgspec
 from pydantic import SecretStr
-from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+from standardwebhooks.webhooks import Webhook
 
 from streamwatch.alerting.policy import Notification
-from streamwatch.config import WebhookSinkSettings
-from streamwatch.errors import ConfigError
+from streamwatch.config import WebhookSinkSettings, webhook_signer
 from streamwatch.sinks.base import DeliveryResult
 from streamwatch.sinks.http import Http
 
 
-def signer(sink: str, secret: SecretStr | None) -> Webhook | None:
-    """The signer of a ``whsec_...`` secret, or None without one; ConfigError if unusable."""
-    if secret is None:
-        return None
-    try:
-        return Webhook(secret.get_secret_value())
-    except (binascii.Error, EmptyWebhookSecretError, ValueError):
-        # Never echo the secret: say what is wrong with it, not what it is.
-        raise ConfigError(
-            f"sink {sink}: the signing secret is not whsec_ followed by base64"
-        ) from None
+def signer(secret: SecretStr | None) -> Webhook | None:
+    """The signer of a ``whsec_...`` secret, or None without one. The settings refused an
+    unusable secret when they were loaded (config.webhook_signer, which this calls)."""
+    return None if secret is None else webhook_signer(secret.get_secret_value())
 
 
 def signed_headers(
@@ -83,7 +75,7 @@ class WebhookSink:
     def __init__(self, name: str, settings: WebhookSinkSettings) -> None:
         self.name = name
         self.url = settings.url.get_secret_value()
-        self.signing = signer(name, settings.secret)
+        self.signing = signer(settings.secret)
         extra = {key: value.get_secret_value() for key, value in settings.headers.items()}
         self.http = Http(name, settings.timeout, extra)
 

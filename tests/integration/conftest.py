@@ -1,6 +1,6 @@
 """Real servers for integration tests: an Apache Kafka broker for the whole session.
 
-Where ``STREAMWATCH_TEST_BOOTSTRAP`` names a broker, it is used; where a Docker engine
+Where ``SW_TEST_BOOTSTRAP`` names a broker, it is used; where a Docker engine
 answers, testcontainers' Kafka module starts one; otherwise Apache Kafka's own jars,
 fetched from Maven Central, run with the machine's Java (tests/kafka_local.py).
 """
@@ -38,7 +38,7 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """The bootstrap address of a running Kafka broker."""
-    existing = os.environ.get("STREAMWATCH_TEST_BOOTSTRAP")
+    existing = os.environ.get("SW_TEST_BOOTSTRAP")
     if existing:
         yield existing
     elif _docker_answers():

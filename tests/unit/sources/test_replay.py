@@ -60,6 +60,7 @@ def test_replay_with_bad_lines_runs_to_the_end_and_summarises(
     assert "windows closed  10 (4 reference)" in out  # 3000 s in 5-minute windows
 
 
-def test_replay_of_a_missing_file_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", "/nonexistent/stream.jsonl"]) == 1
+def test_replay_of_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # 2: the replay could not run; its 1 says that alerts fired (--fail-on).
+    assert main(["replay", "/nonexistent/stream.jsonl"]) == 2
     assert "no such file" in capsys.readouterr().err
