@@ -4,7 +4,7 @@ that covers its window is written (delivered only once durable), so the target i
 under one ``STATE__CHECKPOINT_INTERVAL`` (10 s by default; ``--set
 state__checkpoint_interval=1s`` to try another) plus 1 s, at 20,000 events/s.
 
-Starts a broker (or uses STREAMWATCH_TEST_BOOTSTRAP), an HTTP receiver on 127.0.0.1
+Starts a broker (or uses SW_TEST_BOOTSTRAP), an HTTP receiver on 127.0.0.1
 that notes the arrival time of every POST, and ``streamwatch run`` (the entry point)
 with a webhook sink to it, event-time windows of a few seconds with no allowed
 lateness, and a repeat interval of 1 ms, so that every window that still drifts is
@@ -81,9 +81,8 @@ class Arrivals:
         with self.lock:
             posts = list(self.posts)
         for arrived, body in posts:
-            for alert in msgspec.json.decode(body)["alerts"]:
-                end = epoch_ms(alert["window"]["end"])
-                first[end] = min(first.get(end, math.inf), arrived)
+            end = epoch_ms(msgspec.json.decode(body)["window"]["end"])
+            first[end] = min(first.get(end, math.inf), arrived)
         return first
 
 

@@ -8,6 +8,9 @@ recovery) and at least the receiver's ``Retry-After``, until the row is older th
 a failure that cannot succeed, the row is dead and counted. Rows left pending by a
 shutdown or a crash are sent after restart. While the daemon drains at shutdown, a sink
 that is failing gets no new attempts: its rows stay pending for the next start.
+
+A sink that holds what fires (:class:`Resumable`, Alertmanager's) is told the firing alerts of a
+restored state and the models that went elsewhere.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from streamwatch.alerting.outbox import Outbox, Row
-from streamwatch.alerting.policy import Notification
+from streamwatch.alerting.policy import Alert, Notification
+from streamwatch.alerting.routing import hears
 from streamwatch.errors import StateError
 from streamwatch.observe.metrics import Metrics
 from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
@@ -30,6 +35,17 @@ log = logging.getLogger("streamwatch.outbox")
 
 IDLE_POLL = 1.0  # a worker looks for due rows at least this often
 STOP_WAIT = 5.0  # seconds a stopping worker may take to finish its attempt
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A sink that keeps telling its receiver what fires."""
+
+    def resume(self, standing: Mapping[str, Sequence[Alert]]) -> None:
+        """The alerts firing per model in a restored state."""
+
+    def forget(self, models: Collection[str]) -> None:
+        """``models`` are not this instance's to tell about any more."""
 
 
 class Dispatcher:
@@ -82,6 +98,21 @@ class Dispatcher:
         with self._sent_lock:
             sent, self._sent = self._sent, set()
         return sent
+
+    def resume(self, standing: Mapping[str, Sequence[Alert]]) -> None:
+        """Tell the sinks that hold what fires the alerts of a restored state (model ->
+        its firing alerts), those each would hear."""
+        for routed in self.sinks:
+            if isinstance(routed.sink, Resumable):
+                wanted = {
+                    m: [a for a in alerts if hears(routed, a)] for m, alerts in standing.items()
+                }
+                routed.sink.resume(wanted)
+
+    def forget(self, models: Collection[str]) -> None:
+        for routed in self.sinks:
+            if isinstance(routed.sink, Resumable):
+                routed.sink.forget(models)
 
     def hold_back(self, models: Collection[str]) -> None:
         """No new attempts for ``models`` (their partitions are leaving); wait for those

@@ -9,134 +9,49 @@ every ``repeat_interval`` while it still breaches, and resolves after
 share its ``ALERTS__INHIBIT_EQUAL`` labels (by default model, detector and subject, as
 an Alertmanager inhibit rule with ``equal``), so a critical drift of one feature does
 not hide a warning on another. The alerts of one model and window travel as one
-notification.
+notification, with the model's other alerts still firing beside them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import urllib.parse
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
+from streamwatch.alerting.notification import (
+    Alert,
+    Notification,
+    Status,
+    fingerprint,
+    isoformat,
+    notification_id,
+    report_link,
+    sample_notification,
+)
 from streamwatch.config import AlertSettings
-from streamwatch.detectors import Finding, Severity, registry
+from streamwatch.detectors import Finding, Severity
 from streamwatch.windows import WindowBounds
 
-Status = Literal["firing", "resolved"]
-# Alertmanager's "not ended" timestamp for firing alerts.
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def fingerprint(labels: dict[str, str]) -> str:
-    """A stable 16-hex-digit id of a label set (order does not matter)."""
-    canonical = msgspec.json.encode(sorted(labels.items()))
-    return hashlib.sha256(canonical).hexdigest()[:16]
+__all__ = [
+    "Alert",
+    "AlertPolicy",
+    "Notification",
+    "Status",
+    "alias",
+    "fingerprint",
+    "isoformat",
+    "report_link",
+    "sample_notification",
+]
 
 
 def alias(name: str) -> str:
     """What a redacted feature is called in alerts: stable, and not the name."""
     return "redacted-" + hashlib.sha256(name.encode()).hexdigest()[:8]
-
-
-def isoformat(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat().replace("+00:00", "Z")
-
-
-def report_link(base_url: str, model: str, window: WindowBounds) -> str:
-    """The daemon's report page of one model, at one window."""
-    query = urllib.parse.urlencode({"model": model, "window": isoformat(window.start)})
-    return f"{base_url.rstrip('/')}/report?{query}"
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert record, shaped like Alertmanager's, plus value, threshold and window."""
-
-    status: Status
-    labels: dict[str, str]
-    summary: str
-    description: str
-    starts_at: float
-    ends_at: float | None
-    fingerprint: str
-    value: float
-    threshold: float
-    window: WindowBounds
-    repeated: bool = False  # still firing, sent again after the repeat interval
-
-    @property
-    def severity(self) -> Severity:
-        return Severity(self.labels["severity"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "labels": self.labels,
-            "annotations": {"summary": self.summary, "description": self.description},
-            "startsAt": isoformat(self.starts_at),
-            "endsAt": _ZERO_TIME if self.ends_at is None else isoformat(self.ends_at),
-            "fingerprint": self.fingerprint,
-            "value": self.value,
-            "threshold": self.threshold,
-            "window": {"start": isoformat(self.window.start), "end": isoformat(self.window.end)},
-            "repeated": self.repeated,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """The alerts of one model and window, sent together; ``id`` is stable across retries."""
-
-    id: str
-    model: str
-    window: WindowBounds
-    alerts: tuple[Alert, ...]
-    link: str | None = None  # the report of this model and window, with REPORT__BASE_URL
-
-    @property
-    def status(self) -> Status:
-        return "firing" if any(a.status == "firing" for a in self.alerts) else "resolved"
-
-    def look_at(self) -> str:
-        """One line saying where the evidence is (in the report) for these alerts."""
-        subjects: dict[str, list[str]] = {}
-        for a in self.alerts:
-            subjects.setdefault(a.labels["detector"], []).append(a.labels["subject"])
-        # Where the evidence of an alert is (the report has each of these), by detector.
-        parts = [
-            (registry.look_at(d) or "{detector} of {subjects}").format(
-                detector=d.replace("_", " "), subjects=", ".join(dict.fromkeys(names))
-            )
-            for d, names in sorted(subjects.items())
-        ]
-        return "Look at " + "; ".join(parts) + "."
-
-    def at_least(self, minimum: Severity) -> Notification | None:
-        """This notification restricted to alerts of ``minimum`` severity or worse."""
-        kept = tuple(a for a in self.alerts if a.severity.rank >= minimum.rank)
-        return replace(self, alerts=kept) if kept else None
-
-    def to_dict(self, receiver: str) -> dict[str, Any]:
-        """Alertmanager's webhook payload (version 4) with the notification id."""
-        common = set.intersection(*(set(a.labels.items()) for a in self.alerts))
-        return {
-            "version": "4",
-            "id": self.id,
-            "groupKey": f'{{}}:{{model="{self.model}"}}',
-            "status": self.status,
-            "receiver": receiver,
-            "groupLabels": {"model": self.model},
-            "commonLabels": dict(sorted(common)),
-            "commonAnnotations": {"look_at": self.look_at()}
-            | ({"report_url": self.link} if self.link else {}),
-            "alerts": [a.to_dict() for a in self.alerts],
-        }
 
 
 @dataclass(slots=True)
@@ -149,14 +64,26 @@ class _Track:
     severity: Severity | None = None  # as announced while firing; None: not firing
     starts_at: float = 0.0
     sent_at: float | None = None  # window end of the last notification; None: unannounced
+    last: Alert | None = None  # as last announced while firing
 
     def snapshot(self) -> list[Any]:
         severity = None if self.severity is None else self.severity.value
-        return [self.labels, self.breaches, self.clean, severity, self.starts_at, self.sent_at]
+        last = None if self.last is None else msgspec.to_builtins(self.last)
+        return [
+            self.labels,
+            self.breaches,
+            self.clean,
+            severity,
+            self.starts_at,
+            self.sent_at,
+            last,
+        ]
 
     @classmethod
     def restore(cls, state: list[Any]) -> _Track:
-        labels, breaches, clean, severity, starts_at, sent_at = state
+        # A checkpoint written before tracks kept their last alert has six fields.
+        labels, breaches, clean, severity, starts_at, sent_at, *rest = state
+        last = rest[0] if rest else None
         return cls(
             dict(labels),
             [bool(b) for b in breaches],
@@ -164,6 +91,7 @@ class _Track:
             None if severity is None else Severity(severity),
             float(starts_at),
             None if sent_at is None else float(sent_at),
+            None if last is None else msgspec.convert(last, Alert),
         )
 
 
@@ -180,6 +108,20 @@ class AlertPolicy:
     def firing(self) -> dict[str, Severity]:
         """Fingerprint -> severity of every alert firing now."""
         return {k: t.severity for k, t in self.tracks.items() if t.severity is not None}
+
+    def standing(self, models: Collection[str] | None = None) -> dict[str, tuple[Alert, ...]]:
+        """Model -> its announced alerts firing now (of every model, or of ``models``), as
+        last announced: what a receiver holding state (Alertmanager) must keep hearing."""
+        found: dict[str, list[Alert]] = {}
+        for track in self.tracks.values():
+            model, last = track.labels["model"], track.last
+            if (
+                track.severity is not None
+                and last is not None
+                and (models is None or model in models)
+            ):
+                found.setdefault(model, []).append(last)
+        return {model: tuple(alerts) for model, alerts in sorted(found.items())}
 
     def snapshot(self, models: Collection[str] | None = None) -> dict[str, Any]:
         """The alerts' state: of every model, or of ``models`` only."""
@@ -219,10 +161,17 @@ class AlertPolicy:
             if not inhibited:
                 alerts.append(alert)
                 if alert.status == "firing":
-                    self.tracks[key].sent_at = window.end
+                    track = self.tracks[key]
+                    track.sent_at, track.last = window.end, replace(alert, repeated=False)
         if not alerts:
             return None
-        return Notification(_notification_id(model, window, alerts), model, window, tuple(alerts))
+        changed = {a.fingerprint for a in alerts}
+        active = tuple(
+            a for a in self.standing([model]).get(model, ()) if a.fingerprint not in changed
+        )
+        return Notification(
+            notification_id(model, window, alerts), model, window, tuple(alerts), active=active
+        )
 
     def redacted(self, finding: Finding) -> Finding:
         """The finding with every name of ``ALERTS__REDACT`` replaced by its alias."""
@@ -271,7 +220,7 @@ class AlertPolicy:
             return _alert("firing", track.labels, key, finding, finding.severity, end)
         if track.clean >= resolve_after:
             announced, severity = track.sent_at is not None, track.severity
-            track.severity, track.breaches = None, []
+            track.severity, track.breaches, track.last = None, [], None
             if not announced:
                 return None  # inhibited all along: nobody heard it fire
             return _alert("resolved", track.labels, key, finding, severity, track.starts_at)
@@ -285,34 +234,6 @@ class AlertPolicy:
                 "firing", track.labels, key, finding, track.severity, track.starts_at, True
             )
         return None
-
-
-def sample_notification(now: float) -> Notification:
-    """A notification marked as a test in its every field, for ``streamwatch test-alert``."""
-    window = WindowBounds(0, now - 60.0, now)
-    labels = {
-        "alertname": "StreamwatchTest",
-        "model": "streamwatch-test",
-        "detector": "test",
-        "subject": "test",
-        "statistic": "test",
-        "severity": Severity.WARNING.value,
-    }
-    alert = Alert(
-        status="firing",
-        labels=labels,
-        summary="TEST: streamwatch test notification, no action needed",
-        description="This is a test sent by `streamwatch test-alert` to check this sink.",
-        starts_at=now,
-        ends_at=None,
-        fingerprint=fingerprint(labels),
-        value=0.0,
-        threshold=0.0,
-        window=window,
-    )
-    return Notification(
-        _notification_id("streamwatch-test", window, [alert]), "streamwatch-test", window, (alert,)
-    )
 
 
 def _alert(
@@ -343,9 +264,3 @@ def _alert(
 
 def _alertname(detector: str) -> str:
     return "".join(part.capitalize() for part in detector.split("_"))
-
-
-def _notification_id(model: str, window: WindowBounds, alerts: list[Alert]) -> str:
-    # Derived from content, so re-processing the same window yields the same id.
-    parts = [model, window.start, window.end, sorted((a.fingerprint, a.status) for a in alerts)]
-    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:32]

@@ -3,7 +3,8 @@
 A notification is split once into what silences hold back (stored in the outbox as a
 record under ``SILENCED``, never sent) and the rest; each sink then gets the alerts at
 or above its ``min_severity`` whose labels match its ``matchers``, as one outbox row
-under the notification's id. A retrain sink fires at most once per model per
+under the notification's id, with the model's other alerts still firing (``active``)
+that it would hear too. A retrain sink fires at most once per model per
 ``cooldown`` (event time; the last trigger times are part of the checkpoint).
 """
 
@@ -38,17 +39,16 @@ class Router:
         if silenced:
             self.outbox.add(replace(notification, alerts=tuple(silenced)), SILENCED, "silenced")
         audible = [a for a in notification.alerts if a not in silenced]
+        when = notification.window.end
+        standing = [a for a in notification.active if not self._silenced(a, when)]
         added = 0
         for routed in self.sinks:
-            settings = routed.settings
-            wanted = tuple(
-                a
-                for a in audible
-                if a.severity.rank >= settings.min_severity.rank and _matches(a, settings.matchers)
-            )
+            wanted = tuple(a for a in audible if hears(routed, a))
             if not wanted or not self._cooled_down(routed, notification, wanted):
                 continue
-            added += self.outbox.add(replace(notification, alerts=wanted), routed.sink.name, status)
+            active = tuple(a for a in standing if hears(routed, a))
+            row = replace(notification, alerts=wanted, active=active)
+            added += self.outbox.add(row, routed.sink.name, status)
         return added
 
     def _silenced(self, alert: Alert, when: float) -> bool:
@@ -89,6 +89,13 @@ class Router:
 
 def _model(key: str) -> str:
     return key.split("/", 1)[1]
+
+
+def hears(routed: RoutedSink, alert: Alert) -> bool:
+    """Whether a sink hears ``alert``: at or above its ``min_severity``, matching its
+    ``matchers``."""
+    settings = routed.settings
+    return alert.severity.rank >= settings.min_severity.rank and _matches(alert, settings.matchers)
 
 
 def _matches(alert: Alert, matchers: Mapping[str, str]) -> bool:

@@ -29,7 +29,7 @@ class Firing:
 def firing(checkpoint: Checkpoint) -> list[Firing]:
     """The alerts firing at the checkpoint (announced, not yet resolved)."""
     alerts = []
-    for labels, _breaches, _clean, severity, starts_at, sent_at in checkpoint.state[
+    for labels, _breaches, _clean, severity, starts_at, sent_at, *_ in checkpoint.state[
         "policy"
     ].values():
         if severity is not None and sent_at is not None:

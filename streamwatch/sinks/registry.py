@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from streamwatch import plugins
 from streamwatch.config import (
     ENTRY_POINT_GROUP,
+    AlertmanagerSinkSettings,
     AppriseSinkSettings,
     FileSinkSettings,
     GithubIssueSinkSettings,
@@ -77,6 +78,12 @@ def _webhook(name: str, settings: WebhookSinkSettings, everything: Settings) -> 
     return WebhookSink(name, settings)
 
 
+def _alertmanager(name: str, settings: AlertmanagerSinkSettings, everything: Settings) -> Sink:
+    from streamwatch.sinks.alertmanager import AlertmanagerSink
+
+    return AlertmanagerSink(name, settings)
+
+
 def _retrain(name: str, settings: RetrainSinkSettings, everything: Settings) -> Sink:
     from streamwatch.sinks.retrain import RetrainSink
 
@@ -106,6 +113,7 @@ _BUILT_IN: tuple[SinkKind[Any], ...] = (
     SinkKind("file", FileSinkSettings, _file),
     SinkKind("apprise", AppriseSinkSettings, _apprise),
     SinkKind("webhook", WebhookSinkSettings, _webhook),
+    SinkKind("alertmanager", AlertmanagerSinkSettings, _alertmanager),
     SinkKind("retrain", RetrainSinkSettings, _retrain),
     SinkKind("jira", JiraSinkSettings, _jira),
     SinkKind("github_issue", GithubIssueSinkSettings, _github_issue),

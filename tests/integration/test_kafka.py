@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -54,7 +55,7 @@ def daemon_env(path: Path, kafka: str, topics: list[str], group: str, **more: ob
     )
 
 
-def alert_records(path: Path) -> list[dict[str, object]]:
+def alert_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -64,11 +65,11 @@ def fired(path: Path) -> dict[tuple[str, str, str], int]:
     """(model, detector, subject) of firing alerts -> the hour of their window."""
     return {
         (a["labels"]["model"], a["labels"]["detector"], a["labels"]["subject"]): int(
-            a["window"]["start"][11:13]
+            record["window"]["start"][11:13]
         )
         for record in alert_records(path)
-        for a in record["alerts"]  # type: ignore[attr-defined]
-        if a["status"] == "firing"
+        for a in record["alerts"]
+        if a["status"] == "firing" and a["fingerprint"] in record["changed"]
     }
 
 

@@ -278,7 +278,9 @@ def test_uninterrupted_the_daemon_closes_every_window_once_and_alerts_on_the_dem
         (a["labels"]["model"], a["labels"]["detector"], a["labels"]["subject"])
         for n in notifications(uninterrupted.sink)
         for a in n["alerts"]
-        if a["status"] == "firing" and a["window"]["start"] == shift_window
+        if a["status"] == "firing"
+        and a["fingerprint"] in n["changed"]
+        and n["window"]["start"] == shift_window
     }
     assert {
         ("fraud", "feature_drift", "amount"),

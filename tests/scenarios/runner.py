@@ -323,8 +323,25 @@ def _predictions(raws: Sequence[bytes]) -> int:
 
 
 def read_alerts(path: Path) -> list[dict[str, Any]]:
-    """Every alert of every notification the file sink appended, in order."""
+    """The alerts that changed in each notification the file sink appended, in order
+    (not those still firing beside them), with the value, threshold, window and repeat
+    their annotations tell."""
     if not path.exists():
         return []
     with path.open("rb") as lines:
-        return [a for line in lines for a in msgspec.json.decode(line)["alerts"]]
+        notifications = [msgspec.json.decode(line) for line in lines]
+    return [
+        _typed(a) for n in notifications for a in n["alerts"] if a["fingerprint"] in n["changed"]
+    ]
+
+
+def _typed(alert: dict[str, Any]) -> dict[str, Any]:
+    notes = alert["annotations"]
+    start, end = notes["window"].split("/")
+    return {
+        **alert,
+        "value": float(notes["value"]),
+        "threshold": float(notes["threshold"]),
+        "window": {"start": start, "end": end},
+        "repeated": notes.get("repeated") == "true",
+    }

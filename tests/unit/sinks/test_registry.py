@@ -16,6 +16,7 @@ import pytest
 from streamwatch.config import (
     ENTRY_POINT_GROUP,
     SINK_SETTINGS,
+    AlertmanagerSinkSettings,
     AppriseSinkSettings,
     FileSinkSettings,
     GithubIssueSinkSettings,
@@ -28,6 +29,7 @@ from streamwatch.config import (
 )
 from streamwatch.errors import ConfigError
 from streamwatch.sinks import Sink, build_sink
+from streamwatch.sinks.alertmanager import AlertmanagerSink
 from streamwatch.sinks.apprise import AppriseSink
 from streamwatch.sinks.file import FileSink
 from streamwatch.sinks.kafka import KafkaSink
@@ -56,6 +58,10 @@ MINIMAL: dict[str, tuple[Callable[[Path], Any], Callable[[Sink], bool]]] = {
     "webhook": (
         lambda _: WebhookSinkSettings(kind="webhook", url=f"{NOWHERE}/hook"),
         lambda s: isinstance(s, WebhookSink),
+    ),
+    "alertmanager": (
+        lambda _: AlertmanagerSinkSettings(kind="alertmanager", url=NOWHERE),
+        lambda s: isinstance(s, AlertmanagerSink),
     ),
     "retrain": (
         lambda _: RetrainSinkSettings(kind="retrain", url=f"{NOWHERE}/run"),
