@@ -93,6 +93,7 @@ class Outbox:
         a full disk), now or at any write later, raises :class:`StateError`."""
         self.path = Path(":memory:") if path is None else path
         self._lock = threading.Lock()  # one connection, shared by the engine and workers
+        self._closed = False
         with self._lock, storage("outbox", self.path):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +240,17 @@ class Outbox:
             ).fetchall()
         return {(sink, status): int(n) for sink, status, n in rows}
 
+    def backlog(self) -> dict[str, int]:
+        """Pending rows per sink (for /metrics, scraped until the daemon exits): none
+        once closed."""
+        with self._using() as db:
+            if self._closed:
+                return {}
+            rows = db.execute(
+                "SELECT sink, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY sink"
+            ).fetchall()
+        return {sink: int(n) for sink, n in rows}
+
     def pending(self, sinks: Collection[str] | None = None) -> int:
         """Rows waiting to be sent (of ``sinks``, or of all)."""
         return sum(
@@ -249,4 +261,5 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()

@@ -1,12 +1,24 @@
 """Every Prometheus metric of streamwatch, defined once against an injected registry.
 
 Labels are bounded: model ids, detector and sink names from the config, bad-event
-reasons from a fixed list, severities and statuses.
+reasons from a fixed list, severities and statuses, and per model and detector the
+``METRICS__MAX_SUBJECTS`` subjects most breached (detector_metrics.py). Counters whose
+labels are known in advance (bad-event reasons, each sink's results) start at 0, so
+that ``increase()`` sees their first event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streamwatch.events.schema import BadReason
+
+RESULTS = ("sent", "retried", "dead")  # of a notification's delivery attempt
 
 
 class Metrics:
@@ -100,13 +112,51 @@ class Metrics:
             ["topic", "partition"],
             registry=registry,
         )
-        # Only detectors whose subjects are few per model (not one per feature or slice).
         self.statistic = Gauge(
             "streamwatch_statistic",
-            "The latest value of a model-level detector statistic",
+            "The latest value of a detector statistic, of the METRICS__MAX_SUBJECTS "
+            "subjects per model and detector most breached",
             ["model", "detector", "subject", "statistic"],
             registry=registry,
         )
+        self.threshold = Gauge(
+            "streamwatch_statistic_threshold",
+            "The warning or critical threshold of a statistic exported, as its findings "
+            "reported it (the critical one once a finding crossed it)",
+            ["model", "detector", "subject", "statistic", "severity"],
+            registry=registry,
+        )
+        self.alerts_firing = Gauge(
+            "streamwatch_alerts_firing",
+            "Alerts firing now",
+            ["model", "severity"],
+            registry=registry,
+        )
+        self.label_coverage = Gauge(
+            "streamwatch_label_coverage_ratio",
+            "Share of the predictions labelled, of the last window whose labels were evaluated",
+            ["model"],
+            registry=registry,
+        )
+        self.label_delay = Gauge(
+            "streamwatch_label_delay_seconds",
+            "Mean event time from prediction to label, of the last window evaluated with labels",
+            ["model"],
+            registry=registry,
+        )
+        self._backlog = _Backlog()
+        registry.register(self._backlog)
+        for reason in get_args(BadReason):
+            self.bad_events.labels(reason)
+
+    def delivering(self, sinks: Iterable[str], backlog: Callable[[], Mapping[str, int]]) -> None:
+        """The sinks notifications are delivered to, every result of each counted from 0,
+        and ``backlog``, their pending rows in the outbox (read when scraped)."""
+        names = tuple(sinks)
+        for sink in names:
+            for result in RESULTS:
+                self.notifications.labels(sink, result)
+        self._backlog.sinks, self._backlog.count = names, backlog
 
     def summary(self) -> dict[str, int]:
         """The run's totals, for the replay summary and the daemon's last log line."""
@@ -141,3 +191,25 @@ class Metrics:
                 ):
                     value += sample.value
         return int(value)
+
+
+class _Backlog(Collector):
+    """The outbox's pending rows per sink, counted when scraped: the delivery workers
+    change them between the loop's batches."""
+
+    name = "streamwatch_outbox_pending"
+    documentation = "Notifications stored in the outbox and not yet delivered, per sink"
+
+    def __init__(self) -> None:
+        self.sinks: tuple[str, ...] = ()
+        self.count: Callable[[], Mapping[str, int]] = dict
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation, labels=["sink"])]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["sink"])
+        counts = self.count()
+        for sink in sorted({*self.sinks, *counts}):
+            family.add_metric([sink], counts.get(sink, 0))
+        return [family]

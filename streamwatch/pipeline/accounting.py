@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import msgspec
 
 from streamwatch.alerting.policy import Notification, isoformat
-from streamwatch.detectors import Severity, registry
+from streamwatch.detectors import Severity
 from streamwatch.events import BadEvent, Polled
+from streamwatch.observe.detector_metrics import DetectorGauges
 from streamwatch.observe.logs import RateLimited
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.monitor import ClosedWindow, Processed
@@ -19,11 +20,10 @@ log = logging.getLogger("streamwatch.engine")
 
 
 class Accounting:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, max_subjects: int) -> None:
         self.metrics = metrics
+        self.gauges = DetectorGauges(metrics, max_subjects)
         self._bad_log = RateLimited()
-        # Detectors with a subject per feature or slice: too many series for a gauge.
-        self._per_subject = registry.per_subject()
 
     def consumed(self, polled: Polled, fresh: int) -> None:
         """A polled batch, of which ``fresh`` messages were not processed before."""
@@ -52,14 +52,21 @@ class Accounting:
             metrics.windows_closed.labels(window.model, window.role).inc()
         for f in window.findings:
             metrics.findings.labels(f.model, f.detector, f.severity.value).inc()
-            if f.detector not in self._per_subject:
-                metrics.statistic.labels(f.model, f.detector, f.subject, f.statistic).set(f.value)
+        self.gauges.closed(window.model, window.findings)
         _log_window(window)
 
     def alerted(self, notification: Notification) -> None:
         for alert in notification.alerts:
             detector = alert.labels["detector"]
             self.metrics.alerts.labels(notification.model, detector, alert.status).inc()
+
+    def firing(self, alerts: Iterable[tuple[str, Severity]]) -> None:
+        """The alerts firing now, as (model, severity) of each."""
+        self.gauges.firing(alerts)
+
+    def forget(self, models: Collection[str]) -> None:
+        """The gauges of ``models``, let go or moved to another instance, removed."""
+        self.gauges.forget(models)
 
     def unencodable(self, model_id: str, error: Exception) -> None:
         # A bug in what a detector reported must not stop the loop for good (the same

@@ -78,9 +78,18 @@ class Conclusion:
             if self.hold:
                 self.held.setdefault(window.model, []).append(notification.id)
             notifications.append(notification)
+        if closed:
+            self._firing()
         if notifications:
             self.dispatcher.wake()
         return Produced(closed, notifications)
+
+    def _firing(self) -> None:
+        """The alerts firing now, to the gauges."""
+        tracks = self.policy.tracks.values()
+        self.accounting.firing(
+            (t.labels["model"], t.severity) for t in tracks if t.severity is not None
+        )
 
     def _record(
         self, window: ClosedWindow, notification: Notification | None
@@ -111,6 +120,10 @@ class Conclusion:
     def restore(self, state: Mapping[str, Any]) -> None:
         self.policy.restore(state["policy"])
         self.router.restore(state["router"])
+        self._firing()
+        # Receivers that hold what fires (Alertmanager) keep hearing the restored alerts.
+        models = {track[0]["model"] for track in state["policy"].values()}
+        self.dispatcher.resume(self.policy.standing(models))
         # Notifications of the windows this state closed: sent, or to send (held here
         # when the crash came between the checkpoint and their release).
         carried = [Carried(*row) for row in state.get("outbox", ())]
@@ -135,5 +148,7 @@ class Conclusion:
         self.dispatcher.let_through(models)
 
     def forget(self, models: Collection[str]) -> None:
+        self.dispatcher.forget(models)
         self.policy.forget(models)
         self.router.forget(models)
+        self.accounting.forget(models)

@@ -78,8 +78,9 @@ _LEGEND_LABEL = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 def exported_series() -> dict[str, frozenset[str]]:
     """Every series name a fresh :class:`Metrics` can expose, with its label names, as
     prometheus_client writes them (``_total``, ``_created``, ``_bucket``...): one child
-    of each labelled metric is made, so that its samples exist."""
+    of each labelled metric is made, and one sink delivered to, so that its samples exist."""
     metrics = Metrics(CollectorRegistry())
+    metrics.delivering(["x0"], dict)
     wrappers = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
     assert wrappers
     for wrapper in wrappers:
@@ -176,6 +177,14 @@ def test_the_series_are_those_prometheus_client_writes() -> None:
     )
     assert "streamwatch_checkpoint_age_seconds" in SERIES
     assert SERIES["streamwatch_statistic"] == {"model", "detector", "subject", "statistic"}
+    assert SERIES["streamwatch_statistic_threshold"] == {
+        "model",
+        "detector",
+        "subject",
+        "statistic",
+        "severity",
+    }
+    assert SERIES["streamwatch_outbox_pending"] == {"sink"}  # counted when scraped
 
 
 @pytest.mark.parametrize(

@@ -133,3 +133,16 @@ def test_the_cli_lists_dead_rows_and_sends_them_again(
     assert box.counts() == {("hook", "pending"): 1}
     box.close()
     assert main(["outbox", "list", "--outbox", str(tmp_path / "none.sqlite")]) == 2
+
+
+def test_the_backlog_is_the_pending_rows_per_sink_and_none_once_closed(outbox: Outbox) -> None:
+    first, second = sample_notification(1_800_000_000.0), sample_notification(1_800_000_600.0)
+    outbox.add(first, "hook")
+    outbox.add(second, "hook")
+    outbox.add(first, "chat", "held")  # not pending until its checkpoint is written
+    outbox.add(second, "chat")
+    (row,) = outbox.due("chat", now=2e9)
+    outbox.mark(row, "sent")
+    assert outbox.backlog() == {"hook": 2}
+    outbox.close()
+    assert outbox.backlog() == {}  # a scrape after the daemon closed it

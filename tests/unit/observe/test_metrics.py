@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry
 
-from streamwatch.observe.metrics import Metrics
+from streamwatch.events.schema import BadReason
+from streamwatch.observe.metrics import RESULTS, Metrics
 
 
 def test_the_series_are_on_the_registry_passed_in_and_on_no_other() -> None:
@@ -77,3 +80,35 @@ def test_the_consumer_lag_is_read_back_per_topic_and_partition() -> None:
     metrics.lag.labels(topic="events", partition="3").set(0)
     metrics.lag.labels(topic="events", partition="0").set(40)  # the last measure counts
     assert metrics.lags() == {"events:0": 40, "events:3": 0}
+
+
+def test_every_bad_event_reason_is_counted_from_0() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for reason in get_args(BadReason):
+        assert registry.get_sample_value("streamwatch_bad_events_total", {"reason": reason}) == 0
+
+
+def test_every_result_of_each_sink_delivered_to_is_counted_from_0() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    assert metrics.total("streamwatch_notifications") == 0
+    metrics.delivering(["chat", "hook"], dict)
+    for sink in ("chat", "hook"):
+        for result in RESULTS:
+            labels = {"sink": sink, "result": result}
+            assert registry.get_sample_value("streamwatch_notifications_total", labels) == 0
+
+
+def test_the_outbox_backlog_is_read_when_scraped_and_is_0_for_a_sink_with_none() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    assert registry.get_sample_value("streamwatch_outbox_pending", {"sink": "hook"}) is None
+    pending = {"hook": 3}
+    metrics.delivering(["chat", "hook"], lambda: pending)
+    assert registry.get_sample_value("streamwatch_outbox_pending", {"sink": "hook"}) == 3
+    assert registry.get_sample_value("streamwatch_outbox_pending", {"sink": "chat"}) == 0
+    pending["gone"] = 1  # rows of a sink no longer configured are still shown
+    del pending["hook"]
+    assert registry.get_sample_value("streamwatch_outbox_pending", {"sink": "hook"}) == 0
+    assert registry.get_sample_value("streamwatch_outbox_pending", {"sink": "gone"}) == 1

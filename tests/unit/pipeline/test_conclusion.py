@@ -6,14 +6,16 @@ out, the undelivered rows travel with their partition's state."""
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 from prometheus_client import CollectorRegistry
 
 from streamwatch.alerting.outbox import Outbox
+from streamwatch.alerting.policy import Alert
 from streamwatch.config import LogSinkSettings, Settings, StateSettings, WindowSettings
+from streamwatch.detectors import Severity
 from streamwatch.events import Message, Origin
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
@@ -223,3 +225,74 @@ def test_a_revoked_partitions_held_notifications_are_left_to_its_next_owner(
     assert carried[3] == "n"
     row = e.outbox.due("log", now=2e9)  # nothing of n's is due here
     assert row == []
+
+
+def test_the_gauges_follow_the_closed_windows_and_the_alerts_and_go_with_their_model() -> None:
+    e = Engine(
+        Settings(window=WindowSettings(size="1m", allowed_lateness=0)),
+        [RoutedSink(LogSink("log", io.StringIO()), LogSinkSettings(kind="log"))],
+        Metrics(CollectorRegistry()),
+    )
+    registry = e.metrics.registry
+    dead = {"sink": "log", "result": "dead"}
+    assert registry.get_sample_value("streamwatch_notifications_total", dead) == 0
+    assert registry.get_sample_value("streamwatch_outbox_pending", {"sink": "log"}) == 0
+    messages = drifting()
+    e.process(messages[: 15 * 150])  # x has drifted for three windows: an alert fires
+    drift = {"model": "m", "detector": "feature_drift", "subject": "x"}
+    statistic = drift | {"statistic": e.settings.detectors.feature_drift.numeric_statistic}
+    assert registry.get_sample_value("streamwatch_statistic", statistic) is not None
+    threshold = statistic | {"severity": "critical"}
+    assert registry.get_sample_value("streamwatch_statistic_threshold", threshold) is not None
+    firing = {"model": "m", "severity": "critical"}
+    critical = [t for t in e.conclusion.policy.tracks.values() if t.severity is Severity.CRITICAL]
+    assert any(t.labels["subject"] == "x" for t in critical)
+    assert registry.get_sample_value("streamwatch_alerts_firing", firing) == len(critical)
+    e.conclusion.forget(["m"])  # let go
+    models = {s.labels.get("model") for f in registry.collect() for s in f.samples}
+    gauges = (
+        "streamwatch_statistic",
+        "streamwatch_alerts_firing",
+        "streamwatch_label_coverage",
+        "streamwatch_label_delay",
+    )
+    kept = {s.name for f in registry.collect() for s in f.samples if s.name.startswith(gauges)}
+    assert kept == set()
+    assert "m" in models  # the counters of what it did stay
+
+
+class Holding(LogSink):
+    """A sink that holds what fires (as Alertmanager's does): records what it is told."""
+
+    def __init__(self) -> None:
+        super().__init__("holding", io.StringIO())
+        self.standing: dict[str, list[str]] = {}
+        self.forgotten: list[str] = []
+
+    def resume(self, standing: Mapping[str, Sequence[Alert]]) -> None:
+        self.standing |= {
+            m: [a.labels["subject"] for a in alerts] for m, alerts in standing.items()
+        }
+
+    def forget(self, models: Collection[str]) -> None:
+        self.forgotten += models
+
+
+def test_a_restored_state_tells_a_holding_sink_what_still_fires_and_a_model_let_go() -> None:
+    settings = Settings(window=WindowSettings(size="1m", allowed_lateness=0))
+    first = Engine(settings, [], Metrics(CollectorRegistry()))
+    first.process(drifting()[: 15 * 150])  # x fires
+    state = first.conclusion.snapshot(None)
+    sink = Holding()
+    second = Engine(
+        settings,
+        [RoutedSink(sink, LogSinkSettings(kind="log"))],
+        Metrics(CollectorRegistry()),
+    )
+    assert sink.standing == {}
+    second.conclusion.restore(state)
+    fired = [t.labels["subject"] for t in first.conclusion.policy.tracks.values() if t.severity]
+    assert sink.standing == {"m": fired}
+    assert set(fired) == {"x"}
+    second.conclusion.forget(["m"])
+    assert sink.forgotten == ["m"]
