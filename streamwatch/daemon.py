@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -14,6 +16,7 @@ from streamwatch.alerting.outbox import Outbox, outbox_path
 from streamwatch.config import Settings
 from streamwatch.errors import SourceError, storage
 from streamwatch.observe import health
+from streamwatch.observe.health import Health
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from streamwatch.pipeline.reference import load_reference
@@ -35,67 +38,88 @@ def build_engine(
     metrics: Metrics,
     outbox: Outbox | None = None,
     changelog: Changelog | None = None,
+    alive: Health | None = None,
 ) -> Engine:
     """The engine of ``settings``, with its pinned reference when ``REFERENCE__PATH`` is
     set (replay and demo build theirs here too)."""
     reference = None
     if settings.reference.path is not None:
         reference = load_reference(settings.reference.path, settings)
-    return Engine(settings, sinks, metrics, reference, outbox, changelog)
+    return Engine(settings, sinks, metrics, reference, outbox, changelog, alive)
 
 
 def run(settings: Settings) -> int:
     """Run the daemon until SIGTERM or SIGINT: state restored, Kafka consumed, alerts
-    delivered, endpoints served; then checkpoint, commit, deliver, exit 0."""
+    delivered, endpoints served; then checkpoint, commit, deliver, exit 0.
+
+    The endpoints answer first: while Kafka cannot be reached at start, ``/livez`` says
+    the daemon waits for it (a restart would not help), and a SIGTERM ends the wait."""
     sinks = build_sinks(settings)
     registry = CollectorRegistry()
-    with storage("outbox", outbox_path(settings)):  # damaged, read-only: a StateError
-        outbox = Outbox(outbox_path(settings))
-    changelog = None
-    if settings.state.changelog_topic is not None:
-        from streamwatch.scaleout.changelog import Changelog  # kafka-python, like the source
-
-        # Before the source subscribes: the partials topic, consumed with the source, must
-        # be created with the source's partitions, not auto-created with the broker's.
-        changelog = Changelog(settings)
-    engine = build_engine(settings, sinks, Metrics(registry), outbox, changelog)
-    server = None
-    if settings.server.enabled:
-        server = health.serve(settings.server, registry, engine.health, settings.state.path)
-        address = f"{settings.server.host}:{server.server_port}"
-        log.info("serving /metrics, /livez, /readyz", extra={"address": address})
-    store = StateStore(settings.state.path, settings)
-    store.check_mode(partitioned=settings.state.changelog_topic is not None)
-    if changelog is None:
-        _restore(engine, store)  # scaled out: each partition's state, once assigned
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: engine.stop())
-    try:
-        source = _source(settings, engine, store)
-    except SourceError:
-        if not engine.stopping.is_set():
-            raise
-        log.info("stopped before Kafka could be reached")
-        if changelog is not None:
-            changelog.close()
-        if server is not None:
-            server.shutdown()
-        store.close()
-        outbox.close()
-        return 0
-    engine.health.assigned = lambda: source.ready
-    try:
+    with ExitStack() as resources:
+        with storage("outbox", outbox_path(settings)):  # damaged, read-only: a StateError
+            outbox = Outbox(outbox_path(settings))
+        resources.callback(outbox.close)
+        alive = Health(settings.server.liveness_timeout, waiting=True)
+        if settings.server.enabled:
+            server = health.serve(settings.server, registry, alive, settings.state.path)
+            resources.callback(server.shutdown)
+            address = f"{settings.server.host}:{server.server_port}"
+            log.info("serving /metrics, /livez, /readyz", extra={"address": address})
+        stopping = threading.Event()  # until the engine is made, a signal stops the wait
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+        changelog = None
+        if settings.state.changelog_topic is not None:
+            changelog = _changelog(settings, stopping)
+            if changelog is None:
+                return 0
+            resources.callback(changelog.close)
+        engine = build_engine(settings, sinks, Metrics(registry), outbox, changelog, alive)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: engine.stop())
+        if stopping.is_set():
+            engine.stop()
+        store = StateStore(settings.state.path, settings)
+        resources.callback(store.close)
+        store.check_mode(partitioned=settings.state.changelog_topic is not None)
+        if changelog is None:
+            _restore(engine, store)  # scaled out: each partition's state, once assigned
+        try:
+            source = _source(settings, engine, store)
+        except SourceError:
+            if not engine.stopping.is_set():
+                raise
+            log.info("stopped before Kafka could be reached")
+            return 0
+        resources.callback(source.close)
+        alive.waiting = False
+        alive.polled()
+        engine.health.assigned = lambda: source.ready
         engine.run(source, store, keep=False)
-    finally:
-        source.close()
-        if changelog is not None:
-            changelog.close()
-        store.close()
-        outbox.close()
-        if server is not None:
-            server.shutdown()
     log.info("stopped", extra=engine.metrics.summary())
     return 0
+
+
+def _changelog(settings: Settings, stopping: threading.Event) -> Changelog | None:
+    """The changelog (scaled out), made once Kafka answers; None if stopped first.
+
+    Before the source subscribes: the partials topic, consumed with the source, must be
+    created with the source's partitions, not auto-created with the broker's."""
+    from streamwatch.scaleout.changelog import Changelog  # kafka-python, like the source
+
+    delay = 1.0
+    while True:
+        try:
+            return Changelog(settings)
+        except SourceError as exc:  # Kafka cannot be reached: wait, as the source does
+            log.error(
+                "cannot reach Kafka; retrying", extra={"error": str(exc), "retry_in_seconds": delay}
+            )
+        if stopping.wait(delay):
+            log.info("stopped before Kafka could be reached")
+            return None
+        delay = min(delay * 2, 30.0)
 
 
 def _restore(engine: Engine, store: StateStore) -> None:

@@ -2,9 +2,11 @@
 and ``/report`` (the HTML report of the state file's history, what alert links open).
 
 ``/livez`` is 200 while the loop has polled within ``SERVER__LIVENESS_TIMEOUT`` (a hung
-loop is worth a restart); ``/readyz`` is 200 once state is restored and partitions are
-assigned, and 503 again from the moment a shutdown starts draining. Both answer JSON
-saying why.
+loop is worth a restart), and while the daemon waits for Kafka to answer at start (a
+restart would not bring Kafka, and would take a sidecar's pod out of service);
+``/readyz`` is 200 once state is restored and partitions are assigned, and 503 again
+from the moment a shutdown starts draining. Both answer JSON saying why. A HEAD request
+is answered as a GET, without the body.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Health:
     polled_at: float = field(default_factory=time.monotonic)
     restored: bool = False
     draining: bool = False
+    waiting: bool = False  # for Kafka, at start: alive, not hung
     assigned: Callable[[], bool] = lambda: False
 
     def polled(self) -> None:
@@ -39,7 +42,10 @@ class Health:
 
     def live(self) -> tuple[bool, dict[str, object]]:
         since = time.monotonic() - self.polled_at
-        return since <= self.liveness_timeout, {"seconds_since_poll": round(since, 3)}
+        checks: dict[str, object] = {"seconds_since_poll": round(since, 3)}
+        if self.waiting:
+            return True, checks | {"waiting_for": "kafka"}
+        return since <= self.liveness_timeout, checks
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         try:
@@ -64,6 +70,12 @@ def serve(
     ``/report`` renders the report of that state file's history."""
 
     class Handler(BaseHTTPRequestHandler):
+        head = False  # a HEAD request: answered as a GET, without the body
+
+        def do_HEAD(self) -> None:
+            self.head = True
+            self.do_GET()
+
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             if path == "/report" and state is not None:
@@ -92,7 +104,8 @@ def serve(
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not self.head:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             """Scrapes every few seconds are not news."""

@@ -52,6 +52,7 @@ class Engine:
         reference: Mapping[str, Pinned] | None = None,
         outbox: Outbox | None = None,
         changelog: Changelog | None = None,
+        health: Health | None = None,
     ) -> None:
         # numpy's BLAS would spread each small product (a batch's Mahalanobis distances)
         # over every core, spinning more than it computes: the engine runs on one.
@@ -60,12 +61,13 @@ class Engine:
         self.metrics = metrics
         self.outbox = outbox or Outbox()
         self.dispatcher = Dispatcher(self.outbox, sinks, metrics, settings.outbox.max_age)
-        self.health = Health(settings.server.liveness_timeout)
+        metrics.delivering([routed.sink.name for routed in sinks], self.outbox.backlog)
+        self.health = health or Health(settings.server.liveness_timeout)
         self.stopping = threading.Event()
         self._stop_requested: float | None = None
         # Scaled out (a changelog), state is kept, saved and moved per source partition.
         self.changelog = changelog
-        self.accounting = Accounting(metrics)
+        self.accounting = Accounting(metrics, settings.metrics.max_subjects)
         self.positions = Positions()
         router = Router(sinks, settings.alerts.silences, self.outbox)
         self.conclusion = Conclusion(

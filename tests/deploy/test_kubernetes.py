@@ -1,10 +1,9 @@
 """The Kubernetes sidecar manifest, checked without a cluster or kubectl.
 
 The pod's environment is built from the manifest as the kubelet would build it (envFrom
-of the ConfigMap and Secret in the file), then loaded as streamwatch loads it. Settings
-forbid unknown fields, but from the *environment* pydantic-settings only reads the
-variables of known top-level fields: STREAMWATCH_SERVR__HOST is silently ignored (an env
-file would reject it). So every variable name is also walked down the Settings model.
+of the ConfigMap and Secret in the file), then loaded as streamwatch loads it, and as an
+env file. Every variable name is also walked down the Settings model, a sink's fields
+by the sink's kind, so that no name in the manifest is one streamwatch would not read.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from pydantic import BaseModel
 
 from streamwatch.alerting.outbox import outbox_path
 from streamwatch.config import ENV_PREFIX, NESTED, Settings, load_settings
+from streamwatch.config.variables import unknown_names
+from streamwatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "model-server-with-streamwatch.yaml"
@@ -81,11 +82,30 @@ def container_env(container: Doc) -> dict[str, str]:
     return env
 
 
-def load_pod_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings as `streamwatch run` (no --env-file) builds them inside the pod."""
+# What an operator puts in place of the Secret's placeholders (which fail on purpose).
+FILLED = {
+    "STREAMWATCH_KAFKA__SASL_PASSWORD": "kafka-password",
+    "STREAMWATCH_SINKS__HOOK__SECRET": "whsec_dGVzdC1zaWduaW5nLWtleS0wMTIzNDU2Nzg5",
+    "STREAMWATCH_SINKS__ONCALL__URLS": '["slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"]',
+}
+
+
+def filled_env() -> dict[str, str]:
+    """The container's variables with the Secret filled in."""
+    env = container_env(streamwatch_container())
+    assert FILLED.keys() == secret_values(only("Secret")).keys()
+    return env | FILLED
+
+
+def clear_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.upper().startswith(ENV_PREFIX)]:
         monkeypatch.delenv(name)
-    for name, value in container_env(streamwatch_container()).items():
+
+
+def load_pod_settings(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> Settings:
+    """Settings as `streamwatch run` (no --env-file) builds them inside the pod."""
+    clear_env(monkeypatch)
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()
 
@@ -146,9 +166,9 @@ def unknown_part(name: str, env: Mapping[str, str]) -> str | None:
 # -- the tests ----------------------------------------------------------------------------
 
 
-def test_the_manifest_holds_the_workload_its_config_and_its_state() -> None:
+def test_the_manifest_holds_the_workload_and_its_config() -> None:
     kinds = sorted(doc["kind"] for doc in documents())
-    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "Secret", "Service"]
     for doc in documents():
         assert doc["apiVersion"] == ("apps/v1" if doc["kind"] == "Deployment" else "v1")
         assert doc["metadata"]["name"]
@@ -197,6 +217,29 @@ def test_every_variable_is_a_settings_field() -> None:
     env = container_env(streamwatch_container())
     assert env
     assert {name: unknown_part(name, env) for name in env} == dict.fromkeys(env)
+    assert unknown_names(Settings, env) == []  # what streamwatch itself refuses at start
+
+
+def test_the_variables_load_as_an_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In an env file an unknown name is an error (extra fields are forbidden), whatever
+    # the environment would do with it.
+    clear_env(monkeypatch)
+    env = filled_env()
+    assert not [value for value in env.values() if "'" in value]
+    env_file = tmp_path / "pod.env"
+    env_file.write_text("".join(f"{name}='{value}'\n" for name, value in env.items()))
+    assert set(load_settings([env_file]).sinks) == {"console", "hook", "oncall"}
+    misspelt = tmp_path / "misspelt.env"
+    misspelt.write_text(env_file.read_text() + "STREAMWATCH_WINDOWS__SIZE='5m'\n")
+    with pytest.raises(ConfigError, match="STREAMWATCH_WINDOWS__SIZE"):
+        load_settings([misspelt])
+
+
+def test_the_placeholders_stop_streamwatch_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_pod_settings(monkeypatch, container_env(streamwatch_container()))
+    assert "STREAMWATCH_SINKS__HOOK__SECRET" in str(error.value)
+    assert "STREAMWATCH_SINKS__ONCALL__URLS" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +262,7 @@ def test_the_field_walk_catches_what_the_environment_ignores(name: str, unknown:
 
 
 def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load_pod_settings(monkeypatch)
+    settings = load_pod_settings(monkeypatch, filled_env())
     assert settings.server.host == "0.0.0.0"
     assert settings.kafka.sasl_password is not None
     hook = settings.sinks["hook"]
@@ -237,7 +280,7 @@ def test_the_server_listens_on_all_interfaces_at_the_probed_port(
     config = only("ConfigMap")["data"]
     assert config["STREAMWATCH_SERVER__HOST"] == "0.0.0.0"
     port = int(config["STREAMWATCH_SERVER__PORT"])
-    assert load_pod_settings(monkeypatch).server.port == port
+    assert load_pod_settings(monkeypatch, filled_env()).server.port == port
     sidecar = streamwatch_container()
     ports = {p.get("name", str(p["containerPort"])): p["containerPort"] for p in sidecar["ports"]}
     assert port in ports.values()
@@ -248,19 +291,40 @@ def test_the_server_listens_on_all_interfaces_at_the_probed_port(
         return get["path"], ports[target] if isinstance(target, str) else target
 
     assert probed("livenessProbe") == ("/livez", port)
-    assert probed("readinessProbe") == ("/readyz", port)
-    if "startupProbe" in sidecar:
-        assert probed("startupProbe") in {("/livez", port), ("/readyz", port)}
+    assert probed("startupProbe") == ("/livez", port)
     annotations = only("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
-def test_state_lives_on_a_persistent_volume_at_the_state_path(
+def test_no_probe_holds_the_pod_unready_while_kafka_is_away() -> None:
+    # A pod is ready only when every container is, and a container is not ready until its
+    # startup probe has passed: neither may wait for /readyz (partitions assigned).
+    sidecar = streamwatch_container()
+    assert "readinessProbe" not in sidecar
+    assert sidecar["startupProbe"]["httpGet"]["path"] == "/livez"
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
+
+
+def test_a_rollout_keeps_a_pod_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = only("Deployment")["spec"]
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert spec["strategy"]["rollingUpdate"]["maxSurge"] >= 1
+    assert spec["replicas"] > 1
+    # Pods that overlap share the group: each partition's state must follow it.
+    settings = load_pod_settings(monkeypatch, filled_env())
+    assert settings.state.changelog_topic is not None
+    assert settings.kafka.client == "kafka-python"  # the client that scales out
+    # A Deployment's pod names are new with each pod: no static membership.
+    assert settings.kafka.group_instance_id is None
+
+
+def test_state_is_a_local_copy_of_what_the_changelog_holds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = load_pod_settings(monkeypatch)
+    settings = load_pod_settings(monkeypatch, filled_env())
     state_dir = str(PurePosixPath(settings.state.path).parent)
     mounts = {m["mountPath"]: m for m in streamwatch_container()["volumeMounts"]}
     assert state_dir in mounts
@@ -268,16 +332,12 @@ def test_state_lives_on_a_persistent_volume_at_the_state_path(
     # The outbox (undelivered notifications) sits beside the state file: same volume.
     assert str(PurePosixPath(outbox_path(settings)).parent) == state_dir
     volume = {v["name"]: v for v in pod_spec()["volumes"]}[mounts[state_dir]["name"]]
-    claim = named("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    # One writer of a ReadWriteOnce volume and of one checkpoint: the old pod goes first.
-    spec = only("Deployment")["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
+    # No claim for pods to wait on during a rollout: the changelog carries the state.
+    assert volume.keys() == {"name", "emptyDir"}
 
 
 def test_the_pod_outlasts_the_shutdown_grace_period(monkeypatch: pytest.MonkeyPatch) -> None:
-    grace = load_pod_settings(monkeypatch).server.grace_period
+    grace = load_pod_settings(monkeypatch, filled_env()).server.grace_period
     assert pod_spec()["terminationGracePeriodSeconds"] > grace
 
 

@@ -221,6 +221,34 @@ def assert_scraped(scraped: Scraped, values: list[bytes], bad: dict[str, int], t
     assert 0 <= age < 60  # a NaN (never checkpointed) fails too
     statistics = {labels for name, labels in scraped if name == "streamwatch_statistic"}
     assert ("model", "m") in {pair for labels in statistics for pair in labels}
+    # x drifted: its statistic, against its thresholds, and the alert firing now.
+    drift = {"model": "m", "detector": "feature_drift", "subject": "x"}
+    assert value(scraped, "streamwatch_statistic", **drift) > 0
+    assert value(scraped, "streamwatch_statistic_threshold", **drift, severity="warning") > 0
+    assert value(scraped, "streamwatch_alerts_firing", model="m") >= 1
+    # The webhook nobody listens to keeps its notifications pending; the file has none.
+    assert value(scraped, "streamwatch_outbox_pending", sink="hook") >= 1
+    assert value(scraped, "streamwatch_outbox_pending", sink="audit") == 0
+
+
+def assert_started_at_0(scraped: Scraped) -> None:
+    """Before any message: each sink's results and each bad-event reason at 0, so that
+    increase() sees their first event; the backlog of each sink; no model yet."""
+    for sink in ("audit", "hook"):
+        for result in ("sent", "retried", "dead"):
+            labels = {"sink": sink, "result": result}
+            assert value(scraped, "streamwatch_notifications_total", **labels) == 0
+            assert (
+                "streamwatch_notifications_total",
+                tuple(sorted(labels.items())),
+            ) in scraped
+        assert ("streamwatch_outbox_pending", (("sink", sink),)) in scraped
+    reasons = {
+        dict(labels)["reason"] for name, labels in scraped if name == "streamwatch_bad_events_total"
+    }
+    assert {"invalid_json", "wrong_type", "too_large"} <= reasons
+    assert value(scraped, "streamwatch_bad_events_total") == 0
+    assert not [name for name, _ in scraped if name == "streamwatch_statistic"]
 
 
 def test_the_daemon_is_ready_while_consuming_and_drains_on_sigterm_within_the_grace_period(
@@ -265,6 +293,7 @@ def test_the_daemon_is_ready_while_consuming_and_drains_on_sigterm_within_the_gr
             503,
             {"ok": False, "restored": True, "assigned": False, "draining": False},
         )
+        assert_started_at_0(scrape(base))
         with forwarding(bootstrap, kafka):
             wait_for(lambda: check(f"{base}/readyz")[0] == 200, 60, "readiness")
             assert check(f"{base}/readyz")[1] == {
@@ -368,3 +397,38 @@ def test_deliveries_hanging_at_sigterm_do_not_hold_the_exit_past_the_grace_perio
             daemon.kill()
     assert code == 0
     assert elapsed < 8.0, f"exited {elapsed:.1f} s after SIGTERM"
+
+
+@pytest.mark.parametrize("scaled_out", [False, True], ids=["single", "changelog"])
+def test_while_kafka_cannot_be_reached_at_start_the_daemon_is_live_and_stops_cleanly(
+    tmp_path: Path, scaled_out: bool
+) -> None:
+    """A sidecar's restarts take its pod out of service: waiting for Kafka at start,
+    the daemon stays live past the liveness timeout (not ready), and SIGTERM ends it."""
+    http = free_port()
+    more = {"state__changelog_topic": "changelog"} if scaled_out else {}
+    env = env_file(
+        tmp_path / "daemon.env",
+        kafka__bootstrap_servers=f"127.0.0.1:{free_port()}",  # nothing listens
+        kafka__connect_timeout="1s",
+        kafka__topics=json.dumps(["events"]),
+        state__path=tmp_path / "state.sqlite",
+        server__port=http,
+        server__liveness_timeout="2s",
+        **more,
+    )
+    base = f"http://127.0.0.1:{http}"
+    daemon = Daemon(env, tmp_path / "daemon.log").start()
+    try:
+        wait_for(lambda: _answers(f"{base}/livez"), 30, "the HTTP server")
+        time.sleep(4)  # twice the liveness timeout, no poll yet
+        status, live = check(f"{base}/livez")
+        assert (status, live["waiting_for"]) == (200, "kafka")
+        assert check(f"{base}/readyz")[0] == 503
+        assert daemon.stop() == 0
+    finally:
+        if daemon.process is not None:
+            daemon.kill()
+    assert any(
+        line.get("message") == "stopped before Kafka could be reached" for line in daemon.logs()
+    )

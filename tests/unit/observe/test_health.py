@@ -111,3 +111,32 @@ def test_a_report_of_a_state_file_that_is_not_there_is_refused_saying_why(
     status, kind, body = get(f"{base}/report?model=m")
     assert (status, kind) == (400, "text/plain; charset=utf-8")
     assert "no state file" in body.decode()
+
+
+def head(url: str) -> tuple[int, str, str, bytes]:
+    """Status, content type, content length and body of a HEAD, whatever the status."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            headers = response.headers
+            return (
+                int(response.status),
+                headers["Content-Type"],
+                headers["Content-Length"],
+                response.read(),
+            )
+    except urllib.error.HTTPError as error:
+        with error:
+            headers = error.headers
+            return error.code, headers["Content-Type"], headers["Content-Length"], error.read()
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/livez", "/readyz", "/nowhere"])
+def test_a_head_is_answered_as_a_get_without_the_body(
+    served: tuple[str, Health], path: str
+) -> None:
+    base, health = served
+    health.draining = path == "/readyz"  # a 503 too
+    status, kind, body = get(f"{base}{path}")
+    assert head(f"{base}{path}") == (status, kind, str(len(body)), b"")
+    assert status == {"/metrics": 200, "/livez": 200, "/readyz": 503, "/nowhere": 404}[path]
