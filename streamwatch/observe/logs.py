@@ -52,6 +52,32 @@ def _masked_str(value: Any) -> str:
     return redact.text(str(value))  # what msgspec cannot encode, as masked text
 
 
+class FirstOnly(logging.Filter):
+    """Lets the first record whose message holds ``marker`` through, and no later one."""
+
+    def __init__(self, marker: str, note: str) -> None:
+        super().__init__()
+        self.marker = marker
+        self.note = note
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.marker not in record.getMessage():
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        record.msg, record.args = f"{record.getMessage()} ({self.note})", None
+        return True
+
+
+# kafka-python 3 warns each time one step of a task on its IO loop runs over 0.1 s, which
+# on a busy machine is all day long, and its threshold is not a consumer setting. Once
+# tells an operator what they need to know.
+SLOW_TASK_LOGGER = "kafka.net.selector"
+_SLOW_TASK = FirstOnly("is blocking the event loop", "logged once per process")
+
+
 def configure(level: str = "INFO", stream: TextIO = sys.stderr) -> None:
     """JSON lines for streamwatch at ``level``, and for libraries (kafka-python, ...)
     at warning and above, so that every line on the stream parses."""
@@ -61,6 +87,7 @@ def configure(level: str = "INFO", stream: TextIO = sys.stderr) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("streamwatch").setLevel(level)
+    logging.getLogger(SLOW_TASK_LOGGER).addFilter(_SLOW_TASK)  # added once, however often
 
 
 class RateLimited:

@@ -5,27 +5,29 @@ only *that* a delivery failed, not why (its own log has the detail), so the call
 the sink's worker thread and is given up after ``timeout``; every failure is retryable.
 The URLs carry credentials: apprise masks them in its log (``secure_logging``), and our
 messages name a URL by its scheme alone.
+
+Services that take markdown get the markdown body. Those that take HTML (email) get it
+as HTML made here: apprise would make the HTML itself, but then it makes an email's
+plain-text part from that HTML with a converter that starts a line at every ``<code>``
+(``apprise.conversion.html.HTMLConverter.BLOCK_TAGS``): "Model\nfraud\n, window ...".
+Ours sets code spans in a monospace ``<span>``, which reads the same and stays inline.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import apprise
+from apprise.conversion import convert_between
 
 from streamwatch.alerting.policy import Notification
 from streamwatch.config import AppriseSinkSettings
 from streamwatch.errors import ConfigError
 from streamwatch.sinks import render
 from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult
-
-# apprise's own idea of a scheme. It logs what does not start with one in clear (as a
-# file path), so such a value is refused before apprise sees it.
-_SCHEME = re.compile(r"^\s*([a-z0-9]{1,32})://", re.IGNORECASE)
 
 
 class _BelowDebug(logging.Filter):
@@ -38,32 +40,46 @@ class _BelowDebug(logging.Filter):
 
 _NO_TRACE = _BelowDebug()
 
+_MONOSPACE = '<span style="font-family: monospace">'
 
-def scheme(url: str) -> str | None:
-    """The scheme of an apprise URL (``mailto``): the one part that is never a secret."""
-    match = _SCHEME.match(url)
-    return match.group(1).lower() if match else None
+
+def takes_html(service: apprise.NotifyBase) -> bool:
+    """Whether apprise would turn markdown into HTML for ``service``: HTML is the first
+    format it declares (a tuple of them since apprise 2) and markdown is not one."""
+    declared = service.notify_format
+    formats = tuple(declared) if isinstance(declared, tuple | list) else (declared,)
+    return formats[0] == apprise.NotifyFormat.HTML and apprise.NotifyFormat.MARKDOWN not in formats
+
+
+def html(markdown: str) -> str:
+    """``markdown`` as HTML whose plain-text conversion keeps code spans inline."""
+    markdown_to_html = apprise.NotifyFormat.MARKDOWN, apprise.NotifyFormat.HTML
+    rendered: str = convert_between(*markdown_to_html, markdown)  # type: ignore[no-untyped-call]
+    return rendered.replace("<code>", _MONOSPACE).replace("</code>", "</span>")
 
 
 class AppriseSink:
-    """Sends each notification's title and markdown body to every URL of the sink."""
+    """Sends each notification's title and body to every URL of the sink: markdown, or
+    HTML to the services that take HTML."""
 
     def __init__(self, name: str, settings: AppriseSinkSettings) -> None:
         self.name = name
         self.timeout = settings.timeout
         logging.getLogger("apprise").addFilter(_NO_TRACE)  # added once however many sinks
         # Masked logging is apprise's default; pinned here because our URLs hold secrets.
-        self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(secure_logging=True))
+        asset = apprise.AppriseAsset(secure_logging=True)
+        self._markdown = apprise.Apprise(asset=asset)  # chat: slack://, tgram://, ...
+        self._html = apprise.Apprise(asset=asset)  # email: mailto://, ...
         with warnings.catch_warnings():
             # The first add loads every plugin; the email one imports imghdr (for PGPy),
             # deprecated since Python 3.11. Not ours to fix, and warnings are errors in CI.
             warnings.filterwarnings("ignore", "'imghdr' is deprecated", DeprecationWarning)
+            # The settings tried each URL with apprise when they were loaded.
             for number, url in enumerate(settings.urls, start=1):
-                kind = scheme(url.get_secret_value())
-                if kind is None:
-                    raise ConfigError(f"sink {name}: URL {number} does not start with scheme://")
-                if not self._apprise.add(url.get_secret_value()):
-                    raise ConfigError(f"sink {name}: apprise cannot use URL {number} ({kind}://)")
+                service = apprise.Apprise.instantiate(url.get_secret_value(), asset=asset)
+                if service is None:  # settings made without validation
+                    raise ConfigError(f"sink {name}: apprise cannot use URL {number}")
+                (self._html if takes_html(service) else self._markdown).add(service)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
         self._running: Future[bool] | None = None
 
@@ -84,13 +100,15 @@ class AppriseSink:
         return Delivered(self.name)
 
     def _notify(self, notification: Notification) -> bool:
+        title, markdown = render.title(notification), render.body(notification)
         # A bool before apprise 2, a result that is truthy on success since.
-        return bool(
-            self._apprise.notify(
-                title=render.title(notification),
-                body=render.body(notification),
-                body_format=apprise.NotifyFormat.MARKDOWN,
+        return all(
+            bool(services.notify(title=title, body=body, body_format=body_format))
+            for services, body, body_format in (
+                (self._markdown, markdown, apprise.NotifyFormat.MARKDOWN),
+                (self._html, html(markdown), apprise.NotifyFormat.HTML),
             )
+            if len(services)
         )
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamwatch.observe.logs import JsonFormatter
+from streamwatch.observe.logs import SLOW_TASK_LOGGER, FirstOnly, JsonFormatter, configure
 from streamwatch.observe.redact import text
 
 URL = "https://ops:pwSEKRIT@alerts.example.com/hooks/idSEKRIT?token=tokSEKRIT"
@@ -76,3 +76,42 @@ def test_a_kafka_error_code_is_not_taken_for_a_secret() -> None:
     assert text('KafkaError{code=_TRANSPORT,val=-195,str="1/1 brokers are down"}') == (
         'KafkaError{code=_TRANSPORT,val=-195,str="1/1 brokers are down"}'
     )
+
+
+def test_kafka_pythons_slow_task_warning_is_logged_once(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = logged
+    once = FirstOnly("is blocking the event loop", "logged once per process")
+    logger.addFilter(once)
+    try:
+        for elapsed in (0.142, 0.231, 0.118):
+            # As kafka.net.selector words it (formatted before it is logged).
+            logger.warning(
+                f"Task <Task coordinator heartbeat> ran for {elapsed:.3f}s (>0.100s threshold). "
+                "It is blocking the event loop -- likely a tight sync loop inside a coroutine. "
+                "Other pollers will time out."
+            )
+            logger.warning("Heartbeat session expired")
+    finally:
+        logger.removeFilter(once)
+    messages = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+    assert len(messages) == 4
+    assert messages[0].startswith("Task <Task coordinator heartbeat> ran for 0.142s")
+    assert messages[0].endswith("Other pollers will time out. (logged once per process)")
+    assert messages[1:] == ["Heartbeat session expired"] * 3
+
+
+def test_configure_filters_the_slow_task_warning_of_kafka_python() -> None:
+    root, ours = logging.getLogger(), logging.getLogger("streamwatch")
+    kafka = logging.getLogger(SLOW_TASK_LOGGER)
+    handlers, levels, filters = root.handlers[:], (root.level, ours.level), kafka.filters[:]
+    try:
+        configure("INFO", io.StringIO())
+        configure("INFO", io.StringIO())
+        assert len([f for f in kafka.filters if isinstance(f, FirstOnly)]) == 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
+        kafka.filters[:] = filters
