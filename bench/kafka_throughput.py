@@ -3,13 +3,14 @@
 Produces 500,000 events of one model with 20 numeric and 5 categorical features (the
 shape of BENCHMARKS.md, generated as in replay_throughput.py) to a fresh one-partition
 topic of a real broker (started from Maven Central's jars unless
-STREAMWATCH_TEST_BOOTSTRAP names one). Then reads it from the start, three times each
+SW_TEST_BOOTSTRAP names one). Then reads it from the start, three times each
 way, interleaved, for each client (kafka-python, confluent): with a bare consumer of
 that client that only polls (kafka-python's ``poll``, confluent-kafka's ``consume``,
-``POLL_RECORDS`` at a time, client defaults otherwise), and through streamwatch's Kafka
-source and engine with that client and all its detectors on, checkpointing and
-committing as the daemon does. Prints the medians and each client's streamwatch rate
-over the same client's raw poll rate.
+``POLL_RECORDS`` at a time, client defaults otherwise); through streamwatch's source of
+that client and the columnar decoder alone (the floor of any pipeline that parses what
+it consumes); and through streamwatch's source and engine with all detectors on,
+checkpointing and committing as the daemon does. Prints the medians and each rate over
+the same client's raw poll rate.
 
     make bench      (or: .venv/bin/python bench/kafka_throughput.py [events])
 """
@@ -20,6 +21,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.replay_throughput import stream
 from streamwatch.config import KafkaSettings, Settings, WindowSettings
+from streamwatch.events import decode_batch
+from streamwatch.events.reader import Reader
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import POLL_RECORDS, Engine
 from streamwatch.sources import Hooks, kafka_source
@@ -82,6 +86,27 @@ def raw_consume(bootstrap: str, topic: str, total: int) -> float:
         consumer.close()
 
 
+def decode_only(bootstrap: str, topic: str, total: int, client: str) -> float:
+    """streamwatch's source of that client and the columnar decoder, no detector: the
+    floor under any pipeline that parses what it consumes."""
+    settings = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        topics=(topic,),
+        group_id=f"decode-{uuid.uuid4().hex}",
+        client=client,
+    )
+    source = kafka_source(settings, Metrics(CollectorRegistry()), threading.Event(), Hooks())
+    reader, seen, started = Reader(), 0, time.perf_counter()
+    try:
+        while seen < total:
+            polled = source.poll(POLL_RECORDS)
+            seen += len(polled)
+            decode_batch(polled, Settings().max_message_bytes, reader=reader)
+        return time.perf_counter() - started
+    finally:
+        source.close()
+
+
 def streamwatch(bootstrap: str, topic: str, total: int, client: str) -> float:
     settings = Settings(
         kafka=KafkaSettings(
@@ -126,12 +151,15 @@ def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
     producer.close()
 
 
+WAYS = {"raw": raw_poll, "decode": decode_only, "streamwatch": streamwatch}
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500_000
-    existing = os.environ.get("STREAMWATCH_TEST_BOOTSTRAP")
+    existing = os.environ.get("SW_TEST_BOOTSTRAP")
     broker = None if existing else Broker().start()
     bootstrap = existing or broker.bootstrap  # type: ignore[union-attr]
-    ways = [(way, client) for client in CLIENTS for way in ("raw", "streamwatch")]
+    ways = [(way, client) for client in CLIENTS for way in WAYS]
     times: dict[tuple[str, str], list[float]] = {way: [] for way in ways}
     try:
         lines = stream(n)
@@ -139,8 +167,7 @@ def main() -> None:
         produce(bootstrap, topic, lines)
         for _ in range(RUNS):
             for way, client in ways:
-                run = raw_poll if way == "raw" else streamwatch
-                times[way, client].append(run(bootstrap, topic, n, client))
+                times[way, client].append(WAYS[way](bootstrap, topic, n, client))
     finally:
         if broker is not None:
             broker.stop()
@@ -149,9 +176,11 @@ def main() -> None:
     print(f"one partition, local broker; medians of {RUNS} interleaved runs")
     print(f"{'':<48}{'seconds':>9}{'events/s':>11}{'ratio':>7}")
     for client in CLIENTS:
-        raw, ours = (statistics.median(times[way, client]) for way in ("raw", "streamwatch"))
+        raw, floor, ours = (statistics.median(times[way, client]) for way in WAYS)
         label = f"{client} raw poll (its baseline)"
         print(f"{label:<48}{raw:>9.2f}{n / raw:>11,.0f}{1:>7.2f}")
+        label = "its source + columnar decoder, no detectors"
+        print(f"{label:<48}{floor:>9.2f}{n / floor:>11,.0f}{raw / floor:>7.2f}")
         label = f"streamwatch, all detectors, client={client}"
         print(f"{label:<48}{ours:>9.2f}{n / ours:>11,.0f}{raw / ours:>7.2f}")
     print("ratio: streamwatch's rate / the same client's raw poll rate (target: 0.7)")
