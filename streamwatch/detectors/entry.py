@@ -78,10 +78,10 @@ class Entry:
     the same kind, registered before it, whose state it reads; with ``stateful`` False
     it keeps none of its own (nothing of it is checkpointed). ``compare``: what a
     window is judged against, the reference at the window's phase, the whole reference,
-    or nothing. ``subject_per``: one subject per feature or per slice (too many series
-    for a gauge; a chart only where one breached). ``hint``: the first step an on-call
-    person takes; ``look_at``: where the evidence is in the report (``{subjects}`` is
-    replaced). ``sample``: raw values it keeps, if any."""
+    or nothing. ``subject_per``: one subject per feature or per slice (the report charts
+    only those that breached; /metrics the most breached, METRICS__MAX_SUBJECTS).
+    ``hint``: the first step an on-call person takes; ``look_at``: where the evidence
+    is in the report (``{subjects}`` is replaced). ``sample``: raw values it keeps, if any."""
 
     name: str
     kind: Kind
@@ -149,7 +149,7 @@ class Registry:
         return frozenset(self._named)
 
     def per_subject(self) -> frozenset[str]:
-        """Detectors with a subject per feature or slice: too many series for a gauge."""
+        """Detectors with a subject per feature or slice (the report charts few of them)."""
         return frozenset(n for n, e in self._named.items() if e.subject_per is not None)
 
     def per_slice(self) -> frozenset[str]:

@@ -311,7 +311,7 @@ def default() -> Registry:
 
 
 def per_subject() -> frozenset[str]:
-    """Detectors with a subject per feature or slice: too many series for a gauge."""
+    """Detectors with a subject per feature or slice (the report charts few of them)."""
     return default().per_subject()
 
 
