@@ -101,15 +101,23 @@ class AppriseSink:
 
     def _notify(self, notification: Notification) -> bool:
         title, markdown = render.title(notification), render.body(notification)
-        # A bool before apprise 2, a result that is truthy on success since.
-        return all(
-            bool(services.notify(title=title, body=body, body_format=body_format))
-            for services, body, body_format in (
-                (self._markdown, markdown, apprise.NotifyFormat.MARKDOWN),
-                (self._html, html(markdown), apprise.NotifyFormat.HTML),
+        # Every service is tried, as one apprise call tries all its URLs: a chat service
+        # that is down must not keep the email from going out.
+        sent = []
+        if len(self._markdown):
+            sent.append(
+                self._markdown.notify(
+                    title=title, body=markdown, body_format=apprise.NotifyFormat.MARKDOWN
+                )
             )
-            if len(services)
-        )
+        if len(self._html):
+            sent.append(
+                self._html.notify(
+                    title=title, body=html(markdown), body_format=apprise.NotifyFormat.HTML
+                )
+            )
+        # A bool before apprise 2, a result that is truthy on success since.
+        return all(bool(result) for result in sent)
 
     def close(self) -> None:
         # A call past its deadline is left to finish on its own (its sockets time out).

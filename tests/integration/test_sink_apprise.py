@@ -150,6 +150,23 @@ def test_a_server_that_is_down_is_a_retryable_failure(logs: pytest.LogCaptureFix
     assert PASSWORD not in logs.text
 
 
+def test_a_chat_service_that_is_down_does_not_keep_the_email_back(
+    smtp: tuple[Mailbox, int],
+) -> None:
+    mailbox, port = smtp
+    chat = SecretStr(f"json://127.0.0.1:{free_port()}/hook")  # nothing listens: down
+    sink = AppriseSink("ops", settings(chat, mailto(port)))
+    try:
+        result = sink.send(notification(model="fraud", subject="amount"))
+    finally:
+        sink.close()
+
+    assert isinstance(result, DeliveryFailed)  # tried again later, as a whole
+    assert result.retryable
+    [message] = mailbox.messages()  # the email went out all the same
+    assert message["Subject"].startswith("[streamwatch] CRITICAL: model fraud")
+
+
 def test_a_server_that_never_answers_fails_at_the_timeout(logs: pytest.LogCaptureFixture) -> None:
     # Connections complete in the backlog, but no greeting ever comes.
     with socket.create_server(("127.0.0.1", 0)) as silent:
