@@ -131,9 +131,12 @@ class AlertPolicy:
             if models is None or track.labels["model"] in models
         }
 
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Take on the alerts of a snapshot (beside those of other models held)."""
-        self.tracks.update({key: _Track.restore(track) for key, track in state.items()})
+    def restore(self, state: Mapping[str, Any]) -> set[str]:
+        """Take on the alerts of a snapshot (beside those of other models held); return
+        the models they are of."""
+        restored = {key: _Track.restore(track) for key, track in state.items()}
+        self.tracks.update(restored)
+        return {track.labels["model"] for track in restored.values()}
 
     def forget(self, models: Collection[str]) -> None:
         """Drop the alerts of ``models`` (whose partition moved to another instance)."""

@@ -118,11 +118,10 @@ class Conclusion:
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self.policy.restore(state["policy"])
+        models = self.policy.restore(state["policy"])
         self.router.restore(state["router"])
         self._firing()
         # Receivers that hold what fires (Alertmanager) keep hearing the restored alerts.
-        models = {track[0]["model"] for track in state["policy"].values()}
         self.dispatcher.resume(self.policy.standing(models))
         # Notifications of the windows this state closed: sent, or to send (held here
         # when the crash came between the checkpoint and their release).
