@@ -1,8 +1,9 @@
 """The label join: predictions wait here, by event id, for labels that come later.
 
 Only what a label is joined with is kept: the prediction's event time, its window, the
-predicted class or value and the score. Labels may also come first (they are often on
-another topic, read at another pace): such a label waits for its prediction. Both
+predicted class or value, the score and the class probabilities. Labels may also come
+first (they are often on another topic, read at another pace): such a label waits for its
+prediction. Both
 buffers are bounded three times: by a count and by bytes (the oldest entries make room
 for either) and by a time to live in event time. Bytes are what an entry takes in
 memory: a fixed overhead (the dict slot, the tuple, the numbers) measured on CPython
@@ -24,12 +25,14 @@ import numpy as np
 from streamwatch.batch import FloatArray, ObjectArray
 from streamwatch.windows import IdArray
 
-# (event time, window index, prediction, score, slice values); prediction is a class or
-# a value; the slice values line up with the model's slice dimensions.
-Entry = tuple[float, int, object, float, tuple[str | None, ...]]
-# Memory per entry beside its text: a dict slot, the key's and the tuple's headers and
-# the float objects (sys.getsizeof on CPython 3.11, rounded up).
-ENTRY_BYTES = 280
+# (event time, window index, prediction, score, slice values, class probabilities);
+# prediction is a class or a value; the slice values line up with the model's slice
+# dimensions, the probabilities with the join's probability columns (() when none).
+Entry = tuple[float, int, object, float, tuple[str | None, ...], tuple[float, ...]]
+# Memory per entry beside its text and probabilities: a dict slot, the key's and the
+# tuple's headers and the float objects (sys.getsizeof on CPython 3.11, rounded up).
+ENTRY_BYTES = 290
+PROBABILITY_BYTES = 32  # a float object and its slot in the tuple
 EARLY_BYTES = 220
 
 
@@ -43,6 +46,8 @@ class Joined:
     label: ObjectArray
     delay: FloatArray  # label time minus prediction time, seconds
     slices: list[tuple[str | None, ...]] = field(default_factory=list)
+    # The class probabilities by output column (probability[c]), NaN where none came.
+    probabilities: dict[str, FloatArray] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -56,6 +61,7 @@ class Joined:
             self.label[index],
             self.delay[index],
             [self.slices[i] for i in np.arange(len(self.slices))[index]] if self.slices else [],
+            {k: v[index] for k, v in self.probabilities.items()},
         )
 
 
@@ -68,6 +74,7 @@ class LabelJoin:
         self.max_bytes = max_bytes
         self._pending: dict[str, Entry] = {}  # insertion order is arrival order
         self._early: dict[str, tuple[object, float]] = {}  # labels before predictions
+        self.columns: list[str] = []  # the probability columns, in the order first seen
         self.pending_bytes = 0
         self.early_bytes = 0
         self.evicted = 0
@@ -85,6 +92,7 @@ class LabelJoin:
         predictions: Sequence[object],
         scores: FloatArray,
         slices: Sequence[tuple[str | None, ...]],
+        probabilities: Mapping[str, FloatArray] | None = None,
     ) -> Joined | None:
         """Remember windowed predictions until their labels come; return the labels that
         were already waiting for some of them, joined."""
@@ -93,7 +101,9 @@ class LabelJoin:
         again = pending.keys() & keys if pending else ()
         for key in again:  # replaced below: their bytes are counted anew
             self.pending_bytes -= _entry_bytes(key, pending[key])
+        vectors = self._vectors(len(keys), probabilities or {})
         self.pending_bytes += _batch_bytes(keys, predictions, slices)
+        self.pending_bytes += PROBABILITY_BYTES * sum(map(len, vectors))
         pending.update(
             zip(
                 event_ids.tolist(),
@@ -103,6 +113,7 @@ class LabelJoin:
                     predictions,
                     scores.tolist(),
                     slices,
+                    vectors,
                     strict=True,
                 ),
                 strict=True,
@@ -126,6 +137,17 @@ class LabelJoin:
             self.pending_bytes -= _entry_bytes(key, pending.pop(key))
             self.evicted += 1
         return early
+
+    def _vectors(self, n: int, probabilities: Mapping[str, FloatArray]) -> list[tuple[float, ...]]:
+        """Each prediction's probabilities, aligned with ``columns`` (which they extend)."""
+        if not probabilities:
+            return [()] * n
+        for column in probabilities:
+            if column not in self.columns:
+                self.columns.append(column)
+        missing = np.full(n, np.nan)
+        stacked = np.column_stack([probabilities.get(c, missing) for c in self.columns])
+        return list(map(tuple, stacked.tolist()))
 
     def peek(self, event_id: str) -> Entry | None:
         """The prediction waiting under ``event_id``, left in place (shadow pairing)."""
@@ -171,6 +193,11 @@ class LabelJoin:
         label = np.empty(n, dtype=np.object_)
         prediction[:] = [e[2] for e, _, _ in found]
         label[:] = [value for _, value, _ in found]
+        probabilities = np.full((n, len(self.columns)), np.nan)
+        for row, (entry, _, _) in enumerate(found):
+            vector = entry[5]
+            if vector:
+                probabilities[row, : len(vector)] = vector
         return Joined(
             np.fromiter((e[1] for e, _, _ in found), np.int64, n),
             prediction,
@@ -178,6 +205,7 @@ class LabelJoin:
             label,
             np.fromiter((when - e[0] for e, _, when in found), np.float64, n),
             [e[4] for e, _, _ in found],
+            {c: probabilities[:, i] for i, c in enumerate(self.columns)},
         )
 
     def expire(self, predicted_until: float, labelled_until: float) -> None:
@@ -202,13 +230,18 @@ class LabelJoin:
             "evicted": self.evicted,
             "expired": self.expired,
             "unknown": self.unknown,
+            "columns": list(self.columns),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         keys, *columns = state["pending"]
         if columns:
-            times, windows, predictions, scores, slices = columns
-            entries = zip(times, windows, predictions, scores, map(tuple, slices), strict=True)
+            times, windows, predictions, scores, slices, *vectors = columns
+            # A checkpoint from before the probabilities were joined has none.
+            probabilities = map(tuple, vectors[0]) if vectors else itertools.repeat(())
+            entries = zip(
+                times, windows, predictions, scores, map(tuple, slices), probabilities, strict=False
+            )
             self._pending = dict(zip(keys, entries, strict=True))
         else:
             self._pending = {}
@@ -216,6 +249,7 @@ class LabelJoin:
         self._early = dict(zip(keys, zip(*columns, strict=True), strict=True)) if columns else {}
         self.evicted, self.expired = int(state["evicted"]), int(state["expired"])
         self.unknown = int(state["unknown"])
+        self.columns = [str(c) for c in state.get("columns", ())]
         self.pending_bytes = sum(itertools.starmap(_entry_bytes, self._pending.items()))
         self.early_bytes = sum(itertools.starmap(_early_bytes, self._early.items()))
 
@@ -244,7 +278,8 @@ def _text(value: object) -> int:
 
 
 def _entry_bytes(key: str, entry: Entry) -> int:
-    return ENTRY_BYTES + len(key) + _text(entry[2]) + sum(map(_text, entry[4]))
+    text = len(key) + _text(entry[2]) + sum(map(_text, entry[4]))
+    return ENTRY_BYTES + text + PROBABILITY_BYTES * len(entry[5])
 
 
 def _early_bytes(key: str, early: tuple[object, float]) -> int:

@@ -12,11 +12,12 @@ from typing import Any
 from streamwatch.batch import Batch
 from streamwatch.config import DetectorSettings
 from streamwatch.detectors import registry
-from streamwatch.detectors.base import Confusion, Detector, Distribution, Finding
+from streamwatch.detectors.base import Detector, Distribution, Finding
 from streamwatch.detectors.drift import DriftDetector
-from streamwatch.detectors.entry import Context, Registry, build
+from streamwatch.detectors.entry import Context, Registry, build, no_labels
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.ood import Mahalanobis
+from streamwatch.detectors.performance import Performance
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
@@ -57,10 +58,6 @@ class ModelBinning:
         self.inputs.restore(state["inputs"])
 
 
-def _no_labels() -> Confusion | None:
-    return None
-
-
 class DetectorSet:
     """Every enabled window detector's state over one window of one model, in the
     registry's order. ``labelled`` gives the model's labelled reference (label-shift
@@ -70,7 +67,7 @@ class DetectorSet:
         self,
         settings: DetectorSettings,
         binning: ModelBinning,
-        labelled: Callable[[], Confusion | None] = _no_labels,
+        labelled: Callable[[], Performance | None] = no_labels,
         detectors: Registry | None = None,
     ) -> None:
         entries = (registry.default() if detectors is None else detectors).of_kind("window")

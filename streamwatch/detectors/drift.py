@@ -43,6 +43,7 @@ from streamwatch.batch import Batch, Columns
 from streamwatch.config import DriftSettings
 from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Distribution, Finding
+from streamwatch.detectors.cells import Cells
 from streamwatch.detectors.histogram import OTHER, Binning, CategoryCounts, NumericHistogram
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -307,10 +308,37 @@ class FeatureDrift(DriftDetector):
 
 
 class PredictionDrift(DriftDetector):
-    """Drift of the model's outputs: score, predicted class or value, class probabilities."""
+    """Drift of the model's outputs: score, predicted class or value, class probabilities.
+    A classifier's probabilities are kept too, as :class:`Cells` by predicted class: what
+    performance estimation and maximum likelihood label shift read of a window."""
 
     name = "prediction_drift"
     subject_kind = "output"
 
+    def __init__(self, settings: DriftSettings, binning: Binning) -> None:
+        super().__init__(settings, binning)
+        self.cells = Cells(settings.max_categories)
+
     def _columns(self, batch: Batch) -> Columns:
         return batch.outputs
+
+    def update(self, batch: Batch) -> None:
+        super().update(batch)
+        outputs = batch.outputs
+        predicted = outputs.categorical.get("prediction")
+        if predicted is None:
+            predicted = np.full(batch.n, None, dtype=np.object_)
+        self.cells.add(predicted, outputs.numeric)
+
+    def merge(self, other: Self) -> None:
+        super().merge(other)
+        self.cells.merge(other.cells)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "cells": self.cells.snapshot()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        super().restore(state)
+        # A checkpoint from before the probabilities were kept has none.
+        most = self.settings.max_categories
+        self.cells = Cells.restore(state["cells"], most) if "cells" in state else Cells(most)

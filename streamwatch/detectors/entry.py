@@ -11,17 +11,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from streamwatch.config import DetectorSettings
-from streamwatch.detectors.base import Confusion
 
 if TYPE_CHECKING:
     from streamwatch.detectors import ModelBinning
+    from streamwatch.detectors.performance import Performance
 
 Kind = Literal["window", "outcome", "sequential", "pair"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 T = TypeVar("T")
 
 
-def _no_labels() -> Confusion | None:
+def no_labels() -> Performance | None:
     return None
 
 
@@ -30,13 +30,14 @@ class Context:
     """What a factory builds a detector from. ``binning``: the model's (window kinds),
     fixed on its first events and shared by all its windows. ``built``: the detectors
     of the same set built before this one, among them what it ``needs``. ``labelled``:
-    the confusion matrix of the model's labelled reference, or None (none yet, or a
+    the performance state of the model's labelled reference (its confusion matrix, its
+    probabilities by actual class), complete or still pooling, or None (none yet, or a
     regressor). ``max_bytes``: what a detector may hold in buffers (MAX_BUFFER_BYTES)."""
 
     settings: DetectorSettings
     binning: ModelBinning | None = None
     built: Mapping[str, object] = field(default_factory=dict)
-    labelled: Callable[[], Confusion | None] = _no_labels
+    labelled: Callable[[], Performance | None] = no_labels
     max_bytes: int = 64 << 20
 
     def need(self, name: str, kind: type[T]) -> T:

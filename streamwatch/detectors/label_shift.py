@@ -35,7 +35,7 @@ import numpy as np
 
 from streamwatch.config import LabelShiftSettings
 from streamwatch.detectors import statistics as st
-from streamwatch.detectors.base import Confusion, Derived, Finding
+from streamwatch.detectors.base import Derived, Finding
 from streamwatch.detectors.drift import PredictionDrift
 from streamwatch.detectors.performance import Performance
 from streamwatch.severity import Severity
@@ -72,7 +72,7 @@ class EstimatedLabelShift(Derived):
         self,
         settings: LabelShiftSettings,
         predictions: PredictionDrift,
-        labelled: Callable[[], Confusion | None],
+        labelled: Callable[[], Performance | None],
     ) -> None:
         self.settings = settings
         self.predictions = predictions
@@ -80,11 +80,11 @@ class EstimatedLabelShift(Derived):
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""
-        confusion = self.labelled()
+        labelled = self.labelled()
         predicted = self.predictions.categorical.get("prediction")
-        if confusion is None or predicted is None:
+        if labelled is None or predicted is None:
             return []
-        finding = estimated(model, window, confusion, predicted.counts, self.settings)
+        finding = estimated(model, window, labelled.confusion, predicted.counts, self.settings)
         return [finding] if finding else []
 
 

@@ -3,7 +3,9 @@ reference's.
 
 Classification: accuracy, precision, recall and F1 of the positive class, ROC AUC, log
 loss, Brier score and expected calibration error (10 bins). Regression: MAE, RMSE and
-MAPE. A metric alarms when it is worse than the reference's by a relative margin
+MAPE. A classifier's probabilities are kept too, as :class:`Cells` by actual class: what
+performance estimation calibrates on, and maximum likelihood label shift. A metric
+alarms when it is worse than the reference's by a relative margin
 (``warning``/``critical``; ECE by the same margins in absolute terms) and the
 degradation is significant one-sidedly, Benjamini-Hochberg-adjusted across the window's
 metrics, with at least ``min_labels`` labels on both sides. State is aggregates only:
@@ -24,6 +26,7 @@ import numpy as np
 from streamwatch.config import PerformanceSettings
 from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Finding, LabelledBatch
+from streamwatch.detectors.cells import Cells
 from streamwatch.join import Joined
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -56,6 +59,7 @@ class Performance:
         self.score_counts = np.zeros((2, SCORE_BINS), dtype=np.int64)  # [negative|positive]
         self.score_sums = np.zeros(SCORE_BINS)
         self.sums: dict[str, list[float]] = {k: [0, 0.0, 0.0] for k in _LOSSES}  # n, Σ, Σ²
+        self.cells = Cells()  # the probabilities by actual class
 
     @property
     def n(self) -> int:
@@ -73,6 +77,8 @@ class Performance:
         predicted = [str(p) for p in joined.prediction.tolist()]
         actual = [class_label(v) for v in joined.label.tolist()]
         self.confusion.update(zip(predicted, actual, strict=True))
+        outputs = joined.probabilities or {"score": joined.score}
+        self.cells.add(np.array(actual, dtype=np.object_), outputs)
         scored = ~np.isnan(joined.score)
         if scored.any():
             positive = np.array([a == self.settings.positive_class for a in actual])[scored]
@@ -109,6 +115,7 @@ class Performance:
         self.confusion.update(other.confusion)
         self.score_counts += other.score_counts
         self.score_sums += other.score_sums
+        self.cells.merge(other.cells)
         for name, (n, total, squares) in other.sums.items():
             acc = self.sums[name]
             acc[0], acc[1], acc[2] = acc[0] + n, acc[1] + total, acc[2] + squares
@@ -119,6 +126,7 @@ class Performance:
             "score_counts": self.score_counts.tolist(),
             "score_sums": self.score_sums.tolist(),
             "sums": self.sums,
+            "cells": self.cells.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -126,6 +134,21 @@ class Performance:
         self.score_counts = np.asarray(state["score_counts"], dtype=np.int64)
         self.score_sums = np.asarray(state["score_sums"], dtype=np.float64)
         self.sums = {k: [float(x) for x in v] for k, v in state["sums"].items()}
+        # A checkpoint from before the probabilities were kept has none.
+        self.cells = Cells.restore(state["cells"]) if "cells" in state else Cells()
+
+    def realized(self) -> dict[str, float]:
+        """A classifier's accuracy, precision, recall and F1 of the positive class, and
+        ROC AUC where it sent scores: what estimated performance is measured against."""
+        positive = self.settings.positive_class
+        values = {"accuracy": _rate(*_accuracy(self.confusion))}
+        if any(positive in pair for pair in self.confusion):
+            values["precision"] = _rate(*_precision(self.confusion, positive))
+            values["recall"] = _rate(*_recall(self.confusion, positive))
+            values["f1"] = _f1_and_variance(self.confusion, positive)[0]
+        if self.score_counts.sum():
+            values["roc_auc"] = _auc(self.score_counts)[0]
+        return {name: value for name, value in values.items() if math.isfinite(value)}
 
     # -- evaluation ------------------------------------------------------------------
 
@@ -232,6 +255,10 @@ def _precision(confusion: Counter[tuple[str, str]], positive: str) -> tuple[int,
 def _recall(confusion: Counter[tuple[str, str]], positive: str) -> tuple[int, int]:
     actual = sum(c for (_, a), c in confusion.items() if a == positive)
     return confusion[(positive, positive)], actual
+
+
+def _rate(k: int, n: int) -> float:
+    return k / n if n else math.nan
 
 
 def _proportion(name: str, k: int, n: int, k_ref: int, n_ref: int) -> _Metric:

@@ -29,8 +29,9 @@ import numpy as np
 from streamwatch.batch import MAX_NAME_CHARS, Batch, Schema
 from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, registry
-from streamwatch.detectors.base import Confusion, PairDetector
+from streamwatch.detectors.base import PairDetector
 from streamwatch.detectors.entry import Context, Registry
+from streamwatch.detectors.performance import Performance
 from streamwatch.events import Event, EventColumns
 from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
 from streamwatch.pipeline.reference import Pinned, ReferencePool
@@ -105,6 +106,8 @@ class ModelMonitor:
             # A pinned reference fits the grid on all of itself, then is frozen.
             self.binning.fit(pinned.batch)
             self.reference.pin(*self._pinned_states(pinned.batch))
+            if pinned.labels:
+                self.outcomes.pin(pinned.batch, pinned.labels, self._regression)
 
     def process(
         self, predictions: EventColumns | Sequence[Event], labels: Sequence[Event] = ()
@@ -374,9 +377,9 @@ class ModelMonitor:
         distributions = state.distributions(reference, findings)
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
-    def _labelled(self) -> Confusion | None:  # a classifier's, for label-shift estimation
-        labelled = None if self._regression else self.outcomes.reference  # or still pooling
-        return None if labelled is None else labelled.confusion
+    def _labelled(self) -> Performance | None:
+        """A classifier's labelled reference, complete or still pooling (estimation)."""
+        return None if self._regression else self.outcomes.reference
 
     def _pinned_states(self, batch: Batch) -> tuple[DetectorSet, dict[int, DetectorSet]]:
         """A pinned reference as a whole and, with a season, by phase."""

@@ -67,3 +67,40 @@ def test_snapshot_round_trips_through_msgpack() -> None:
 def test_invalid_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         LabelJoin(capacity=0, ttl=1)
+
+
+def test_class_probabilities_join_with_their_labels_as_their_columns_grow() -> None:
+    join = LabelJoin(capacity=10, ttl=3600)
+    ids = np.array(["a", "b"], dtype=np.object_)
+    two = {"probability[x]": np.array([0.9, 0.2]), "probability[y]": np.array([0.1, 0.8])}
+    join.expect(
+        ids, np.zeros(2), np.zeros(2, dtype=np.int64), ["x", "y"], np.full(2, np.nan), [(), ()], two
+    )
+    three = {"probability[z]": np.array([0.7])}  # a class first seen later
+    join.expect(
+        np.array(["c"], dtype=np.object_),
+        np.zeros(1),
+        np.zeros(1, dtype=np.int64),
+        ["z"],
+        np.full(1, np.nan),
+        [()],
+        three,
+    )
+    restored = LabelJoin(capacity=10, ttl=3600)
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(join.snapshot())))
+    joined = restored.match(["c", "a"], ["z", "x"], [1.0, 1.0])
+    assert list(joined.probabilities) == ["probability[x]", "probability[y]", "probability[z]"]
+    rows = np.column_stack(list(joined.probabilities.values()))
+    np.testing.assert_array_equal(rows, [[np.nan, np.nan, 0.7], [0.9, 0.1, np.nan]])
+
+
+def test_a_checkpoint_from_before_probabilities_restores_without_them() -> None:
+    join = LabelJoin(capacity=10, ttl=3600)
+    expect(join, ["a"], [0.0], window=3)
+    state = join.snapshot()
+    state["pending"] = state["pending"][:6]  # keys and the five columns of old
+    del state["columns"]
+    restored = LabelJoin(capacity=10, ttl=3600)
+    restored.restore(state)
+    joined = restored.match(["a"], ["1"], [1.0])
+    assert (joined.window.tolist(), joined.probabilities) == ([3], {})
