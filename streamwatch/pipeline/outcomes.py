@@ -7,8 +7,9 @@ labels never come has its windows evaluated (label coverage 0%) once its predict
 time is a label time-to-live past that, and all are evaluated at the end of input.
 Labels for windows already evaluated are counted as late labels.
 
-The first labelled windows make the outcome reference, whatever their drift role (a
-pinned drift reference has no labels; labels may start late): a :class:`Labelled` state
+The labelled events of a pinned reference file make the outcome reference, when they
+are ``REFERENCE__MIN_EVENTS`` or more; else the first labelled windows do, whatever their
+drift role (labels may start late): a :class:`Labelled` state
 (the registry's outcome detectors: performance, slices, errors per calibration cell,
 and those that read them) pooled by a
 :class:`~streamwatch.pipeline.reference.ReferencePool` until it holds ``REFERENCE__MIN_EVENTS``
@@ -22,6 +23,7 @@ compared with the reference, and both are reported from the first labelled windo
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
 from streamwatch.pipeline.reference import ReferencePool
 from streamwatch.windows import IdArray, WindowBounds
+
+log = logging.getLogger("streamwatch.outcomes")
 
 # Keys of states in the checkpoint from before the registry (format 6); others: by name.
 _STORED_AS = {"slice_performance": "slices", "concept_drift": "errors"}
@@ -165,12 +169,50 @@ class Outcomes:
         """Labels so far: joined, unknown, late (the monitor reports the differences)."""
         return LabelCounts(self.joined, self.join.unknown, self.late)
 
+    def pin(self, batch: Batch, labels: Sequence[Event], regression: bool) -> None:
+        """Make the labelled events of a pinned reference the outcome reference, complete
+        as it is (by phase too, with a season), if they are enough."""
+        if batch.event_ids is None:
+            return
+        join = LabelJoin(max(batch.n, 1), math.inf, 1 << 62)
+        phases = self.pool.phases_of(batch.event_time)  # the join's "windows"
+        join.expect(*self._expected(batch, np.ones(batch.n, dtype=np.bool_), regression, phases))
+        joined = join.match(
+            [str(e.event_id) for e in labels],
+            [e.label for e in labels],
+            [e.epoch_seconds for e in labels],
+        )
+        if joined.n < self.settings.reference.min_events:
+            log.warning(
+                "the reference file's labels are too few to be the outcome reference",
+                extra={"model": self.model_id, "labelled": joined.n},
+            )
+            return
+        whole, by_phase = self._new(), {}
+        whole.observe(LabelledBatch(joined, regression, self.dimensions, self.vocabulary))
+        if self.settings.reference.season:
+            for phase in np.unique(joined.window).tolist():
+                part = joined.take(joined.window == phase)
+                by_phase[phase] = self._new()
+                by_phase[phase].observe(
+                    LabelledBatch(part, regression, self.dimensions, self.vocabulary)
+                )
+        self.pool.pin(whole, by_phase)
+
     def expect(self, batch: Batch, windows: IdArray, regression: bool) -> None:
         """Remember a batch's windowed predictions for their labels."""
         if batch.event_ids is None or batch.n == 0:
             return
         self.latest = max(self.latest, float(batch.event_time.max()))
-        kept = windows >= 0
+        waiting = self.join.expect(*self._expected(batch, windows >= 0, regression, windows))
+        if waiting is not None:
+            self._apply(waiting, regression)
+
+    def _expected(
+        self, batch: Batch, kept: np.ndarray, regression: bool, windows: IdArray
+    ) -> tuple[Any, ...]:
+        """What the join keeps of the ``kept`` predictions of a batch: its arguments."""
+        assert batch.event_ids is not None
         outputs = batch.outputs
         if regression:
             column = outputs.numeric.get("prediction", np.full(batch.n, np.nan))
@@ -181,16 +223,20 @@ class Outcomes:
             ].tolist()
         scores = outputs.numeric.get("score", np.full(batch.n, np.nan))[kept]
         slices = self._slice_values(batch, kept)
-        waiting = self.join.expect(
+        probabilities = {
+            name: values[kept]
+            for name, values in outputs.numeric.items()
+            if name.startswith("probability[")
+        }
+        return (
             batch.event_ids[kept],
             batch.event_time[kept],
             windows[kept],
             predictions,
             scores,
             slices,
+            probabilities,
         )
-        if waiting is not None:
-            self._apply(waiting, regression)
 
     def _slice_values(self, batch: Batch, kept: np.ndarray) -> list[tuple[str | None, ...]]:
         """Each kept prediction's value of every slice dimension (None where it has none).

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from streamwatch.batch import Batch, FloatArray, Schema
 from streamwatch.config import ReferenceSettings, Settings
 from streamwatch.errors import ConfigError
-from streamwatch.events import decode_batch
+from streamwatch.events import Event, decode_batch
 from streamwatch.events.reader import Reader
 from streamwatch.pipeline.by_model import by_model
 from streamwatch.sources.replay import ReplaySource
@@ -37,10 +37,12 @@ log = logging.getLogger("streamwatch.reference")
 
 @dataclass(frozen=True, slots=True)
 class Pinned:
-    """One model's reference events as columns, with the schema they were read with."""
+    """One model's reference events as columns, with the schema they were read with, and
+    the labels in the file (label events, and predictions that came with theirs)."""
 
     schema: Schema
     batch: Batch
+    labels: Sequence[Event] = ()
 
 
 def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
@@ -48,6 +50,7 @@ def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
     source = ReplaySource([path])
     schemas: dict[str, Schema] = {}
     parts: dict[str, list[Batch]] = {}
+    labels: dict[str, list[Event]] = {}
     bad, reader = 0, Reader()
     while (messages := source.poll(10_000)) is not None:
         decoded = decode_batch(messages, settings.max_message_bytes, reader=reader)
@@ -56,11 +59,15 @@ def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
             if events.predictions.n:
                 schema = schemas.setdefault(model_id, Schema.of(model_id, settings))
                 parts.setdefault(model_id, []).append(schema.build(events.predictions))
+            labels.setdefault(model_id, []).extend(events.labels)
     if bad:
         log.warning("reference file has bad lines", extra={"path": str(path), "bad": bad})
     if not parts:
         raise ConfigError(f"reference file {path} holds no prediction events")
-    return {m: Pinned(schemas[m], Batch.concat(batches)) for m, batches in parts.items()}
+    return {
+        m: Pinned(schemas[m], Batch.concat(batches), labels.get(m, ()))
+        for m, batches in parts.items()
+    }
 
 
 class Pooled(Protocol):
