@@ -31,6 +31,7 @@ from streamwatch.config.detectors import (
 )
 from streamwatch.config.outcome_detectors import (
     ConceptDriftSettings,
+    EstimatedPerformanceSettings,
     LabelShiftSettings,
     PerformanceSettings,
     ShadowSettings,
@@ -89,6 +90,7 @@ __all__ = [
     "DetectorSettings",
     "DriftSettings",
     "Duration",
+    "EstimatedPerformanceSettings",
     "FileSinkSettings",
     "GithubIssueSinkSettings",
     "HistorySettings",

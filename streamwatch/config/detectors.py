@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from streamwatch.config.base import Section
 from streamwatch.config.outcome_detectors import (
     ConceptDriftSettings,
+    EstimatedPerformanceSettings,
     LabelShiftSettings,
     PerformanceSettings,
     ShadowSettings,
@@ -149,6 +150,7 @@ class DetectorSettings(Section):
         description="the model's outputs: score, predicted class or value, probabilities",
     )
     performance: PerformanceSettings = PerformanceSettings()
+    estimated_performance: EstimatedPerformanceSettings = EstimatedPerformanceSettings()
     concept_drift: ConceptDriftSettings = ConceptDriftSettings()
     slices: SliceSettings = SliceSettings()
     shadow: ShadowSettings = ShadowSettings()

@@ -101,14 +101,34 @@ class ConceptDriftSettings(Section):
     )
 
 
-class LabelShiftSettings(Section):
-    """Label shift: observed once labels join, estimated (BBSE) from predictions."""
+class EstimatedPerformanceSettings(Section):
+    """Performance estimated before labels come (CBPE, detectors/estimated): from the
+    scores calibrated on the labelled reference, against the reference's realized
+    performance."""
 
     enabled: bool = Field(True, description="run this detector")
-    # BBSE holds only under label shift (p(x|y) unchanged); under covariate shift it
-    # reads moved predictions as moved priors. Turn it on where label shift is the
-    # expected kind of change.
-    estimate: bool = Field(False, description="estimate priors from predictions (BBSE)")
+    warning: float = Field(0.05, gt=0, description="relative estimated degradation that warns")
+    critical: float = Field(0.15, gt=0, description="relative degradation that is critical")
+    alpha: float = Field(0.001, gt=0, lt=1, description="false discovery rate per window")
+    min_labels: int = Field(
+        1000, ge=100, description="labelled reference events the calibration needs: no verdict"
+    )
+    min_samples: int = Field(100, ge=10, description="fewer scored events in a window: none")
+
+
+class LabelShiftSettings(Section):
+    """Label shift: observed once labels join, estimated (MLLS or BBSE) from predictions."""
+
+    enabled: bool = Field(True, description="run this detector")
+    # The estimates hold only under label shift (p(x|y) unchanged); under covariate shift
+    # they read moved predictions as moved priors. Turn it on where label shift is the
+    # expected kind of change; estimated performance is then corrected for the priors.
+    estimate: bool = Field(False, description="estimate priors from predictions")
+    method: Literal["mlls", "bbse"] = Field(
+        "mlls",
+        description="mlls: maximum likelihood (EM on probabilities calibrated by bias-corrected "
+        "temperature scaling); bbse: black box shift estimation (predicted classes)",
+    )
     warning: float = Field(0.1, gt=0, description="shift of the class priors that warns")
     critical: float = Field(0.2, gt=0, description="shift of the class priors that is critical")
     # One test per window (not a family under FDR control): a stricter level keeps false
