@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from streamwatch.alerting.outbox import Outbox, outbox_path
-from streamwatch.config import Settings
-from streamwatch.errors import SourceError, storage
+from streamwatch.config import Settings, env_name
+from streamwatch.errors import ConfigError, SourceError, storage
 from streamwatch.observe import health
 from streamwatch.observe.health import Health
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
-from streamwatch.pipeline.reference import load_reference
+from streamwatch.pipeline.reference import Pinned, load_reference
 from streamwatch.sinks import RoutedSink, build_sinks
 from streamwatch.sources import kafka_source
 from streamwatch.state.store import StateStore
@@ -40,12 +40,35 @@ def build_engine(
     changelog: Changelog | None = None,
     alive: Health | None = None,
 ) -> Engine:
-    """The engine of ``settings``, with its pinned reference when ``REFERENCE__PATH`` is
-    set (replay and demo build theirs here too)."""
-    reference = None
-    if settings.reference.path is not None:
-        reference = load_reference(settings.reference.path, settings)
-    return Engine(settings, sinks, metrics, reference, outbox, changelog, alive)
+    """The engine of ``settings``, with the pinned references of ``REFERENCE__PATH`` and
+    of the models that set their own (replay and demo build theirs here too)."""
+    return Engine(settings, sinks, metrics, pinned(settings), outbox, changelog, alive)
+
+
+def pinned(settings: Settings) -> dict[str, Pinned]:
+    """Each model's pinned reference, read from ``REFERENCE__PATH``, or from the model's
+    own file (``MODELS__<MODEL>__REFERENCE__PATH``), which must hold its events (only
+    those count). A model with its own performance settings reads the common file again,
+    with its own task."""
+    path = settings.reference.path
+    reference = {} if path is None else load_reference(path, settings)
+    for key in settings.models:
+        own = settings.for_model(key)
+        common = own.reference.path == path
+        if own.reference.path is None or (
+            common and own.detectors.performance == settings.detectors.performance
+        ):
+            continue
+        found = {
+            m: p for m, p in load_reference(own.reference.path, own).items() if m.lower() == key
+        }
+        if not found and not common:
+            raise ConfigError(
+                f"{env_name(('models', key, 'reference', 'path'))}: {own.reference.path} "
+                f"holds no prediction events of model {key!r}"
+            )
+        reference = {m: p for m, p in reference.items() if m.lower() != key} | found
+    return reference
 
 
 def run(settings: Settings) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from streamwatch.alerting.notification import (
     report_link,
     sample_notification,
 )
-from streamwatch.config import AlertSettings
+from streamwatch.config import AlertSettings, Hysteresis
 from streamwatch.detectors import Finding, Severity
 from streamwatch.windows import WindowBounds
 
@@ -98,11 +98,22 @@ class _Track:
 class AlertPolicy:
     """Which findings start, repeat, escalate or end an alert; remembers each alert's
     recent windows. Times are event times (window ends), so replaying the same input
-    after a crash yields the same notifications with the same ids."""
+    after a crash yields the same notifications with the same ids. ``of_model`` gives a
+    model's own alert settings (``MODELS__<MODEL>__ALERTS__...``); without it every
+    model's are ``settings``."""
 
-    def __init__(self, settings: AlertSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: AlertSettings | None = None,
+        of_model: Callable[[str], AlertSettings] | None = None,
+    ) -> None:
         self.settings = settings or AlertSettings()
+        self.of_model = of_model
         self.tracks: dict[str, _Track] = {}
+
+    def settings_of(self, model: str) -> AlertSettings:
+        """The alert settings of ``model``."""
+        return self.settings if self.of_model is None else self.of_model(model)
 
     @property
     def firing(self) -> dict[str, Severity]:
@@ -148,7 +159,7 @@ class AlertPolicy:
         """The notification of one model's window: what fired, repeated, escalated or
         resolved in it, less warnings inhibited by a critical alert with equal labels."""
         changes = [c for f in findings if (c := self._observe(self.redacted(f))) is not None]
-        equal = self.settings.inhibit_equal
+        equal = self.settings_of(model).inhibit_equal
         critical = {
             tuple(t.labels.get(k) for k in equal)
             for t in self.tracks.values()
@@ -179,7 +190,7 @@ class AlertPolicy:
     def redacted(self, finding: Finding) -> Finding:
         """The finding with every name of ``ALERTS__REDACT`` replaced by its alias."""
         subject, explanation = finding.subject, finding.explanation
-        for name in self.settings.redact:
+        for name in self.settings_of(finding.model).redact:
             if name in subject or name in explanation:
                 pattern = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
                 subject = pattern.sub(alias(name), subject)
@@ -189,8 +200,9 @@ class AlertPolicy:
         return replace(finding, subject=subject, explanation=explanation)
 
     def _observe(self, finding: Finding) -> tuple[str, Alert] | None:
+        settings = self.settings_of(finding.model)
         labels = {
-            **self.settings.labels,
+            **settings.labels,
             "alertname": _alertname(finding.detector),
             "model": finding.model,
             "detector": finding.detector,
@@ -204,24 +216,24 @@ class AlertPolicy:
             if not breach:
                 return None  # nothing to remember about a clean subject
             track = self.tracks[key] = _Track(labels)
-        rule = self.settings.hysteresis_of(finding.detector)
+        rule = settings.hysteresis_of(finding.detector)
         track.breaches = [*track.breaches, breach][-rule.of_last :]
         track.clean = 0 if breach else track.clean + 1
-        alert = self._transition(key, track, finding, rule.fire_after, rule.resolve_after)
+        alert = self._transition(key, track, finding, rule, settings.repeat_interval)
         if track.severity is None and not any(track.breaches):
             del self.tracks[key]  # not firing and nothing recent: forget it
         return None if alert is None else (key, alert)
 
     def _transition(
-        self, key: str, track: _Track, finding: Finding, fire_after: int, resolve_after: int
+        self, key: str, track: _Track, finding: Finding, rule: Hysteresis, repeat: float
     ) -> Alert | None:
         end = finding.window.end
         if track.severity is None:  # not firing
-            if sum(track.breaches) < fire_after or finding.severity is Severity.OK:
+            if sum(track.breaches) < rule.fire_after or finding.severity is Severity.OK:
                 return None
             track.severity, track.starts_at, track.sent_at = finding.severity, end, None
             return _alert("firing", track.labels, key, finding, finding.severity, end)
-        if track.clean >= resolve_after:
+        if track.clean >= rule.resolve_after:
             announced, severity = track.sent_at is not None, track.severity
             track.severity, track.breaches, track.last = None, [], None
             if not announced:
@@ -231,7 +243,7 @@ class AlertPolicy:
             track.severity = finding.severity
             return _alert("firing", track.labels, key, finding, finding.severity, track.starts_at)
         if finding.severity is not Severity.OK and (
-            track.sent_at is None or end - track.sent_at >= self.settings.repeat_interval
+            track.sent_at is None or end - track.sent_at >= repeat
         ):
             return _alert(
                 "firing", track.labels, key, finding, track.severity, track.starts_at, True

@@ -4,9 +4,9 @@ distribution, operational). Those judged on outcomes are in ``outcome_detectors.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, TypeVar, get_args
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from streamwatch.config.base import Section
 from streamwatch.config.outcome_detectors import (
@@ -20,6 +20,12 @@ from streamwatch.config.outcome_detectors import (
 
 NumericStatistic = Literal["wasserstein", "psi", "jensen_shannon", "ks"]
 CategoricalStatistic = Literal["total_variation", "jensen_shannon", "psi"]
+Kind = Literal["numeric", "categorical"]
+STATISTICS: dict[Kind, tuple[str, ...]] = {
+    "numeric": get_args(NumericStatistic),
+    "categorical": get_args(CategoricalStatistic),
+}
+V = TypeVar("V")
 
 # Effect-size thresholds (warning, critical) of each statistic. Wasserstein is
 # normalised by the reference standard deviation: 0.1 reads "a tenth of a sd".
@@ -37,6 +43,44 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "ks": (0.1, 0.2),
     "total_variation": (0.05, 0.1),
 }
+
+
+def lower_keys(mapping: dict[str, V] | None) -> dict[str, V] | None:
+    """``mapping`` with its keys lower-cased, as a variable's name is read (feature names
+    and model ids are matched in any case); keys that differ only in case are refused.
+    ``None`` (a map a model's own settings leave unset) stays ``None``."""
+    if mapping is None:
+        return None
+    lowered = {key.lower(): value for key, value in mapping.items()}
+    if len(lowered) < len(mapping):
+        raise ValueError(f"keys differ only in case: {', '.join(sorted(mapping))}")
+    return lowered
+
+
+class ColumnDrift(Section):
+    """One feature's own drift settings."""
+
+    ignore: bool = Field(False, description="never judge this feature (an identifier)")
+    statistic: Literal[NumericStatistic, CategoricalStatistic] | None = Field(
+        None,
+        description="its effect size, one its kind has (numeric: wasserstein, psi, "
+        "jensen_shannon, ks; categorical: total_variation, jensen_shannon, psi); default: "
+        "the detector's for its kind",
+    )
+    warning: float | None = Field(
+        None, gt=0, description="default: the statistic's own if set, else the detector's"
+    )
+    critical: float | None = Field(
+        None, gt=0, description="default: the statistic's own if set, else the detector's"
+    )
+
+
+class ColumnQuality(Section):
+    """One feature's own data quality settings."""
+
+    ignore: bool = Field(False, description="never judge this feature (an identifier)")
+    warning: float | None = Field(None, gt=0, description="default: the detector's")
+    critical: float | None = Field(None, gt=0, description="default: the detector's")
 
 
 class DriftSettings(Section):
@@ -65,24 +109,57 @@ class DriftSettings(Section):
     min_samples: int = Field(100, ge=2, description="fewer events in either window: no verdict")
     bins: int = Field(10, ge=2, le=100, description="coarse bins for PSI and Jensen-Shannon")
     max_categories: int = Field(200, ge=2, description="categories tracked per feature")
+    columns: Annotated[dict[str, ColumnDrift], AfterValidator(lower_keys)] = Field(
+        default_factory=dict,
+        description="column -> its own settings: a feature's (an output's, of prediction drift), "
+        "named in any case",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DriftSettings:
-        for kind in ("numeric", "categorical"):
+        for kind, statistics in STATISTICS.items():
             warning, critical = self.thresholds(kind)
             if critical < warning:
                 raise ValueError(
                     f"{kind}_critical ({critical}) is below {kind}_warning ({warning})"
                 )
+            for name, column in self.columns.items():
+                if column.statistic is not None and column.statistic not in statistics:
+                    continue  # never this kind's statistic
+                warning, critical = self.thresholds(kind, name)
+                if critical < warning:
+                    raise ValueError(
+                        f"columns.{name}: critical ({critical}) is below warning ({warning})"
+                        + ("" if column.statistic else f" for {kind} columns")
+                    )
         return self
 
-    def thresholds(self, kind: Literal["numeric", "categorical"]) -> tuple[float, float]:
-        """(warning, critical) for numeric or categorical columns."""
-        statistic = self.numeric_statistic if kind == "numeric" else self.categorical_statistic
+    def statistic(self, kind: Kind, column: str | None = None) -> str:
+        """The effect size of a column of ``kind``: the column's own when it set one that
+        its kind has."""
+        own = self.column(column).statistic if column is not None else None
+        if own is not None and own in STATISTICS[kind]:
+            return own
+        return self.numeric_statistic if kind == "numeric" else self.categorical_statistic
+
+    def thresholds(self, kind: Kind, column: str | None = None) -> tuple[float, float]:
+        """(warning, critical) for numeric or categorical columns, or for one column: its
+        own where set, else its own statistic's defaults, else the detector's."""
+        statistic = self.statistic(kind)
         warning, critical = DEFAULT_THRESHOLDS[statistic]
         set_warning = self.numeric_warning if kind == "numeric" else self.categorical_warning
         set_critical = self.numeric_critical if kind == "numeric" else self.categorical_critical
-        return (set_warning or warning, set_critical or critical)
+        warning, critical = set_warning or warning, set_critical or critical
+        if column is None:
+            return warning, critical
+        own = self.column(column)
+        if own.statistic is not None and own.statistic in STATISTICS[kind]:
+            warning, critical = DEFAULT_THRESHOLDS[own.statistic]
+        return own.warning or warning, own.critical or critical
+
+    def column(self, name: str) -> ColumnDrift:
+        """A feature's own settings (in any case), or the defaults."""
+        return self.columns.get(name.lower(), _NO_DRIFT)
 
 
 class DataQualitySettings(Section):
@@ -102,12 +179,33 @@ class DataQualitySettings(Section):
     )
     alpha: float = Field(0.001, gt=0, lt=1, description="false discovery rate per window")
     min_samples: int = Field(100, ge=10, description="fewer events: no verdict")
+    columns: Annotated[dict[str, ColumnQuality], AfterValidator(lower_keys)] = Field(
+        default_factory=dict, description="feature -> its own settings, named in any case"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DataQualitySettings:
         if self.critical < self.warning:
             raise ValueError(f"critical ({self.critical}) is below warning ({self.warning})")
+        for name in self.columns:
+            warning, critical = self.thresholds(name)
+            if critical < warning:
+                raise ValueError(
+                    f"columns.{name}: critical ({critical}) is below warning ({warning})"
+                )
         return self
+
+    def thresholds(self, column: str) -> tuple[float, float]:
+        """(warning, critical) of a feature: its own where set, else the detector's."""
+        own = self.column(column)
+        return own.warning or self.warning, own.critical or self.critical
+
+    def column(self, name: str) -> ColumnQuality:
+        """A feature's own settings (in any case), or the defaults."""
+        return self.columns.get(name.lower(), _NO_QUALITY)
+
+
+_NO_DRIFT, _NO_QUALITY = ColumnDrift(), ColumnQuality()
 
 
 class OutOfDistributionSettings(Section):

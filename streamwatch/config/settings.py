@@ -4,12 +4,12 @@ is loaded from the environment, and how its errors name their variables."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 from streamwatch.config.alerts import AlertSettings
 from streamwatch.config.base import ENV_PREFIX, NESTED, Duration
 from streamwatch.config.detectors import DetectorSettings
+from streamwatch.config.models import ModelMap, Partial
 from streamwatch.config.runtime import (
     HistorySettings,
     KafkaSettings,
@@ -97,9 +98,15 @@ class Settings(BaseSettings):
         "labels waiting for predictions, challengers waiting for the champion); the oldest "
         "entries make room",
     )
-    models: list[str] = Field(
+    watch: list[str] = Field(
         default_factory=list,
         description="model ids watched; events of other ids go to dead letters (empty: any id)",
+    )
+    models: ModelMap = Field(
+        default_factory=dict,
+        description="model id -> its own detectors, window, reference, labels and alerts "
+        "settings, over the global ones (ids in any case); a JSON list is the ids to watch, "
+        "as WATCH",
     )
     model_idle_ttl: Duration = Field(
         7 * 86400.0,
@@ -108,20 +115,46 @@ class Settings(BaseSettings):
         "seen of any model) is let go: its open windows are closed and recorded, its slot freed",
     )
 
+    # Each model's effective settings, made once (see for_model).
+    _effective: dict[str, Settings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _watch_list(cls, data: Any) -> Any:
+        """``MODELS=["a","b"]``, the ids to watch before models had settings, is WATCH."""
+        if isinstance(data, dict) and isinstance(data.get("models"), list | tuple):
+            if data.get("watch"):
+                raise ValueError(
+                    "STREAMWATCH_MODELS is a list of ids to watch and STREAMWATCH_WATCH is "
+                    "set too: list them in WATCH only"
+                )
+            data = {**data, "watch": data["models"], "models": {}}
+        return data
+
     @model_validator(mode="after")
-    def _changelog_client(self) -> Settings:
+    def _across_sections(self) -> Settings:
+        """The checks that span sections, of these settings and of each model's own (a
+        check added here holds for every model's too)."""
+        self._changelog_client()
+        self._spread_models()
+        for model_id in self.models:
+            self.for_model(model_id)
+        return self
+
+    def _changelog_client(self) -> None:
         if self.state.changelog_topic is not None and self.kafka.client != "kafka-python":
             raise ValueError(
                 "STREAMWATCH_STATE__CHANGELOG_TOPIC (scale out) needs KAFKA__CLIENT=kafka-python"
             )
-        return self
 
-    @model_validator(mode="after")
-    def _spread_models(self) -> Settings:
-        """A spread model's partitions must bin alike and close windows alike."""
+    def _spread_models(self, model_id: str | None = None) -> None:
+        """A spread model's partitions must bin alike and close windows alike (with
+        ``model_id``: only if that model is spread, with these settings as its own)."""
         spread = self.state.spread_models
+        if model_id is not None:
+            spread = [m for m in spread if m.lower() == model_id]
         if not spread:
-            return self
+            return
         needs = []
         if self.state.changelog_topic is None:
             needs.append("STREAMWATCH_STATE__CHANGELOG_TOPIC")
@@ -134,7 +167,40 @@ class Settings(BaseSettings):
             needs.append(f"no shadow champion (set for {', '.join(champions)})")
         if needs:
             raise ValueError("STREAMWATCH_STATE__SPREAD_MODELS needs " + "; ".join(needs))
-        return self
+
+    def for_model(self, model_id: str) -> Settings:
+        """The settings of one model: its own (``MODELS__<MODEL>__...``, the id in any
+        case) merged over the global ones; these settings when it has none."""
+        key = model_id.lower()
+        own = self.models.get(key)
+        if own is None:
+            return self
+        effective = self._effective.get(key)
+        if effective is None:
+            effective = self._effective[key] = self._merged(key, own.sections())
+        return effective
+
+    def _merged(self, key: str, sections: dict[str, Partial]) -> Settings:
+        """The settings of model ``key``: ``sections`` over these, checked as these are."""
+        merged: dict[str, Any] = {"models": {}}
+        for name, section in sections.items():
+            try:
+                merged[name] = section.over(getattr(self, name))
+            except ValidationError as exc:
+                raise ValueError(_named(exc, ("models", key, name))) from None
+        effective = self.model_copy(update=merged)
+        try:
+            effective._changelog_client()
+            effective._spread_models(key)
+        except ValueError as exc:
+            raise ValueError(f"{env_name(('models', key))}: {exc}") from None
+        return effective
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, unvalidated as pydantic's; each model's settings are made from it anew."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._effective = {}
+        return copied
 
     @classmethod
     def settings_customise_sources(
@@ -172,16 +238,46 @@ def load_settings(
             _env_file=tuple(env_files) or None, _secrets_dir=secrets_dir, **overrides
         )
     except ValidationError as exc:
-        lines = [f"{env_name(error['loc'])}: {error['msg']}" for error in exc.errors()]
+        lines = _named(exc).split("\n  ")
     except SettingsError as exc:
         lines = [undecodable(exc, _values(env_files, secrets_dir))]
     else:
-        if not unknown:
+        lines = _watch_with_overrides(settings, env_files, secrets_dir)
+        if not unknown and not lines:
             return settings
-        lines = []
     named = {line.partition(": ")[0] for line in lines}  # an env file's unknown ones
     lines += [f"{name}: {_EXTRA}" for name in unknown if name.upper() not in named]
     raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _named(exc: ValidationError, within: tuple[str, ...] = ()) -> str:
+    """Each error of ``exc`` as ``VARIABLE: why``, one a line; ``within`` is where the
+    validated settings are in the whole tree. An error of a check across settings says
+    which variables it is about."""
+    lines = []
+    for error in exc.errors():
+        loc, message = (*within, *error["loc"]), error["msg"]
+        if not loc and error["type"] == "value_error":
+            lines.append(message.removeprefix("Value error, "))
+        else:
+            lines.append(f"{env_name(loc)}: {message}")
+    return "\n  ".join(lines)
+
+
+def _watch_with_overrides(
+    settings: Settings, env_files: Sequence[Path], secrets_dir: Path | None
+) -> list[str]:
+    """A model's own settings beside ``MODELS`` as a list, which they would replace
+    unseen (the list is read, the rest dropped)."""
+    nested = ENV_PREFIX + "MODELS" + NESTED
+    names = [n for n in _values(env_files, secrets_dir) if n.upper().startswith(nested)]
+    if settings.models or not names:
+        return []
+    return [
+        f"{name.upper()}: STREAMWATCH_MODELS is a list of ids to watch: "
+        "list them in STREAMWATCH_WATCH instead"
+        for name in names
+    ]
 
 
 def _values(env_files: Sequence[Path], secrets_dir: Path | None) -> dict[str, str]:
@@ -207,8 +303,14 @@ def env_name(loc: Sequence[int | str]) -> str:
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The effective settings as JSON-able data with every secret masked."""
-    return settings.model_dump(mode="json")
+    """The effective settings as JSON-able data with every secret masked; of each model,
+    the settings it sets itself."""
+    return settings.model_dump(mode="json") | {
+        "models": {
+            model_id: own.model_dump(mode="json", exclude_unset=True)
+            for model_id, own in settings.models.items()
+        }
+    }
 
 
 def add_sink_kinds() -> None:

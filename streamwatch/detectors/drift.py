@@ -32,6 +32,7 @@ alarm on noise (not significant).
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from streamwatch.detectors.histogram import OTHER, Binning, CategoryCounts, Nume
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
+log = logging.getLogger("streamwatch.drift")
 RARE = "__rare__"  # categories too sparse to compare one by one, and __other__, pooled
 OVERFLOW_MINIMUM_EXPECTED = 20.0
 SHOWN_BINS = 24  # equal-width bins of a numeric column's distribution, for reading
@@ -123,16 +125,21 @@ class DriftDetector(ABC):
         self.categorical = {k: CategoryCounts.restore(v) for k, v in state["categorical"].items()}
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
-        minimum = self.settings.min_samples
+        """A finding per column with enough events on both sides, but those set to be
+        ignored (``COLUMNS__<NAME>__IGNORE``), which are not tested either."""
+        minimum, column = self.settings.min_samples, self.settings.column
         compared = [
             self._numeric(name, reference.numeric[name], hist)
             for name, hist in sorted(self.numeric.items())
-            if name in reference.numeric and min(hist.n, reference.numeric[name].n) >= minimum
+            if name in reference.numeric
+            and min(hist.n, reference.numeric[name].n) >= minimum
+            and not column(name).ignore
         ] + [
             self._categorical(name, reference.categorical[name], counts)
             for name, counts in sorted(self.categorical.items())
             if name in reference.categorical
             and min(counts.n, reference.categorical[name].n) >= minimum
+            and not column(name).ignore
         ]
         qvalues = st.benjamini_hochberg([c.pvalue for c in compared])
         return [self._finding(model, window, c, q) for c, q in zip(compared, qvalues, strict=True)]
@@ -207,8 +214,14 @@ class DriftDetector(ABC):
 
     def _finding(self, model: str, window: WindowBounds, c: _Comparison, qvalue: float) -> Finding:
         s = self.settings
-        statistic = s.numeric_statistic if c.kind == "numeric" else s.categorical_statistic
-        warning, critical = s.thresholds(c.kind)
+        statistic = s.statistic(c.kind, c.subject)
+        own = s.column(c.subject).statistic
+        if own is not None and own != statistic:
+            log.warning(
+                "a column's statistic is not one of its kind: the detector's is used",
+                extra={"model": model, "column": c.subject, "kind": c.kind, "statistic": own},
+            )
+        warning, critical = s.thresholds(c.kind, c.subject)
         value = c.statistics[statistic]
         significant = qvalue <= s.alpha
         severity = Severity.of(value, warning, critical) if significant else Severity.OK

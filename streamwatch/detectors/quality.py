@@ -83,12 +83,16 @@ def evaluate(
     reference: FeatureDrift,
     settings: DataQualitySettings,
 ) -> list[Finding]:
+    """The findings of every feature but those set to be ignored, each judged by its own
+    thresholds where it has them."""
     rates = _rates(current, reference, settings.min_samples)
+    rates = [r for r in rates if not settings.column(r.subject).ignore]
     qvalues = st.benjamini_hochberg([r.pvalue for r in rates])
     findings = [
         _rate_finding(model, window, r, q, settings) for r, q in zip(rates, qvalues, strict=True)
     ]
-    return findings + _schema(model, window, current, reference, settings.min_samples)
+    schema = _schema(model, window, current, reference, settings.min_samples)
+    return findings + [f for f in schema if not settings.column(f.subject).ignore]
 
 
 def _rates(current: FeatureDrift, reference: FeatureDrift, minimum: int) -> list[_Rate]:
@@ -153,7 +157,8 @@ _BASELINE = {"unseen": " expected (the reference's events in categories it saw o
 def _rate_finding(
     model: str, window: WindowBounds, r: _Rate, qvalue: float, s: DataQualitySettings
 ) -> Finding:
-    severity = Severity.of(r.rise, s.warning, s.critical) if qvalue <= s.alpha else Severity.OK
+    warning, critical = s.thresholds(r.subject)
+    severity = Severity.of(r.rise, warning, critical) if qvalue <= s.alpha else Severity.OK
     share, ref_share = r.current / r.n, r.reference / r.n_reference
     return Finding(
         model=model,
@@ -161,7 +166,7 @@ def _rate_finding(
         subject=r.subject,
         statistic=r.check,
         value=r.rise,
-        threshold=severity.threshold(s.warning, s.critical),
+        threshold=severity.threshold(warning, critical),
         severity=severity,
         n_reference=r.n_reference,
         n_current=r.n,

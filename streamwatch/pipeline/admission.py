@@ -3,8 +3,9 @@
 Model ids come from producers, so junk ids (a bug, a test, an attack) must not take the
 place of real models for good:
 
-- ``MODELS``, when set, is the allow-list: events of other ids are bad (``model_unknown``)
-  and never take a slot.
+- ``WATCH`` (or ``MODELS`` given as a list, as before models had settings of their own),
+  when set, is the allow-list: events of other ids are bad (``model_unknown``) and never
+  take a slot. A model's own settings (``MODELS__<MODEL>__...``) do not list it.
 - ``MAX_MODELS`` slots: an id seen when they are all taken is bad (``model_limit``).
   Nothing active is ever pushed out to make room, so a flood of new ids cannot cost a
   model that is sending events its windows or its reference.
@@ -46,7 +47,7 @@ class Admission:
 
     def __init__(self, settings: Settings) -> None:
         # Spread models are named in the settings: allowed without being listed twice.
-        listed = set(settings.models)
+        listed = set(settings.watch)
         self.allowed = frozenset(listed | set(settings.state.spread_models)) if listed else None
         self.ttl = settings.model_idle_ttl
         self.newest = -math.inf  # event time
@@ -61,7 +62,7 @@ class Admission:
         refused = np.array(unknown)[columns.model]
         for i in np.flatnonzero(refused):
             model_id = columns.models[columns.model[i]]
-            detail = f"model {model_id!r} is not in STREAMWATCH_MODELS"
+            detail = f"model {model_id!r} is not in STREAMWATCH_WATCH"
             bad.append(columns.bad(i, "model_unknown", detail))
         return decoded.take(np.flatnonzero(~refused))
 

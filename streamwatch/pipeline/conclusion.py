@@ -40,7 +40,7 @@ class Conclusion:
         accounting: Accounting,
     ) -> None:
         self.settings = settings
-        self.policy = AlertPolicy(settings.alerts)
+        self.policy = AlertPolicy(settings.alerts, lambda m: settings.for_model(m).alerts)
         self.router = router
         self.outbox = outbox
         self.dispatcher = dispatcher
@@ -95,7 +95,7 @@ class Conclusion:
         self, window: ClosedWindow, notification: Notification | None
     ) -> history.WindowRecord:
         """The window's history record, with names redacted as in its alerts."""
-        redact = self.settings.alerts.redact
+        redact = self.settings.for_model(window.model).alerts.redact
         shown = [d for d in window.distributions if d.subject not in redact]
         findings = map(self.policy.redacted, window.findings)
         return history.record(replace(window, distributions=shown), findings, notification)

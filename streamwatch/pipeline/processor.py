@@ -120,7 +120,8 @@ class Processor:
             if len(self.models) >= self.settings.max_models:
                 return None
             pinned = self.reference.get(model_id)
-            monitor = self.models[model_id] = ModelMonitor(model_id, self.settings, pinned)
+            settings = self.settings.for_model(model_id)
+            monitor = self.models[model_id] = ModelMonitor(model_id, settings, pinned)
         return monitor
 
     def snapshot(self, models: Collection[str] | None) -> dict[str, Any]:
@@ -130,7 +131,8 @@ class Processor:
 
     def restore(self, models: Mapping[str, Any]) -> None:
         for model_id, state in models.items():
-            monitor = ModelMonitor(model_id, self.settings, self.reference.get(model_id))
+            settings = self.settings.for_model(model_id)
+            monitor = ModelMonitor(model_id, settings, self.reference.get(model_id))
             monitor.restore(state)
             self.models[model_id] = monitor
 
