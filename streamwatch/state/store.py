@@ -62,6 +62,11 @@ def shape(settings: Settings) -> str:
         "window": settings.window.model_dump(mode="json"),
         "detectors": settings.detectors.model_dump(mode="json"),
         "max_columns": settings.max_columns,
+        # A model's own window and detector settings decide what its state means too.
+        "models": {
+            model: own.model_dump(mode="json", exclude_unset=True, include={"window", "detectors"})
+            for model, own in sorted(settings.models.items())
+        },
     }
     return hashlib.sha256(msgspec.json.encode(relevant)).hexdigest()[:16]
 
