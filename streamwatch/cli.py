@@ -238,7 +238,7 @@ def _replay(args: argparse.Namespace) -> int:
     )
     for a in fired:
         model, detector, subject = (a.labels[k] for k in ("model", "detector", "subject"))
-        print(f"  {a.severity.value:<9}{model:<16}{detector:<20}{subject}")
+        print(f"  {a.severity.value:<9}{model:<16}{detector:<21}{subject}")
     return EXIT_FIRED
 
 
@@ -337,14 +337,15 @@ def _demo(args: argparse.Namespace) -> int:
     fired = demo.fired(outcomes)
     print("\nAlerts fired (window start, model, detector, subject):")
     for (model, detector, subject), hour in sorted(fired.items(), key=lambda kv: kv[1]):
-        print(f"  {hour:02d}:00  {model:<6} {detector:<20} {subject}")
+        print(f"  {hour:02d}:00  {model:<6} {detector:<21} {subject}")
     problems = demo.check(fired)
     if problems:
         print("\nMISMATCH: " + "; ".join(problems))
         return 1
     print(
-        "\nAll expected alerts fired where expected (drift in the window where the shift starts"
-        " or the next; accuracy once the labels of the shifted traffic have come); no others."
+        "\nAll expected alerts fired where expected (drift, and accuracy estimated from the"
+        " scores, in the window where the shift starts or the next; accuracy realized once the"
+        " labels of the shifted traffic have come); no others."
     )
     from streamwatch.observe import report  # matplotlib: loaded only to draw
 

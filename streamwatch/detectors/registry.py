@@ -29,8 +29,8 @@ kind is window, outcome or sequential (the monitor pairs versions through shadow
 their state is checkpointed under their name.
 
 >>> from streamwatch.config import DetectorSettings
->>> [e.name for e in BUILT_IN.of_kind("window") if e.enabled(DetectorSettings())]
-['feature_drift', 'prediction_drift', 'operational', 'out_of_distribution', 'data_quality']
+>>> [e.name for e in BUILT_IN.of_kind("window") if e.enabled(DetectorSettings())][-3:]
+['out_of_distribution', 'data_quality', 'estimated_performance']
 >>> sorted(BUILT_IN.per_subject())
 ['data_quality', 'fairness', 'feature_drift', 'slice_performance']
 """
@@ -50,6 +50,7 @@ from streamwatch.detectors.concept import Residuals, Sequential
 from streamwatch.detectors.coverage import LabelCoverage
 from streamwatch.detectors.drift import FeatureDrift, PredictionDrift
 from streamwatch.detectors.entry import KINDS, Context, Entry, Kind, Registry, Sample, build
+from streamwatch.detectors.estimated import EstimatedPerformance
 from streamwatch.detectors.fairness import Fairness
 from streamwatch.detectors.label_shift import EstimatedLabelShift, ObservedLabelShift
 from streamwatch.detectors.ood import OutOfDistribution
@@ -171,11 +172,30 @@ BUILT_IN = Registry(
             "window",
             _window(
                 lambda c: EstimatedLabelShift(
-                    c.settings.label_shift, c.need("prediction_drift", PredictionDrift), c.labelled
+                    c.settings.label_shift,
+                    c.need("prediction_drift", PredictionDrift),
+                    c.labelled,
+                    c.settings.performance.positive_class,
                 )
             ),
             *_LABEL_SHIFT,
             enabled=lambda s: s.label_shift.enabled and s.label_shift.estimate,
+            needs=("prediction_drift",),
+            stateful=False,
+            compare="whole",  # the labelled reference, complete or still pooling
+        ),
+        Entry(
+            "estimated_performance",
+            "window",
+            _window(
+                lambda c: EstimatedPerformance(
+                    c.settings, c.need("prediction_drift", PredictionDrift), c.labelled
+                )
+            ),
+            "performance is estimated to have fallen before labels came: look at the inputs "
+            "that drifted and confirm with the first labels",
+            "{subjects}, estimated before labels and realized after",
+            enabled=lambda s: s.estimated_performance.enabled,
             needs=("prediction_drift",),
             stateful=False,
             compare="whole",  # the labelled reference, complete or still pooling

@@ -8,10 +8,10 @@ The sample is bounded in bytes too (``MAX_SAMPLE_BYTES``, what its events take i
 checkpoint), since an event may be as large as ``MAX_MESSAGE_BYTES``: at the limit the
 grid is fitted on the events held so far. Those are still the model's first events, in
 arrival order, so the grid stays a sample of the stream fixed before any window is
-judged, only a smaller one: its bin edges are noisier, and the reference and every
-window are binned on the same edges, so the tests stay valid (a little less
-powerful). Held events keep only the feature names the model can track
-(``MAX_COLUMNS``, admitted in arrival order), and held labels only what the join needs.
+judged, only a smaller one: its bin edges are noisier, and the reference and every window
+are binned on the same edges, so the tests stay valid (a little less powerful). Held
+events keep only the feature names the model can track (``MAX_COLUMNS``, admitted in
+arrival order), and held labels only what the join needs.
 """
 
 from __future__ import annotations
@@ -89,10 +89,9 @@ class ModelMonitor:
         self.shadow: PairDetector = pair.factory(context)
         self._pairing = pair.enabled(settings.detectors)
         self.champion: str | None = settings.detectors.shadow.champions.get(model_id)
-        # While warming up: predictions held back until the grid's sample is complete,
-        # and labels (their predictions may be among them). Part of the checkpoint.
-        # Held predictions are kept encoded: as compact as in the checkpoint, and holding
-        # no reference into the decoded batch (whose freed memory it would pin).
+        # While warming up: predictions held back until the grid's sample is complete, and
+        # labels (their predictions may be among them); part of the checkpoint. Predictions
+        # are held encoded: compact, and pinning no memory of the decoded batch.
         self._pending: list[bytes] = []
         self._pending_labels: list[Event] = []
         self._sizes: list[int] = []  # of the held predictions
@@ -106,8 +105,7 @@ class ModelMonitor:
             # A pinned reference fits the grid on all of itself, then is frozen.
             self.binning.fit(pinned.batch)
             self.reference.pin(*self._pinned_states(pinned.batch))
-            if pinned.labels:
-                self.outcomes.pin(pinned.batch, pinned.labels, self._regression)
+            self.outcomes.pin(pinned.batch, pinned.labels, self._regression)
 
     def process(
         self, predictions: EventColumns | Sequence[Event], labels: Sequence[Event] = ()
@@ -377,8 +375,7 @@ class ModelMonitor:
         distributions = state.distributions(reference, findings)
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
-    def _labelled(self) -> Performance | None:
-        """A classifier's labelled reference, complete or still pooling (estimation)."""
+    def _labelled(self) -> Performance | None:  # a classifier's, complete or still pooling
         return None if self._regression else self.outcomes.reference
 
     def _pinned_states(self, batch: Batch) -> tuple[DetectorSet, dict[int, DetectorSet]]:

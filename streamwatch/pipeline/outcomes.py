@@ -104,6 +104,9 @@ class _Window:
     bounds: WindowBounds | None = None  # known once the window has closed
 
 
+Ready = tuple[WindowBounds, Labelled, LabelCoverage]  # a window whose labels are due
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     bounds: WindowBounds
@@ -172,7 +175,7 @@ class Outcomes:
     def pin(self, batch: Batch, labels: Sequence[Event], regression: bool) -> None:
         """Make the labelled events of a pinned reference the outcome reference, complete
         as it is (by phase too, with a season), if they are enough."""
-        if batch.event_ids is None:
+        if batch.event_ids is None or not labels:
             return
         join = LabelJoin(max(batch.n, 1), math.inf, 1 << 62)
         phases = self.pool.phases_of(batch.event_time)  # the join's "windows"
@@ -290,26 +293,30 @@ class Outcomes:
 
     def due(self, lateness: float, final: bool = False) -> list[Evaluated]:
         """Evaluate the closed windows whose labels have had their horizon."""
-        horizon, ttl = self.settings.labels.horizon, self.settings.labels.ttl
+        return [self.evaluate(*window) for window in self.ready(lateness, final)]
+
+    def clock(self, lateness: float) -> float:
+        """A closed window is due once its end plus the label horizon is at or before this."""
+        return max(self.label_latest - lateness, self.latest - lateness - self.settings.labels.ttl)
+
+    def ready(self, lateness: float, final: bool = False) -> list[Ready]:
+        """Take those windows out, in order (a spread model's partition publishes them)."""
         if final:  # the end of input: nothing waits any more
             self.join.expire(math.inf, math.inf)
         else:
             self.join.expire(self.latest - lateness, self.label_latest - lateness)
-        until = max(self.label_latest - lateness, self.latest - lateness - ttl)
-        ready = sorted(
-            index
-            for index, w in self.windows.items()
-            if w.bounds is not None and (final or w.bounds.end + horizon <= until)
-        )
-        return [self._evaluate(index) for index in ready]
+        until, horizon, taken = self.clock(lateness), self.settings.labels.horizon, []
+        for index, w in sorted(self.windows.items()):
+            if w.bounds is not None and (final or w.bounds.end + horizon <= until):
+                del self.windows[index]
+                self.evaluated_through = max(self.evaluated_through, index)
+                taken.append((w.bounds, w.state, w.coverage))
+        return taken
 
-    def _evaluate(self, index: int) -> Evaluated:
-        window = self.windows.pop(index)
-        self.evaluated_through = max(self.evaluated_through, index)
-        bounds, state = window.bounds, window.state
-        assert bounds is not None
+    def evaluate(self, bounds: WindowBounds, state: Labelled, coverage: LabelCoverage) -> Evaluated:
+        """A due window's findings (a spread model's owner evaluates its merge here)."""
         model = self.model_id
-        findings = window.coverage.evaluate(model, bounds)
+        findings = coverage.evaluate(model, bounds)
         # Evaluated whatever becomes of the window: each forgets what it found for it.
         sequential = [f for d in self.sequential.values() for f in d.evaluate(model, bounds)]
         # Fairness has no reference: judged from the first labelled window on.

@@ -9,7 +9,7 @@ def test_the_demo_fires_exactly_the_expected_alerts(demo_run: DemoRun) -> None:
     out = demo_run.printed
     assert "All expected alerts fired" in out
     for model, detector, subject in demo.EXPECTED:
-        assert f"{model:<6} {detector:<20} {subject}" in out
+        assert f"{model:<6} {detector:<21} {subject}" in out
     assert "bad events      4" in out
     assert "late events     20" in out
     # It ends by writing its report and saying how to see its status.

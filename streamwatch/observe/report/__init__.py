@@ -3,8 +3,9 @@
 Per model: each detector's statistic over time against its threshold with the spans an
 alert fired shaded; the reference and current distributions of the columns that
 breached (at their first breach, or at the window a link asks for); the estimated class
-priors with their intervals; the slice table; performance with label coverage; the
-alert history. Charts are inline SVG, styles inline: no network fetch, ever.
+priors with their intervals; the slice table; performance, estimated before labels and
+realized after, with label coverage; the alert history. Charts are inline SVG, styles
+inline: no network fetch, ever.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from streamwatch.observe import history
 from streamwatch.observe.history import AlertChange, Statistic, WindowRecord
 from streamwatch.observe.report import charts
 
+ESTIMATED = "estimated_performance"
 MAX_TIMELINES = 30  # per model: breached series first
 
 _TEMPLATE = jinja2.Environment(
@@ -247,21 +249,39 @@ def _slices(view: ModelView, records: list[WindowRecord]) -> None:
 
 
 def _performance(records: list[WindowRecord]) -> Markup | None:
-    labelled = [r for r in records if r.role == "outcomes"]
-    if not labelled:
+    """Each metric's realized value (outcome records) and its estimate with its interval
+    (evaluated records, before labels), on one axis of window starts."""
+    realized = _series(records, "outcomes", "performance", ("current",))
+    estimated = _series(records, "evaluated", ESTIMATED, ("estimated", "low", "high"))
+    if not realized and not estimated:
         return None
-    names = sorted(
-        {s.subject for r in labelled for s in r.statistics if s.detector == "performance"}
+    starts = sorted(
+        {start for values in (*realized.values(), *estimated.values()) for start in values}
     )
-    if not names:
-        return None
-    series: dict[str, list[float]] = {name: [] for name in names}
-    coverage = []
-    for r in labelled:
-        by_subject = {s.subject: s for s in r.statistics if s.detector == "performance"}
-        for name in names:
-            s = by_subject.get(name)
-            series[name].append(s.details.get("current", math.nan) if s else math.nan)
-        labels = [s.value for s in r.statistics if s.detector == "labels"]
-        coverage.append(labels[0] if labels else 0.0)
-    return Markup(charts.performance([r.start for r in labelled], series, coverage))
+    coverage = dict.fromkeys(starts, 0.0)
+    for r in records:
+        if r.role == "outcomes":
+            coverage[r.start] = next((s.value for s in r.statistics if s.detector == "labels"), 0.0)
+    return Markup(
+        charts.performance(
+            starts,
+            {name: [v.get(x, (math.nan,))[0] for x in starts] for name, v in realized.items()},
+            {name: [v.get(x, (math.nan,) * 3) for x in starts] for name, v in estimated.items()},
+            [coverage[x] for x in starts],
+        )
+    )
+
+
+def _series(
+    records: list[WindowRecord], role: str, detector: str, keys: tuple[str, ...]
+) -> dict[str, dict[float, tuple[float, ...]]]:
+    """subject -> window start -> the values of ``keys`` in the findings' details."""
+    series: dict[str, dict[float, tuple[float, ...]]] = {}
+    for r in records:
+        if r.role != role:
+            continue
+        for s in r.statistics:
+            if s.detector == detector:
+                values = tuple(s.details.get(k, math.nan) for k in keys)
+                series.setdefault(s.subject, {})[r.start] = values
+    return series

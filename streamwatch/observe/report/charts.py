@@ -104,9 +104,14 @@ def distribution(shares: Distribution) -> str:
 
 
 def performance(
-    starts: Sequence[float], series: Mapping[str, Sequence[float]], coverage: Sequence[float]
+    starts: Sequence[float],
+    realized: Mapping[str, Sequence[float]],
+    estimated: Mapping[str, Sequence[tuple[float, ...]]],
+    coverage: Sequence[float],
 ) -> str:
-    """Performance metrics per window (lines) over label coverage (bars)."""
+    """Performance metrics per window over label coverage (bars): realized (solid, once
+    labels came) and estimated before them (dashed, its interval shaded), one colour a
+    metric."""
     figure = Figure(figsize=(WIDTH, 2.0))
     axes = figure.subplots()
     x = _days(starts)
@@ -116,8 +121,15 @@ def performance(
     bars.set_ylim(0, 1)
     bars.set_ylabel("label coverage")
     bars.spines["right"].set_visible(True)
-    for name, values in sorted(series.items()):
-        axes.plot(x, values, marker="o", ms=3, lw=1, label=name)
+    colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(sorted(realized.keys() | estimated.keys())):
+        colour = colours[i % len(colours)]
+        if name in realized:
+            axes.plot(x, realized[name], marker="o", ms=3, lw=1, color=colour, label=name)
+        if name in estimated:
+            value, low, high = np.array(estimated[name], dtype=np.float64).T
+            axes.plot(x, value, ls="--", lw=1, color=colour, label=f"{name} (estimated)")
+            axes.fill_between(x, low, high, color=colour, alpha=0.15, lw=0)
     axes.set_zorder(bars.get_zorder() + 1)
     axes.patch.set_visible(False)
     axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0))
