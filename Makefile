@@ -56,6 +56,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/idle_cpu.py
 	$(BIN)/python bench/scale_out.py
 	$(BENCH_VENV)/bin/python bench/detection.py
+	$(BENCH_VENV)/bin/python bench/cbpe.py
 
 # docs/configuration.md is generated from the Settings model; a test fails when it is stale.
 docs: $(STAMP)

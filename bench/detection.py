@@ -33,7 +33,6 @@ see neither labels (drift) nor the operational error flag. They live only in
 from __future__ import annotations
 
 import importlib
-import os
 import shutil
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._baselines import markdown, nannyml
 from tests.scenarios import (
     AFTER_CHANGE,
     CHANGE,
@@ -177,11 +177,6 @@ def evidently(reference: Any, frames: dict[str, Any]) -> dict[str, tuple[Alarms,
 # -- NannyML --------------------------------------------------------------------------
 
 
-def nannyml() -> Any:
-    os.environ["NML_DISABLE_USAGE_LOGGING"] = "1"  # it would call home on every fit
-    return importlib.import_module("nannyml")
-
-
 def _alarms(result: Any, metric: str | None = None) -> Alarms:
     table = result.filter(period="analysis").to_df()
     alert = [c for c in table.columns if c[-1] == "alert" and (metric is None or metric in c)]
@@ -248,18 +243,6 @@ def delay(alarms: Alarms | None) -> str:
 
 def per_thousand(alarms: Alarms, windows: range) -> str:
     return f"{len(alarms & set(windows)) * 1000 / len(windows):.0f}"
-
-
-def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """A Markdown table, for the README: the first ``left`` columns aligned left, the
-    others (numbers) right."""
-    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 1) + "-:"[k >= left] for k, w in enumerate(widths)) + "|"
-    return "\n".join([line(header), rule, *map(line, rows)])
 
 
 def main() -> None:
