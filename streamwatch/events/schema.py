@@ -89,7 +89,6 @@ BadReason = Literal[
     "model_limit",
     "model_unknown",
     "model_spread",
-    "spread_label",
     "bad_partial",
     "too_large",
     "invalid_json",

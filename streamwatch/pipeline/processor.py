@@ -79,7 +79,7 @@ class Processor:
         columns = decoded.columns
         for model_id, events in by_model(columns).items():
             if self.spread.spreads(model_id):
-                bad += self.spread.process(model_id, columns.take(events.positions))
+                self.spread.process(model_id, columns.take(events.positions))
                 continue
             monitor = self._monitor(model_id)
             if monitor is None:

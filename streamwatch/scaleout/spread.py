@@ -6,40 +6,44 @@ instance). A window that closes there is not evaluated there: at the partition's
 checkpoint, before its state goes to the changelog, its detector state is published to
 the partials topic, keyed by model, with how far the partition's watermark has come.
 
-Whoever owns the model's partition of the partials topic keeps its :class:`Aggregate`
-(part of that partition's state, like any model's). It merges a window's partials in
-partition order once every partition has passed the window's end, or once
-``STATE__AGGREGATE_TIMEOUT`` has passed since the first came (a warning finding names the
-partitions left out), and evaluates the merge against the reference: one evaluation,
-and so one alert, per model and window. Partials published twice (a partition redone
-after a crash) are the same, and the second is ignored.
+A label comes through the partition of its prediction (keyed by the same event id, when
+the label and prediction topics are partitioned alike) and is joined there, as one
+model's monitor joins it (pipeline/outcomes.py, which also says when a window's labels
+are due: label horizon, label time-to-live). A window whose labels are due there is not
+evaluated there either: its labelled outcomes (spread_outcomes.py) are published the
+same way, with how far the partition's labels have come.
+
+Whoever owns the model's partition of the partials topic keeps its aggregate
+(spread_aggregate.py), which merges the partitions' shares of each window and
+evaluates the merge: one evaluation, and so one alert, per model and window, and one
+of its labelled outcomes.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
-from streamwatch.detectors import DetectorSet, Finding, Severity
 from streamwatch.errors import StateError
 from streamwatch.events import Event, EventColumns
-from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor, Processed
+from streamwatch.pipeline.monitor import ModelMonitor, Processed
+from streamwatch.pipeline.outcomes import Outcomes
+from streamwatch.scaleout.spread_outcomes import Errors, Share, part_detectors, regression
 from streamwatch.state.store import FORMAT, ZLIB_LEVEL
-from streamwatch.windows import LATE, TimeWindows, WindowBounds
-
-log = logging.getLogger("streamwatch.spread")
+from streamwatch.windows import LATE, TimeWindows
 
 
 class Partial(msgspec.Struct, array_like=True):
     """What one partition publishes of a spread model: a window that closed there (its
-    index, events and detector state, compressed), or none, and how far its watermark
-    has come. Each closed window is a record of its own, so that records stay small."""
+    index, events and detector state, compressed), or a window whose labels are due
+    there (its index and :class:`~streamwatch.scaleout.spread_outcomes.Share`,
+    compressed), or neither; and how far its watermark and its labels (``clock``, see
+    :meth:`Outcomes.clock`) have come. Each window is a record of its own, so that
+    records stay small. Records from before labels were merged have no clock."""
 
     format: int
     shape: str
@@ -47,6 +51,8 @@ class Partial(msgspec.Struct, array_like=True):
     partition: int
     watermark: float
     window: tuple[int, int, bytes] | None = None
+    clock: float = -math.inf
+    outcomes: tuple[int, bytes] | None = None
 
 
 def encode(partial: Partial) -> bytes:
@@ -75,157 +81,97 @@ class Part:
         self.judge = judge  # its schema and grid are the pinned reference's
         self.partition = partition
         self.windows = TimeWindows(judge.new_state, window.seconds, window.allowed_lateness)
+        self.outcomes = Outcomes(
+            judge.model_id, judge.settings, judge.binning.features, part_detectors(judge)
+        )
         self.closed: list[tuple[int, int, bytes]] = []  # not yet published
+        self.labelled: list[tuple[int, bytes]] = []  # shares not yet published
         self.published = -math.inf  # the watermark last published
+        self.published_clock = -math.inf  # and the labels' clock
 
-    def process(self, predictions: EventColumns | Sequence[Event]) -> Processed:
-        """Window predictions: how many were windowed and how many were late (the
-        windows that closed are kept to be published, not evaluated here)."""
-        batch = self.judge.schema.build(predictions)
-        late = int((self.windows.add(batch) == LATE).sum())
+    def process(self, predictions: EventColumns, labels: Sequence[Event] = ()) -> Processed:
+        """Window predictions and join labels: how many were windowed, how many were late
+        and what became of the labels (the windows that closed, and those whose labels
+        are due, are kept to be published, not evaluated here)."""
+        before, windowed, late = self.outcomes.counts, 0, 0
+        task = regression(self.judge)
+        if predictions.n:
+            batch = self.judge.schema.build(predictions)
+            ids = self.windows.add(batch)
+            self.outcomes.expect(batch, ids, task)
+            late = int((ids == LATE).sum())
+            windowed = batch.n - late
         for bounds, state, n in self.windows.pop_closed():
             blob = zlib.compress(msgspec.msgpack.encode(state.snapshot()), ZLIB_LEVEL)
             self.closed.append((bounds.index, n, blob))
-        return Processed(batch.n - late, late, [])
+            self.outcomes.closed(bounds, n)
+        self.outcomes.label(labels, task)
+        errors = self.outcomes.sequential.get(Errors.name)
+        for bounds, labelled, coverage in self.outcomes.ready(self.windows.lateness):
+            share = Share(labelled, coverage, list(self.outcomes.dimensions))
+            if isinstance(errors, Errors):
+                share.errors = errors.take(bounds.index)
+            self.labelled.append((bounds.index, share.pack()))
+        return Processed(windowed, late, [], self.outcomes.counts - before)
+
+    @property
+    def clock(self) -> float:
+        """How far the partition's labels have come (a window is due once its end plus
+        the label horizon is at or before this)."""
+        return self.outcomes.clock(self.windows.lateness)
 
     def partials(self, shape: str) -> list[Partial]:
-        """What to publish: each closed window, with the end of that window as how far
-        the partition has come (its later windows are in later records), and the
-        watermark with the last; or the watermark alone, if it moved."""
-        model, watermark, size = self.judge.model_id, self.windows.watermark, self.windows.size
+        """What to publish: each closed window, then each window whose labels are due,
+        each record with the end of its window as how far the partition has come (and,
+        of a labelled window, that end plus the label horizon as how far its labels
+        have: its later windows are in later records); the watermark and the clock with
+        the last; or those alone, if either moved."""
+        model, size = self.judge.model_id, self.windows.size
+        horizon = self.judge.settings.labels.horizon
+        watermark, clock = self.windows.watermark, self.clock
         records = [
             Partial(FORMAT, shape, model, self.partition, (index + 1) * size, (index, n, blob))
             for index, n, blob in self.closed
         ]
+        records += [
+            Partial(
+                FORMAT,
+                shape,
+                model,
+                self.partition,
+                (index + 1) * size,
+                clock=(index + 1) * size + horizon,
+                outcomes=(index, blob),
+            )
+            for index, blob in self.labelled
+        ]
         if records:
-            records[-1].watermark = watermark
-        elif watermark > self.published:
-            records.append(Partial(FORMAT, shape, model, self.partition, watermark))
+            records[-1].watermark, records[-1].clock = watermark, clock
+        elif watermark > self.published or clock > self.published_clock:
+            records.append(Partial(FORMAT, shape, model, self.partition, watermark, clock=clock))
         return records
 
-    def published_up_to(self, watermark: float) -> None:
-        self.closed = []
-        self.published = watermark
+    def published_up_to(self, last: Partial) -> None:
+        """The records up to ``last`` (the last of :meth:`partials`) were published."""
+        self.closed, self.labelled = [], []
+        self.published, self.published_clock = last.watermark, last.clock
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "windows": self.windows.snapshot(),
             "closed": self.closed,
             "published": self.published,
+            "outcomes": self.outcomes.snapshot(),
+            "labelled": self.labelled,
+            "published_clock": self.published_clock,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
+        """Restore; a part saved before labels were joined has no outcomes."""
         self.windows.restore(state["windows"])
         self.closed = [(int(i), int(n), bytes(b)) for i, n, b in state["closed"]]
         self.published = float(state["published"])
-
-
-class Aggregate:
-    """A spread model's partials, merged and evaluated window by window by its owner."""
-
-    def __init__(self, judge: ModelMonitor, partitions: int, timeout: float) -> None:
-        self.judge = judge
-        self.partitions = partitions
-        self.timeout = timeout
-        self.size = judge.settings.window.seconds
-        self.pending: dict[int, dict[int, tuple[int, DetectorSet]]] = {}  # window -> part
-        self.watermarks: dict[int, float] = {}  # partition -> how far it has come
-        self.evaluated_through = -math.inf  # window index
-        # When each pending window's first partial came (monotonic). Not saved: after a
-        # restore the wait starts anew.
-        self._first: dict[int, float] = {}
-
-    def receive(self, partial: Partial, now: float | None = None) -> None:
-        """Take a partial on; raise :class:`StateError` if it does not make sense."""
-        if not 0 <= partial.partition < self.partitions:
-            raise StateError(f"partial from partition {partial.partition} of {self.partitions}")
-        if partial.window is not None:
-            index, n, blob = partial.window
-            if index > self.evaluated_through:
-                state = self._state(blob)
-                self.pending.setdefault(index, {})[partial.partition] = (n, state)
-                self._first.setdefault(index, time.monotonic() if now is None else now)
-            else:  # published again after a crash: the same as the one merged
-                log.debug("partial of an evaluated window", extra={"window": index})
-        self.watermarks[partial.partition] = max(
-            self.watermarks.get(partial.partition, -math.inf), partial.watermark
-        )
-
-    def _state(self, blob: bytes) -> DetectorSet:
-        state = self.judge.new_state()
-        try:
-            state.restore(msgspec.msgpack.decode(zlib.decompress(blob)))
-        except (msgspec.DecodeError, zlib.error, KeyError, TypeError, ValueError) as exc:
-            raise StateError(f"a partial's detector state is unreadable: {exc!r}") from exc
-        return state
-
-    def due(self, now: float | None = None) -> list[ClosedWindow]:
-        """Evaluate, in order, the windows every partition has passed (or waited for
-        longer than the timeout)."""
-        now = time.monotonic() if now is None else now
-        evaluated = []
-        for index in sorted(self.pending):
-            end = (index + 1) * self.size
-            missing = [p for p in range(self.partitions) if self.watermarks.get(p, -math.inf) < end]
-            if missing and now - self._first.setdefault(index, now) < self.timeout:
-                break
-            evaluated.append(self._evaluate(index, self.pending.pop(index), missing))
-            self._first.pop(index, None)
-            self.evaluated_through = index
-        return evaluated
-
-    def _evaluate(
-        self, index: int, parts: Mapping[int, tuple[int, DetectorSet]], missing: list[int]
-    ) -> ClosedWindow:
-        merged, n = self.judge.new_state(), 0
-        for partition in sorted(parts):
-            count, state = parts[partition]
-            merged.merge(state)
-            n += count
-        bounds = WindowBounds(index, index * self.size, (index + 1) * self.size)
-        window = self.judge.compare(bounds, merged, n)
-        window.findings.append(self._completeness(bounds, n, missing))
-        return window
-
-    def _completeness(self, bounds: WindowBounds, n: int, missing: list[int]) -> Finding:
-        """How many partitions the window was evaluated without: a warning if any (its
-        alert resolves with the next window that has them all)."""
-        explanation = (
-            f"evaluated without partitions {', '.join(map(str, missing))}: they had not "
-            f"passed the window's end {self.timeout:g} s after its first partial came"
-            if missing
-            else f"merged from all {self.partitions} partitions"
-        )
-        return Finding(
-            model=self.judge.model_id,
-            detector="aggregation",
-            subject="partitions",
-            statistic="missing",
-            value=float(len(missing)),
-            threshold=1.0,
-            severity=Severity.WARNING if missing else Severity.OK,
-            n_reference=self.partitions,
-            n_current=n,
-            window=bounds,
-            explanation=explanation,
-        )
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "pending": [
-                [index, partition, n, state.snapshot()]
-                for index, parts in sorted(self.pending.items())
-                for partition, (n, state) in sorted(parts.items())
-            ],
-            "watermarks": sorted(self.watermarks.items()),
-            "evaluated_through": self.evaluated_through,
-        }
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self.pending = {}
-        for index, partition, n, snapshot in state["pending"]:
-            detectors = self.judge.new_state()
-            detectors.restore(snapshot)
-            self.pending.setdefault(int(index), {})[int(partition)] = (int(n), detectors)
-        self.watermarks = {int(p): float(w) for p, w in state["watermarks"]}
-        self.evaluated_through = float(state["evaluated_through"])
+        if "outcomes" in state:
+            self.outcomes.restore(state["outcomes"])
+            self.labelled = [(int(i), bytes(b)) for i, b in state["labelled"]]
+            self.published_clock = float(state["published_clock"])

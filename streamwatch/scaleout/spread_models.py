@@ -1,6 +1,7 @@
 """This instance's share of the spread models (spread.py): a part per model and
-partition whose events come through here, and the aggregates of the models it owns in
-the partials topic. Alone there are none (the config requires a changelog)."""
+partition whose events come through here, and the aggregates (spread_aggregate.py) of
+the models it owns in the partials topic. Alone there are none (the config requires a
+changelog)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from streamwatch.pipeline.positions import Positions
 from streamwatch.pipeline.reference import Pinned
 from streamwatch.scaleout import spread
 from streamwatch.scaleout.ownership import Ownership
-from streamwatch.scaleout.spread import Aggregate, Part
+from streamwatch.scaleout.spread import Part
+from streamwatch.scaleout.spread_aggregate import Aggregate
 
 if TYPE_CHECKING:
     from streamwatch.scaleout.changelog import Changelog
@@ -63,18 +65,17 @@ class SpreadModels:
         of_topic = np.array([t == topic for t in polled.topics])[polled.run_of()]
         return polled.take(~of_topic), polled.take(of_topic).messages()
 
-    def process(self, model_id: str, events: EventColumns) -> list[BadEvent]:
-        """A spread model's predictions into the part of the partition each came
-        through; its labels are bad: their outcomes would need merging too."""
+    def process(self, model_id: str, events: EventColumns) -> None:
+        """A spread model's predictions and labels into the part of the partition each
+        came through (a label, keyed by its prediction's event id, comes through the
+        prediction's)."""
         partition = events.polled.partition_of()[events.at]
-        detail = f"labels of spread model {model_id!r} are not evaluated"
-        bad = [events.bad(i, "spread_label", detail) for i in np.flatnonzero(events.is_label)]
-        predictions = ~events.is_label
-        for p in np.unique(partition[predictions]).tolist():
-            part = self._part(model_id, p)
-            processed = part.process(events.take(predictions & (partition == p)))
+        predictions, labelled = ~events.is_label, events.labelled
+        for p in np.unique(partition).tolist():
+            here = partition == p
+            labels = events.take(labelled & here).events() if (labelled & here).any() else []
+            processed = self._part(model_id, p).process(events.take(predictions & here), labels)
             self.accounting.processed(model_id, processed)
-        return bad
 
     def receive(self, partials: Sequence[Message]) -> list[BadEvent]:
         """Partials of the spread models this instance owns (by their partition of the
@@ -114,7 +115,7 @@ class SpreadModels:
             self.changelog.publish(records)
         for part, partials in sent.items():
             if partials:
-                part.published_up_to(partials[-1].watermark)
+                part.published_up_to(partials[-1])
 
     def snapshot(self, partitions: Collection[int], models: Collection[str]) -> dict[str, Any]:
         return {
@@ -147,12 +148,17 @@ class SpreadModels:
             del self.parts[part.judge.model_id, part.partition]
 
     def _judge(self, model_id: str) -> ModelMonitor:
-        """A spread model's monitor: its pinned schema, grid and reference (no state)."""
+        """A spread model's monitor that its parts share: its pinned schema and grid (no
+        state)."""
         judge = self._judges.get(model_id)
         if judge is None:
-            judge = ModelMonitor(model_id, self.settings, self.reference[model_id])
-            self._judges[model_id] = judge
+            judge = self._judges[model_id] = self._monitor(model_id)
         return judge
+
+    def _monitor(self, model_id: str) -> ModelMonitor:
+        """A spread model's monitor: its pinned schema, grid and reference."""
+        settings = self.settings.for_model(model_id)
+        return ModelMonitor(model_id, settings, self.reference[model_id])
 
     def _part(self, model_id: str, partition: int) -> Part:
         part = self.parts.get((model_id, partition))
@@ -168,6 +174,8 @@ class SpreadModels:
         if aggregate is None:
             assert self.changelog is not None
             timeout = self.settings.state.aggregate_timeout
-            aggregate = Aggregate(self._judge(model_id), self.changelog.partitions, timeout)
+            # Its own monitor: the outcome reference and sequential detectors are its.
+            monitor = self._monitor(model_id)
+            aggregate = Aggregate(monitor, self.changelog.partitions, timeout)
             self.aggregates[model_id] = aggregate
         return aggregate

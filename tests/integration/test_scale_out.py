@@ -1,7 +1,9 @@
 """Scale-out end to end, against a real broker: three ``streamwatch run`` instances in one
 consumer group over a six-partition topic, state kept per partition and written to a
 compacted changelog topic. Six models are keyed by model id; a seventh, busy one is keyed
-by event id, spread over all six partitions, its windows merged by one instance. One
+by event id, spread over all six partitions, its windows and its labelled outcomes
+merged by one instance (its labels keyed by event id too, so each comes through its
+prediction's partition). One
 instance is SIGKILLed mid-stream and expelled from the group, its partitions move to the
 others, which restore them from the changelog and redo what its last checkpoint did not
 cover; a fourth instance joins and takes partitions over. In the end the group has closed
@@ -42,6 +44,7 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from streamwatch.alerting.policy import isoformat
+from streamwatch.observe import history
 from tests.integration.helpers import (
     Daemon,
     create_topic,
@@ -69,11 +72,11 @@ PARTITIONS = 6
 # One model per partition: Kafka's default partitioner sends key "eta" to 0, "ltv" to 1...
 MODELS = ("eta", "ltv", "demand", "loans", "fraud", "churn")
 CLASSIFIERS = frozenset({"loans", "fraud", "churn"})  # the others are regressions
-LABELLED = frozenset({"fraud", "churn"})  # a fifth of their predictions get a label
 SPREAD = "busy"  # keyed by event id: its events come through every partition
+LABELLED = frozenset({"fraud", "churn", SPREAD})  # a fifth of their predictions get a label
 DRIFTED = {"fraud": "x1", "demand": "x2", SPREAD: "x3"}  # the feature whose mean moves
 SHIFT = 0.6
-PREDICTIONS_PER_MODEL = 52_000  # 364,000 predictions, and about 20,800 labels
+PREDICTIONS_PER_MODEL = 52_000  # 364,000 predictions, and about 31,200 labels
 START = 1_794_700_800.0  # 2026-11-15T00:00:00Z, in the past: no event is from the future
 HOURS = 8
 WINDOW = 300.0  # five-minute windows: 96 per model, the last left open
@@ -167,23 +170,28 @@ def _model_events(
     if model in LABELLED:
         known = np.flatnonzero(rng.random(n) < 0.2)
         outcome = rng.random(n) < score
+        # A regressor's truth: its prediction's mean, its noise drawn anew.
+        truth = None if model in CLASSIFIERS else 20.0 + 3.0 * linear + rng.normal(0.0, 1.0, n)
         for i in known.tolist():
             label = {
                 "event_id": f"{model}-{i}",
                 "model_id": model,
-                "label": int(outcome[i]),
+                "label": int(outcome[i]) if truth is None else round(float(truth[i]), 3),
                 "timestamp": stamps[i] + int(LABEL_DELAY * 1000),
             }
-            events.append((arrivals[i] + LABEL_DELAY, msgspec.json.encode(label), model.encode()))
+            key = label["event_id"] if model == SPREAD else model
+            events.append((arrivals[i] + LABEL_DELAY, msgspec.json.encode(label), key.encode()))
     return events
 
 
 @pytest.fixture(scope="module")
 def pinned(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The spread model's pinned reference: the eight hours before the stream."""
+    """The spread model's pinned reference: the eight hours before the stream, its
+    predictions only (its outcome reference is pooled by its owner from the first merged
+    labelled windows)."""
     path = tmp_path_factory.mktemp("reference") / "reference.jsonl"
     events = _model_events(len(MODELS), SPREAD, START - HOURS * 3600, 10_000)
-    path.write_bytes(b"\n".join(value for _, value, _ in events))
+    path.write_bytes(b"\n".join(value for _, value, _ in events if b'"label"' not in value))
     return path
 
 
@@ -724,6 +732,46 @@ def test_the_group_closes_the_windows_of_the_single_instance_with_the_same_stati
         if verdict != expected[window]
     ]
     assert not differing, f"{len(differing)} (window, got, expected), e.g. {differing[:10]}"
+
+
+def performance_windows(
+    instances: Iterable[Instance],
+) -> dict[float, dict[tuple[str, str], tuple[float, dict[str, float]]]]:
+    """The spread model's performance findings (value, details) by labelled window start,
+    from the instances' histories; a window that two instances evaluated (the victim
+    and its successor) must have the same findings in both."""
+    windows: dict[float, dict[tuple[str, str], tuple[float, dict[str, float]]]] = {}
+    for instance in instances:
+        for record in history.read(instance.directory / "state.sqlite", SPREAD):
+            found = {
+                (s.subject, s.statistic): (s.value, s.details)
+                for s in record.statistics
+                if s.detector == "performance"
+            }
+            if record.role == "outcomes" and found:
+                assert windows.setdefault(record.start, found) == found, record.start
+    return windows
+
+
+def test_the_spread_models_labelled_windows_have_the_performance_of_the_single_instance(
+    scaled_out: ScaleOut, reference: Reference
+) -> None:
+    """Its labels joined in each partition, their outcomes merged by its owner: the
+    performance of each window as the single instance found it. (Equal up to the last
+    bits: a partition sums a window's losses batch by batch, and the two read the topic
+    in other batches.)"""
+    expected = performance_windows([reference.instance])
+    got = performance_windows(scaled_out.instances)
+    # Labels are due an hour (the label horizon) after their window; the first windows
+    # make the outcome reference.
+    assert len(expected) > WINDOWS_CLOSED // 2, sorted(expected)
+    assert got.keys() == expected.keys()
+    for start, findings in expected.items():
+        assert got[start].keys() == findings.keys(), start
+        for key, (value, details) in findings.items():
+            got_value, got_details = got[start][key]
+            assert got_value == pytest.approx(value, rel=1e-9, nan_ok=True), (start, key)
+            assert got_details == pytest.approx(details, rel=1e-9, nan_ok=True), (start, key)
 
 
 def test_the_group_sends_the_notifications_of_the_single_instance_one_id_a_window(

@@ -1,19 +1,29 @@
 """Spread models: keyed by event id over every partition, each partition's closed
-windows merged by the model's owner (an in-memory changelog and partials topic here;
-tests/integration/test_scale_out.py runs the real ones)."""
+windows and labelled windows merged by the model's owner (an in-memory changelog and
+partials topic here; tests/integration/test_scale_out.py runs the real ones). The
+aggregate's merge and order are in test_spread_aggregate.py, a partition's labelled
+outcomes in test_spread_outcomes.py."""
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from streamwatch.config import ReferenceSettings, Settings, StateSettings, WindowSettings
+from streamwatch.config import (
+    LabelSettings,
+    ReferenceSettings,
+    Settings,
+    StateSettings,
+    WindowSettings,
+)
 from streamwatch.errors import ConfigError, StateError
 from streamwatch.events import Message, Origin, decode_batch
 from streamwatch.observe.metrics import Metrics
@@ -21,7 +31,8 @@ from streamwatch.pipeline.conclusion import Produced
 from streamwatch.pipeline.engine import Engine
 from streamwatch.pipeline.monitor import ModelMonitor
 from streamwatch.pipeline.reference import load_reference
-from streamwatch.scaleout.spread import Aggregate, Part, Partial
+from streamwatch.scaleout.spread import Part, Partial
+from streamwatch.scaleout.spread_aggregate import Aggregate
 from streamwatch.state.store import FORMAT, StateStore
 from tests.factories import FakeChangelog, event
 
@@ -29,6 +40,8 @@ PARTITIONS = 3
 MINUTES = 20
 PER_MINUTE = 150
 SHIFT_FROM = 12  # x moves by 3 (its range is 1) from this minute on
+WORSE_FROM = 14  # labels agree with four predictions in ten (eight before) from this minute
+LABEL_DELAY = 20_000  # milliseconds; the label horizon is 30 s
 START = 1_700_000_040  # epoch seconds, on a minute
 Stats = dict[float, tuple[int, list[tuple[str, str, str, float]]]]
 
@@ -39,7 +52,12 @@ def x_of(i: int) -> float:
 
 @pytest.fixture
 def reference(tmp_path: Path) -> Path:
-    path = tmp_path / "reference.jsonl"
+    return write_reference(tmp_path)
+
+
+def write_reference(tmp: Path) -> Path:
+    """Model "s"'s pinned reference: three minutes of predictions, a day before."""
+    path = tmp / "reference.jsonl"
     lines = [
         event(f"r{i}", model_id="s", timestamp=(START - 86_400) * 1000 + i, features={"x": x_of(i)})
         for i in range(3 * PER_MINUTE)
@@ -52,6 +70,7 @@ def settings(tmp: Path, name: str, reference: Path, scaled: bool = True) -> Sett
     return Settings(
         window=WindowSettings(size="1m", allowed_lateness=0.0),
         reference=ReferenceSettings(path=reference),
+        labels=LabelSettings(horizon="30s"),
         state=StateSettings(
             path=tmp / f"{name}.sqlite",
             changelog_topic="cl" if scaled else None,
@@ -65,19 +84,33 @@ def scaled(s: Settings, log: FakeChangelog) -> Engine:
     return Engine(s, [], Metrics(CollectorRegistry()), pinned, changelog=log)  # type: ignore[arg-type]
 
 
-def stream() -> list[Message]:
-    """Model "s" in event-time order, keyed by event id: spread over every partition."""
-    messages: list[Message] = []
-    offsets = [0] * PARTITIONS
+def stream(labelled: bool = False) -> list[Message]:
+    """Model "s" in event-time order, keyed by event id: spread over every partition;
+    ``labelled``: a classifier's, each prediction labelled 20 s after it."""
+    timed: list[tuple[int, bytes, str]] = []
     for minute in range(MINUTES):
         for i in range(PER_MINUTE):
             event_id = f"{minute}-{i}"
             x = x_of(i) + (3.0 if minute >= SHIFT_FROM else 0.0)
             time = (START + minute * 60) * 1000 + i * 400
-            raw = event(event_id, model_id="s", timestamp=time, features={"x": x})
-            p = zlib.crc32(event_id.encode()) % PARTITIONS
-            messages.append(Message(raw, Origin("t", p, offsets[p])))
-            offsets[p] += 1
+            outputs = {"score": x_of(i), "prediction": int(x_of(i) > 0.5)} if labelled else {}
+            raw = event(event_id, model_id="s", timestamp=time, features={"x": x}, **outputs)
+            timed.append((time, raw, event_id))
+            if labelled:
+                agrees = i % 10 < (4 if minute >= WORSE_FROM else 8)
+                label = outputs["prediction"] if agrees else 1 - outputs["prediction"]
+                body = {"event_id": event_id, "model_id": "s", "label": label}
+                label_time = time + LABEL_DELAY
+                timed.append(
+                    (label_time, msgspec.json.encode({**body, "timestamp": label_time}), event_id)
+                )
+    timed.sort(key=lambda t: t[0])
+    messages: list[Message] = []
+    offsets = [0] * PARTITIONS
+    for _, raw, event_id in timed:
+        p = zlib.crc32(event_id.encode()) % PARTITIONS
+        messages.append(Message(raw, Origin("t", p, offsets[p])))
+        offsets[p] += 1
     return messages
 
 
@@ -101,11 +134,11 @@ def evaluated(outcomes: Sequence[Produced]) -> Stats:
 class Cluster:
     """Engines sharing a changelog, each polling its partitions from its positions."""
 
-    def __init__(self, tmp: Path, reference: Path) -> None:
+    def __init__(self, tmp: Path, reference: Path, labelled: bool = False) -> None:
         self.tmp, self.reference = tmp, reference
         self.log = FakeChangelog(PARTITIONS)
         self.source: dict[int, list[Message]] = {p: [] for p in range(PARTITIONS)}
-        for message in stream():
+        for message in stream(labelled):
             self.source[message[1].partition].append(message)
         self.engines: dict[str, tuple[Engine, StateStore]] = {}
         self.owners: dict[int, str] = {}
@@ -194,6 +227,78 @@ def test_a_spread_model_is_evaluated_once_per_window_on_the_merge_of_its_partiti
     assert drifted == {START + m * 60.0 for m in range(SHIFT_FROM, MINUTES - 1)}
 
 
+Outcomes = dict[float, dict[tuple[str, str, str], tuple[float, str]]]
+
+
+def labelled_outcomes(outcomes: Sequence[Produced]) -> Outcomes:
+    """Each window's labelled outcomes (value and severity of each statistic), by start;
+    a window evaluated again (after a crash) must be found the same."""
+    windows: Outcomes = {}
+    for outcome in outcomes:
+        for w in outcome.closed:
+            if w.role == "outcomes":
+                stats = {
+                    (f.detector, f.subject, f.statistic): (f.value, f.severity.value)
+                    for f in w.findings
+                    if f.detector != "aggregation"
+                }
+                assert windows.setdefault(w.bounds.start, stats) == stats, w.bounds
+    return windows
+
+
+def assert_alike(got: Outcomes, expected: Outcomes) -> None:
+    """The same windows, statistics and severities, and the same values up to the last
+    bits (sums of losses merged from partitions add up in another order)."""
+    assert got.keys() == expected.keys()
+    for start, stats in expected.items():
+        assert got[start].keys() == stats.keys(), start
+        for key, (value, severity) in stats.items():
+            assert got[start][key][1] == severity, (start, key)
+            assert got[start][key][0] == pytest.approx(value, rel=1e-9, abs=1e-12), (start, key)
+
+
+def test_a_spread_models_labels_are_joined_in_each_partition_and_evaluated_once_merged(
+    tmp_path: Path, reference: Path
+) -> None:
+    one = settings(tmp_path, "one", reference, scaled=False)
+    single = Engine(one, [], Metrics(CollectorRegistry()), load_reference(reference, one))
+    messages = stream(labelled=True)
+    expected = labelled_outcomes(
+        [single.process(messages[k : k + 500]) for k in range(0, len(messages), 500)]
+    )
+
+    cluster = Cluster(tmp_path, reference, labelled=True)
+    cluster.start("a", {0, 1})
+    cluster.start("b", {2})
+    owner = zlib.crc32(b"s") % PARTITIONS
+    for step in range(80):
+        if step == 40:  # the owner crashes with shares and labels since its checkpoint
+            cluster.round(chunk=30, checkpoint=False)
+            assert cluster.crash(cluster.owners[owner]) > 30
+        cluster.round(chunk=30)
+        if step == 20:
+            cluster.move(1, "b")
+    cluster.close()
+
+    windows = labelled_outcomes(cluster.outcomes)
+    # The last window never closes (no partition passes its end): its labels wait.
+    assert sorted(expected) == [START + m * 60.0 for m in range(MINUTES - 1)]
+    assert_alike(windows, expected)
+    merged = [
+        f for o in cluster.outcomes for w in o.closed for f in w.findings if w.role == "outcomes"
+    ]
+    complete = {(f.value, f.severity.value) for f in merged if f.detector == "aggregation"}
+    assert complete == {(0.0, "ok")}
+    worse = {
+        f.window.start
+        for f in merged
+        if f.detector == "performance" and f.severity.value == "critical"
+    }
+    assert worse == {START + m * 60.0 for m in range(WORSE_FROM, MINUTES - 1)}
+    bad = sum(e.metrics.total("streamwatch_bad_events") for e, _ in cluster.engines.values())
+    assert bad == 0
+
+
 def test_a_window_waits_for_every_partition_until_the_timeout_then_says_who_was_missing(
     tmp_path: Path, reference: Path
 ) -> None:
@@ -238,20 +343,65 @@ def test_a_window_waits_for_every_partition_until_the_timeout_then_says_who_was_
         aggregate.receive(Partial(FORMAT, "x", "s", 0, 0.0, (first_window + 9, 1, b"junk")))
 
 
-def test_a_spread_models_labels_and_unreadable_partials_are_dead_letters(
+def plain(records: Sequence[Partial]) -> list[tuple[Any, ...]]:
+    """Records with their shares decoded."""
+    return [
+        (
+            *msgspec.structs.astuple(r)[:-1],
+            None if r.outcomes is None else msgspec.msgpack.decode(zlib.decompress(r.outcomes[1])),
+        )
+        for r in records
+    ]
+
+
+def test_a_part_with_labels_waiting_goes_through_a_checkpoint(
+    tmp_path: Path, reference: Path
+) -> None:
+    s = settings(tmp_path, "e", reference)
+    judge = ModelMonitor("s", s, load_reference(reference, s)["s"])
+    mine = [m for m in stream(labelled=True) if m[1].partition == 0]
+    first, second = (decode_batch(half, 10**6).columns for half in (mine[:500], mine[500:1200]))
+    part = Part(judge, 0)
+    part.process(first.take(~first.is_label), first.take(first.labelled).events())
+    assert part.outcomes.windows  # labels waiting
+    assert part.labelled  # shares to publish
+    restored = Part(judge, 0)
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(part.snapshot())))
+    for p in (part, restored):
+        p.process(second.take(~second.is_label), second.take(second.labelled).events())
+    # The same records; a share's states alike (encoded, their keys may come in
+    # another order).
+    assert plain(restored.partials("x")) == plain(part.partials("x"))
+    assert restored.outcomes.counts == part.outcomes.counts
+
+    # A part saved before labels were joined has none of theirs.
+    older = {k: v for k, v in part.snapshot().items() if k in ("windows", "closed", "published")}
+    fresh = Part(judge, 0)
+    fresh.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(older)))
+    assert (fresh.labelled, fresh.outcomes.windows) == ([], {})
+    assert fresh.partials("x")[-1].clock == -math.inf
+
+
+def test_a_spread_models_labels_are_joined_not_dead_lettered_and_unreadable_partials_are(
     tmp_path: Path, reference: Path
 ) -> None:
     s = settings(tmp_path, "e", reference)
     e = scaled(s, FakeChangelog(PARTITIONS))
-    label = msgspec.json.encode({"event_id": "1", "model_id": "s", "timestamp": 1, "label": 1})
+    prediction = event("1", model_id="s", timestamp=1_000, features={"x": 0.5})
+    label = msgspec.json.encode({"event_id": "1", "model_id": "s", "timestamp": 2_000, "label": 1})
     e.process(
         [
-            Message(label, Origin("t", 0, 0)),
+            Message(prediction, Origin("t", 0, 0)),
+            Message(label, Origin("t", 0, 1)),
             Message(b"\x01garbage", Origin("cl.partials", 0, 0)),
         ]
     )
-    assert e.metrics.total("streamwatch_bad_events", reason="spread_label") == 1
+    assert e.metrics.total("streamwatch_bad_events") == 1
     assert e.metrics.total("streamwatch_bad_events", reason="bad_partial") == 1
+    assert e.metrics.total("streamwatch_label_events", model="s", outcome="joined") == 1
+    assert e.metrics.total("streamwatch_dead_letters") == 0
+    (part,) = e.processor.spread.parts.values()
+    assert part.outcomes.joined == 1
 
 
 def test_a_spread_model_needs_a_changelog_time_windows_and_a_pinned_reference(
