@@ -67,7 +67,7 @@ class DetectorSet:
         self,
         settings: DetectorSettings,
         binning: ModelBinning,
-        labelled: Callable[[], Performance | None] = no_labels,
+        labelled: Callable[[WindowBounds], Performance | None] = no_labels,
         detectors: Registry | None = None,
     ) -> None:
         entries = (registry.default() if detectors is None else detectors).of_kind("window")

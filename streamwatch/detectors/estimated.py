@@ -62,20 +62,20 @@ class EstimatedPerformance(Derived):
         self,
         settings: DetectorSettings,
         predictions: PredictionDrift,
-        labelled: Callable[[], Performance | None],
+        labelled: Callable[[WindowBounds], Performance | None],
     ) -> None:
         self.settings = settings.estimated_performance
         self.shift = settings.label_shift
         self.positive = settings.performance.positive_class
         self.predictions = predictions
         self.labelled = labelled
-        # Per labelled reference (its id and size, as it may still pool): the calibration
-        # and those fitted on resamples of it.
+        # Per labelled reference (by id and size: a restored one is another object): the
+        # calibration and those fitted on resamples of it.
         self._fitted: tuple[tuple[int, int], list[Calibrator]] | None = None
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""
-        labelled = self.labelled()
+        labelled = self.labelled(window)
         if labelled is None or labelled.cells.n < self.settings.min_labels:
             return []
         classes = sorted({actual for _, actual in labelled.confusion})
@@ -122,7 +122,7 @@ class EstimatedPerformance(Derived):
 
     def _calibrators(self, labelled: Performance, classes: list[str]) -> list[Calibrator]:
         """The calibration, then REFITS fitted on resamples of the reference's cells (none
-        when it cannot be fitted); once per labelled reference, anew while it pools."""
+        when it cannot be fitted); once per labelled reference."""
         key = (id(labelled), labelled.cells.n)
         if self._fitted is None or self._fitted[0] != key:
             fitted: list[Calibrator] = []

@@ -78,7 +78,7 @@ class ObservedLabelShift(Derived):
 class EstimatedLabelShift(Derived):
     """A window's predictions against the labelled reference (MLLS or BBSE; a window
     detector). ``labelled`` gives the model's labelled reference (its confusion matrix
-    and probabilities by actual class), complete or still pooling, or None: none yet, or
+    and probabilities by actual class), once complete, or None: none yet, or
     the model is a regressor. ``positive``: the class a binary model's score is of."""
 
     name = NAME
@@ -87,7 +87,7 @@ class EstimatedLabelShift(Derived):
         self,
         settings: LabelShiftSettings,
         predictions: PredictionDrift,
-        labelled: Callable[[], Performance | None],
+        labelled: Callable[[WindowBounds], Performance | None],
         positive: str = "1",
     ) -> None:
         self.settings = settings
@@ -97,7 +97,7 @@ class EstimatedLabelShift(Derived):
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""
-        labelled = self.labelled()
+        labelled = self.labelled(window)
         predicted = self.predictions.categorical.get("prediction")
         if labelled is None or predicted is None:
             return []

@@ -182,7 +182,7 @@ BUILT_IN = Registry(
             enabled=lambda s: s.label_shift.enabled and s.label_shift.estimate,
             needs=("prediction_drift",),
             stateful=False,
-            compare="whole",  # the labelled reference, complete or still pooling
+            compare="whole",  # the labelled reference, once complete
         ),
         Entry(
             "estimated_performance",
@@ -198,7 +198,7 @@ BUILT_IN = Registry(
             enabled=lambda s: s.estimated_performance.enabled,
             needs=("prediction_drift",),
             stateful=False,
-            compare="whole",  # the labelled reference, complete or still pooling
+            compare="whole",  # the labelled reference, once complete
         ),
         Entry(
             "labels",

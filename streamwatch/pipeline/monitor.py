@@ -2,16 +2,12 @@
 
 The first ``grid_sample`` events of a model are held back briefly, so that the fine
 numeric grid is fitted on all of them (a representative sample) rather than on whatever
-a first small poll happened to bring; then they are windowed like all later events.
-
-The sample is bounded in bytes too (``MAX_SAMPLE_BYTES``, what its events take in the
-checkpoint), since an event may be as large as ``MAX_MESSAGE_BYTES``: at the limit the
-grid is fitted on the events held so far. Those are still the model's first events, in
-arrival order, so the grid stays a sample of the stream fixed before any window is
-judged, only a smaller one: its bin edges are noisier, and the reference and every window
-are binned on the same edges, so the tests stay valid (a little less powerful). Held
-events keep only the feature names the model can track (``MAX_COLUMNS``, admitted in
-arrival order), and held labels only what the join needs.
+a first small poll happened to bring; then they are windowed like all later events. The
+sample is bounded in bytes too (``MAX_SAMPLE_BYTES``): at the limit the grid is fitted
+on the events held so far, still the model's first, so the grid is a smaller sample
+fixed before any window is judged (noisier edges, the same for the reference and every
+window: the tests stay valid). Held events keep only the feature names the model can
+track (``MAX_COLUMNS``), and held labels only what the join needs.
 """
 
 from __future__ import annotations
@@ -39,6 +35,7 @@ from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, W
 
 log = logging.getLogger("streamwatch.model")
 _EPOCH = attrgetter("epoch_seconds")
+Closing = tuple[WindowBounds, DetectorSet, int]  # a window that closed: bounds, state, events
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Event).decode
 
@@ -123,11 +120,13 @@ class ModelMonitor:
             sample = self._sample_size()
             return Processed(0, 0, []) if sample is None else self.settle(sample)
         before = self.outcomes.counts
-        windowed, late, closed = 0, 0, list[ClosedWindow]()
+        windowed, late, closing = 0, 0, list[Closing]()
         if predictions.n:
-            windowed, late, closed = self._window(self.schema.build(predictions))
+            windowed, late, closing = self._window(self.schema.build(predictions))
         self.outcomes.label(labels, self._regression)
-        closed += self._outcomes(final=False)
+        outcomes = self._outcomes(final=False)
+        # Judged after the batch's labels: so that estimation does not read where it ended.
+        closed = [self._evaluate(*window) for window in closing] + outcomes
         self._tell_ignored()
         return Processed(windowed, late, closed, self.outcomes.counts - before)
 
@@ -193,14 +192,15 @@ class ModelMonitor:
         self._warming_up = False
         before = self.outcomes.counts
         labels, self._pending_labels, self._label_sizes = self._pending_labels, [], []
-        windowed, late, closed = 0, 0, list[ClosedWindow]()
+        windowed, late, closing = 0, 0, list[Closing]()
         self._sizes, self._times, self._names = [], [], set()
         if self._pending:
             batch, self._pending = self.schema.build(list(map(_decode, self._pending))), []
             self.binning.fit(batch if sample is None else batch.take(np.arange(sample)))
-            windowed, late, closed = self._window(batch)
+            windowed, late, closing = self._window(batch)
         self.outcomes.label(labels, self._regression)
-        closed += self._outcomes(final=False)
+        outcomes = self._outcomes(final=False)
+        closed = [self._evaluate(*window) for window in closing] + outcomes
         return Processed(windowed, late, closed, self.outcomes.counts - before)
 
     def flush(self) -> Processed:
@@ -208,7 +208,8 @@ class ModelMonitor:
         evaluate the labels of every closed one."""
         settled = self.settle()
         before = self.outcomes.counts
-        closed = settled.closed + self._close(final=True) + self._outcomes(final=True)
+        judged = [self._evaluate(*window) for window in self._closing(final=True)]
+        closed = settled.closed + judged + self._outcomes(final=True)
         labels = settled.labels + (self.outcomes.counts - before)
         return Processed(settled.windowed, settled.late, closed, labels)
 
@@ -217,13 +218,7 @@ class ModelMonitor:
         open windows are closed and evaluated (and its labels' windows, with the labels
         that came); without one they would only be pooled into a reference that goes
         with the model, so they are dropped."""
-        pool = self.reference
-        judging = pool.complete or (
-            pool.state is not None
-            and pool.state.n >= pool.settings.min_events
-            and pool.end - pool.start >= pool.settings.season
-        )
-        return self.flush() if judging else Processed(0, 0, [])
+        return self.flush() if self.reference.full else Processed(0, 0, [])
 
     @property
     def _regression(self) -> bool:
@@ -295,20 +290,17 @@ class ModelMonitor:
         else:
             self.shadow.pair(entry[1], version, (entry[2], entry[3]), (prediction, score))
 
-    def _window(self, batch: Batch) -> tuple[int, int, list[ClosedWindow]]:
+    def _window(self, batch: Batch) -> tuple[int, int, list[Closing]]:
         ids = self.windows.add(batch)
         self._pair_waiting(batch, ids)  # before the label join may take the entries
         self.outcomes.expect(batch, ids, self._regression)
         late = int((ids == LATE).sum())
-        return batch.n - late, late, self._close(final=False)
+        return batch.n - late, late, self._closing(final=False)
 
     def _outcomes(self, final: bool) -> list[ClosedWindow]:
-        lateness = (
-            self.settings.window.allowed_lateness if self.settings.window.mode == "time" else 0.0
-        )
         return [
             ClosedWindow(self.model_id, e.bounds, 0, "outcomes", e.findings)
-            for e in self.outcomes.due(lateness, final)
+            for e in self.outcomes.due(self._lateness, final)
         ]
 
     def _pair_waiting(self, batch: Batch, windows: np.ndarray) -> None:
@@ -357,12 +349,14 @@ class ModelMonitor:
                 size = min(size, int(spanned[0]) + 1)
         return size if len(self._pending) >= size else None
 
-    def _close(self, final: bool) -> list[ClosedWindow]:
-        return [self._evaluate(b, s, n) for b, s, n in self.windows.pop_closed(final)]
+    def _closing(self, final: bool) -> list[Closing]:  # to judge; their labels' know their bounds
+        closing = self.windows.pop_closed(final)
+        for bounds, _, n in closing:
+            self.outcomes.closed(bounds, n)
+        return closing
 
     def _evaluate(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:
         closed = self.compare(bounds, state, n)
-        self.outcomes.closed(bounds, n)
         closed.findings.extend(self.shadow.evaluate(self.model_id, bounds))  # needs no reference
         return closed
 
@@ -375,8 +369,12 @@ class ModelMonitor:
         distributions = state.distributions(reference, findings)
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
-    def _labelled(self) -> Performance | None:  # a classifier's, complete or still pooling
-        return None if self._regression else self.outcomes.reference
+    def _labelled(self, bounds: WindowBounds) -> Performance | None:  # a classifier's
+        return None if self._regression else self.outcomes.labelled(bounds, self._lateness)
+
+    @property
+    def _lateness(self) -> float:
+        return self.settings.window.allowed_lateness if self.settings.window.mode == "time" else 0
 
     def _pinned_states(self, batch: Batch) -> tuple[DetectorSet, dict[int, DetectorSet]]:
         """A pinned reference as a whole and, with a season, by phase."""

@@ -32,68 +32,23 @@ from typing import Any
 import numpy as np
 
 from streamwatch.batch import Batch
-from streamwatch.config import DetectorSettings, Settings
+from streamwatch.config import Settings
 from streamwatch.detectors import Finding, registry
-from streamwatch.detectors.base import LabelledBatch, OutcomeDetector, SequentialDetector
-from streamwatch.detectors.coverage import NAME as COVERAGE
+from streamwatch.detectors.base import LabelledBatch, SequentialDetector
 from streamwatch.detectors.coverage import LabelCoverage
-from streamwatch.detectors.entry import Context, Entry, Registry, build
+from streamwatch.detectors.entry import Context, Registry, build
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.performance import Performance
 from streamwatch.detectors.slices import bucket_labels, quartile_cuts
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
+from streamwatch.pipeline.labelled import Labelled, pooled
 from streamwatch.pipeline.reference import ReferencePool
 from streamwatch.windows import IdArray, WindowBounds
 
 log = logging.getLogger("streamwatch.outcomes")
 
-# Keys of states in the checkpoint from before the registry (format 6); others: by name.
-_STORED_AS = {"slice_performance": "slices", "concept_drift": "errors"}
 _SEQUENTIAL_STORED_AS = {"concept_drift": "sequential"}
-
-
-class Labelled:
-    """What labelled outcomes give one window, or the outcome reference: the state of
-    every outcome detector of ``entries`` (by default the registry's) but label coverage
-    (kept per window), enabled or not: the reference pools by performance's count of
-    labels, and label-shift estimation reads its confusion matrix. Pooled by a
-    ReferencePool."""
-
-    def __init__(self, settings: DetectorSettings, entries: Sequence[Entry] | None = None) -> None:
-        if entries is None:
-            entries = _pooled(registry.default())
-        self.detectors: dict[str, OutcomeDetector] = build(entries, Context(settings), every=True)
-        self._stored = {_STORED_AS.get(e.name, e.name): e.name for e in entries if e.stateful}
-
-    @property
-    def performance(self) -> Performance:
-        performance = self.detectors["performance"]
-        assert isinstance(performance, Performance)
-        return performance
-
-    @property
-    def n(self) -> int:
-        return self.performance.n
-
-    def observe(self, labels: LabelledBatch) -> None:
-        for detector in self.detectors.values():
-            detector.observe(labels)
-
-    def merge(self, other: Labelled) -> None:
-        for name, detector in self.detectors.items():
-            detector.merge(other.detectors[name])
-
-    def snapshot(self) -> dict[str, Any]:
-        return {key: self.detectors[name].snapshot() for key, name in self._stored.items()}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        for key, name in self._stored.items():
-            self.detectors[name].restore(state[key])
-
-
-def _pooled(detectors: Registry) -> list[Entry]:
-    return [e for e in detectors.of_kind("outcome") if e.name != COVERAGE]
 
 
 @dataclass(slots=True)
@@ -141,7 +96,7 @@ class Outcomes:
         self.model_id = model_id
         self.settings = settings
         detectors = registry.default() if detectors is None else detectors
-        self.entries = _pooled(detectors)
+        self.entries = pooled(detectors)
         self.enabled = {e.name for e in self.entries if e.enabled(settings.detectors)}
         self.binning = binning  # the features', for bucketing numeric slice features
         self.dimensions: list[str] = []  # slice dimensions, in the order first seen
@@ -163,9 +118,17 @@ class Outcomes:
 
     @property
     def reference(self) -> Performance | None:
-        """The outcome reference's performance (its confusion serves BBSE), complete or
-        still pooling."""
+        """The outcome reference's performance, complete or still pooling."""
         return None if self.pool.state is None else self.pool.state.performance
+
+    def labelled(self, bounds: WindowBounds, lateness: float) -> Performance | None:
+        """The outcome reference for estimation in a window closing now: once it holds all
+        it will, and was due by the window's close in event time (its last window's end
+        plus the label horizon, at or before the window's end plus the lateness). Whether
+        a window is estimated then depends on the events, not on how the labels' and the
+        predictions' batches interleaved."""
+        due = self.pool.end + self.settings.labels.horizon <= bounds.end + lateness
+        return self.reference if self.pool.full and due else None
 
     @property
     def counts(self) -> LabelCounts:

@@ -107,6 +107,16 @@ class ReferencePool(Generic[S]):
             return np.zeros(len(times), dtype=np.int64)
         return (times % season / season * self.settings.phases).astype(np.int64)
 
+    @property
+    def full(self) -> bool:
+        """Whether the reference holds all it will: complete, or enough that the next
+        window will not be pooled (its state is final)."""
+        return self.complete or (
+            self.state is not None
+            and self.state.n >= self.settings.min_events
+            and self.end - self.start >= self.settings.season
+        )
+
     def pin(self, state: S, phases: Mapping[int, S]) -> None:
         """Take a reference that is complete as it is (a pinned file)."""
         self.state, self.phases, self.complete = state, dict(phases), True

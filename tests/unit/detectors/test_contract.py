@@ -118,7 +118,7 @@ class Built:
         context = Context(
             SMALL if small else SETTINGS,
             grid,
-            labelled=labelled_reference,
+            labelled=lambda _: labelled_reference(),
         )
         return cls(entry, grid, build(with_needs(entry), context, every=True), {})
 

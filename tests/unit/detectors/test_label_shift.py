@@ -139,7 +139,7 @@ def window(stream: Stream, rng: np.random.Generator, priors: np.ndarray, n: int)
 def detect(
     reference: Performance, current: PredictionDrift, settings: LabelShiftSettings, index: int
 ) -> Finding:
-    detector = EstimatedLabelShift(settings, current, lambda: reference, POSITIVE)
+    detector = EstimatedLabelShift(settings, current, lambda _: reference, POSITIVE)
     findings = detector.evaluate("m", WindowBounds(index, 0.0, 60.0), detector)
     assert len(findings) == 1
     return findings[0]
@@ -197,7 +197,7 @@ def test_too_few_labelled_probabilities_give_no_verdict() -> None:
     rng = np.random.default_rng(9)
     reference = stream.labelled(rng, n=200)
     detector = EstimatedLabelShift(
-        LabelShiftSettings(), window(stream, rng, SOURCE[3], 2000), lambda: reference
+        LabelShiftSettings(), window(stream, rng, SOURCE[3], 2000), lambda _: reference
     )
     assert detector.evaluate("m", BOUNDS, detector) == []
 
@@ -228,7 +228,7 @@ def test_a_score_of_a_class_the_reference_lacks_falls_back_to_bbse() -> None:
     stream = Stream(2, overconfident=False)
     rng = np.random.default_rng(11)
     reference, current = stream.labelled(rng), window(stream, rng, SOURCE[2], 2000)
-    detector = EstimatedLabelShift(LabelShiftSettings(), current, lambda: reference, "1")
+    detector = EstimatedLabelShift(LabelShiftSettings(), current, lambda _: reference, "1")
     (finding,) = detector.evaluate("m", BOUNDS, detector)
     assert "BBSE" in finding.explanation
     assert finding.severity is Severity.OK

@@ -16,7 +16,8 @@ from streamwatch.detectors import DetectorSet, Finding, ModelBinning, Severity, 
 from streamwatch.detectors.entry import Context, Entry, Registry
 from streamwatch.detectors.registry import BUILT_IN, ENTRY_POINT_GROUP, third_party
 from streamwatch.errors import ConfigError
-from streamwatch.pipeline.outcomes import Labelled, Outcomes
+from streamwatch.pipeline.labelled import Labelled
+from streamwatch.pipeline.outcomes import Outcomes
 from streamwatch.windows import WindowBounds
 
 
