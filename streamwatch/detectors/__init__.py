@@ -17,7 +17,7 @@ from streamwatch.detectors.drift import DriftDetector
 from streamwatch.detectors.entry import Context, Registry, build, no_labels
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.ood import Mahalanobis
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
 
@@ -67,7 +67,7 @@ class DetectorSet:
         self,
         settings: DetectorSettings,
         binning: ModelBinning,
-        labelled: Callable[[WindowBounds], Performance | None] = no_labels,
+        labelled: Callable[[WindowBounds], LabelledReference | None] = no_labels,
         detectors: Registry | None = None,
     ) -> None:
         entries = (registry.default() if detectors is None else detectors).of_kind("window")

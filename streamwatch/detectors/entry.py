@@ -14,7 +14,7 @@ from streamwatch.config import DetectorSettings
 
 if TYPE_CHECKING:
     from streamwatch.detectors import ModelBinning
-    from streamwatch.detectors.performance import Performance
+    from streamwatch.detectors.performance import LabelledReference
     from streamwatch.windows import WindowBounds
 
 Kind = Literal["window", "outcome", "sequential", "pair"]
@@ -22,7 +22,7 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 T = TypeVar("T")
 
 
-def no_labels(window: WindowBounds) -> Performance | None:
+def no_labels(window: WindowBounds) -> LabelledReference | None:
     return None
 
 
@@ -31,14 +31,15 @@ class Context:
     """What a factory builds a detector from. ``binning``: the model's (window kinds),
     fixed on its first events and shared by all its windows. ``built``: the detectors
     of the same set built before this one, among them what it ``needs``. ``labelled``:
-    the performance state of the model's labelled reference (its confusion matrix, its
-    probabilities by actual class) for a window closing now, or None (none yet, or a
-    regressor). ``max_bytes``: what a detector may hold in buffers (MAX_BUFFER_BYTES)."""
+    the performance states of the model's labelled reference (confusion matrix,
+    probabilities by actual class), whole and at the phase of a window closing now, or
+    None (none yet, or a regressor). ``max_bytes``: what a detector may hold in buffers
+    (MAX_BUFFER_BYTES)."""
 
     settings: DetectorSettings
     binning: ModelBinning | None = None
     built: Mapping[str, object] = field(default_factory=dict)
-    labelled: Callable[[WindowBounds], Performance | None] = no_labels
+    labelled: Callable[[WindowBounds], LabelledReference | None] = no_labels
     max_bytes: int = 64 << 20
 
     def need(self, name: str, kind: type[T]) -> T:

@@ -42,7 +42,7 @@ from streamwatch.detectors.base import Derived, Finding
 from streamwatch.detectors.cbpe import DRAWS, Calibrator, Interval, estimate, reweight
 from streamwatch.detectors.cells import distributions
 from streamwatch.detectors.drift import PredictionDrift
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference, Performance
 from streamwatch.detectors.priors import estimate_priors
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -62,7 +62,7 @@ class EstimatedPerformance(Derived):
         self,
         settings: DetectorSettings,
         predictions: PredictionDrift,
-        labelled: Callable[[WindowBounds], Performance | None],
+        labelled: Callable[[WindowBounds], LabelledReference | None],
     ) -> None:
         self.settings = settings.estimated_performance
         self.shift = settings.label_shift
@@ -75,9 +75,10 @@ class EstimatedPerformance(Derived):
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""
-        labelled = self.labelled(window)
-        if labelled is None or labelled.cells.n < self.settings.min_labels:
+        references = self.labelled(window)
+        if references is None or references.whole.cells.n < self.settings.min_labels:
             return []
+        labelled, compared = references.whole, references.phase
         classes = sorted({actual for _, actual in labelled.confusion})
         current = self.predictions.cells
         calibrators = self._calibrators(labelled, classes)
@@ -107,16 +108,18 @@ class EstimatedPerformance(Derived):
 
         estimates = estimated(calibrators[0], DRAWS)
         refitted = [estimated(c, 1) for c in calibrators[1:]]
-        realized = labelled.realized()
+        realized = compared.realized()
         names = [name for name in estimates if name in realized]
         for name in names:
             spread = np.std([e[name].value for e in refitted if name in e])
             estimates[name] = _widened(estimates[name], float(spread))
-        pvalues = [_pvalue(estimates[n], realized[n], labelled.n) for n in names]
+        pvalues = [_pvalue(estimates[n], *realized[n]) for n in names]
         qvalues = st.benjamini_hochberg(pvalues)
         corrected = weights is not None
         return [
-            self._finding(model, window, n, estimates[n], realized[n], p, q, labelled.n, corrected)
+            self._finding(
+                model, window, n, estimates[n], realized[n][0], p, q, compared.n, corrected
+            )
             for n, p, q in zip(names, pvalues, qvalues, strict=True)
         ]
 
@@ -204,9 +207,8 @@ def _widened(interval: Interval, spread: float) -> Interval:
     return Interval(value, low, high)
 
 
-def _pvalue(interval: Interval, reference: float, n_reference: int) -> float:
+def _pvalue(interval: Interval, reference: float, reference_error: float) -> float:
     """That the metric fell below the reference's: the estimate's spread from its
-    interval, the reference's as a proportion's over its labelled events."""
+    interval, the reference's its standard error."""
     spread = (interval.high - interval.low) / (2 * Z)
-    reference_spread = math.sqrt(max(reference * (1 - reference), 0.0) / max(n_reference, 1))
-    return st.one_sided(reference - interval.value, math.hypot(spread, reference_spread))
+    return st.one_sided(reference - interval.value, math.hypot(spread, reference_error))

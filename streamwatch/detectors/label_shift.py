@@ -51,7 +51,7 @@ from streamwatch.detectors import statistics as st
 from streamwatch.detectors.base import Derived, Finding
 from streamwatch.detectors.cells import Cells
 from streamwatch.detectors.drift import PredictionDrift
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference, Performance
 from streamwatch.detectors.priors import MLLS, Estimate, bbse, estimate_priors, method
 from streamwatch.severity import Severity
 from streamwatch.windows import WindowBounds
@@ -87,7 +87,7 @@ class EstimatedLabelShift(Derived):
         self,
         settings: LabelShiftSettings,
         predictions: PredictionDrift,
-        labelled: Callable[[WindowBounds], Performance | None],
+        labelled: Callable[[WindowBounds], LabelledReference | None],
         positive: str = "1",
     ) -> None:
         self.settings = settings
@@ -97,7 +97,8 @@ class EstimatedLabelShift(Derived):
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""
-        labelled = self.labelled(window)
+        references = self.labelled(window)
+        labelled = None if references is None else references.whole
         predicted = self.predictions.categorical.get("prediction")
         if labelled is None or predicted is None:
             return []

@@ -137,18 +137,22 @@ class Performance:
         # A checkpoint from before the probabilities were kept has none.
         self.cells = Cells.restore(state["cells"]) if "cells" in state else Cells()
 
-    def realized(self) -> dict[str, float]:
+    def realized(self) -> dict[str, tuple[float, float]]:
         """A classifier's accuracy, precision, recall and F1 of the positive class, and
-        ROC AUC where it sent scores: what estimated performance is measured against."""
+        ROC AUC where it sent scores, each with its standard error (a proportion's over
+        its own denominator, F1's by the delta method, ROC AUC's Hanley-McNeil): what
+        estimated performance is measured against."""
         positive = self.settings.positive_class
         values = {"accuracy": _rate(*_accuracy(self.confusion))}
         if any(positive in pair for pair in self.confusion):
             values["precision"] = _rate(*_precision(self.confusion, positive))
             values["recall"] = _rate(*_recall(self.confusion, positive))
-            values["f1"] = _f1_and_variance(self.confusion, positive)[0]
+            f1, variance = _f1_and_variance(self.confusion, positive)
+            values["f1"] = (f1, math.sqrt(variance) / max(self.confusion.total(), 1))
         if self.score_counts.sum():
-            values["roc_auc"] = _auc(self.score_counts)[0]
-        return {name: value for name, value in values.items() if math.isfinite(value)}
+            auc, variance = _auc(self.score_counts)
+            values["roc_auc"] = (auc, math.sqrt(variance))
+        return {name: v for name, v in values.items() if math.isfinite(v[0])}
 
     # -- evaluation ------------------------------------------------------------------
 
@@ -232,6 +236,16 @@ class Performance:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LabelledReference:
+    """The labelled reference a window's estimates read: ``whole`` calibrates, ``phase``
+    (at the window's phase of the season; the whole without one) is what the window is
+    compared with, as realized performance compares it."""
+
+    whole: Performance
+    phase: Performance
+
+
 def class_label(value: object) -> str:
     """A label as the class it names: 1, 1.0, "1" and True are one class."""
     if value is True:
@@ -257,8 +271,12 @@ def _recall(confusion: Counter[tuple[str, str]], positive: str) -> tuple[int, in
     return confusion[(positive, positive)], actual
 
 
-def _rate(k: int, n: int) -> float:
-    return k / n if n else math.nan
+def _rate(k: int, n: int) -> tuple[float, float]:
+    """A proportion and its standard error."""
+    if not n:
+        return math.nan, math.nan
+    p = k / n
+    return p, math.sqrt(p * (1 - p) / n)
 
 
 def _proportion(name: str, k: int, n: int, k_ref: int, n_ref: int) -> _Metric:

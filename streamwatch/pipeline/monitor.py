@@ -27,7 +27,7 @@ from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, registry
 from streamwatch.detectors.base import PairDetector
 from streamwatch.detectors.entry import Context, Registry
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference
 from streamwatch.events import Event, EventColumns
 from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
 from streamwatch.pipeline.reference import Pinned, ReferencePool
@@ -369,7 +369,7 @@ class ModelMonitor:
         distributions = state.distributions(reference, findings)
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
-    def _labelled(self, bounds: WindowBounds) -> Performance | None:  # a classifier's
+    def _labelled(self, bounds: WindowBounds) -> LabelledReference | None:  # a classifier's
         return None if self._regression else self.outcomes.labelled(bounds, self._lateness)
 
     @property

@@ -38,7 +38,7 @@ from streamwatch.detectors.base import LabelledBatch, SequentialDetector
 from streamwatch.detectors.coverage import LabelCoverage
 from streamwatch.detectors.entry import Context, Registry, build
 from streamwatch.detectors.histogram import Binning
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference, Performance
 from streamwatch.detectors.slices import bucket_labels, quartile_cuts
 from streamwatch.events import Event
 from streamwatch.join import Joined, LabelJoin
@@ -121,14 +121,17 @@ class Outcomes:
         """The outcome reference's performance, complete or still pooling."""
         return None if self.pool.state is None else self.pool.state.performance
 
-    def labelled(self, bounds: WindowBounds, lateness: float) -> Performance | None:
+    def labelled(self, bounds: WindowBounds, lateness: float) -> LabelledReference | None:
         """The outcome reference for estimation in a window closing now: once it holds all
         it will, and was due by the window's close in event time (its last window's end
         plus the label horizon, at or before the window's end plus the lateness). Whether
         a window is estimated then depends on the events, not on how the labels' and the
         predictions' batches interleaved."""
-        due = self.pool.end + self.settings.labels.horizon <= bounds.end + lateness
-        return self.reference if self.pool.full and due else None
+        pool = self.pool
+        due = pool.end + self.settings.labels.horizon <= bounds.end + lateness
+        if pool.state is None or not pool.full or not due:
+            return None
+        return LabelledReference(pool.state.performance, pool.of(bounds).performance)
 
     @property
     def counts(self) -> LabelCounts:

@@ -76,14 +76,14 @@ def pinned(tmp_path: Path) -> Path:
             "warning",
             1,
             "fired at warning or worse (--fail-on): 1 alert\n"
-            "  warning  m               feature_drift       x",
+            "  warning  m               feature_drift        x",
         ),
         (
             1.0,
             "critical",
             1,
             "fired at critical or worse (--fail-on): 1 alert\n"
-            "  critical m               feature_drift       x",
+            "  critical m               feature_drift        x",
         ),
     ],
 )

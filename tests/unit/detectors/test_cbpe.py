@@ -68,7 +68,7 @@ def joined(x: np.ndarray, y: np.ndarray) -> Joined:
 def realized(events: Joined) -> dict[str, float]:
     performance = Performance(PerformanceSettings())
     performance.update(events, regression=False)
-    return performance.realized()
+    return {name: value for name, (value, _) in performance.realized().items()}
 
 
 def calibrated_on(events: Joined) -> Calibrator:

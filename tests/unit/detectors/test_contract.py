@@ -38,7 +38,7 @@ from streamwatch.config import (
 from streamwatch.detectors import Finding, ModelBinning, Severity
 from streamwatch.detectors.base import LabelledBatch
 from streamwatch.detectors.entry import Context, Entry
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference, Performance
 from streamwatch.detectors.registry import BUILT_IN, build, default
 from streamwatch.join import Joined
 from streamwatch.windows import WindowBounds
@@ -118,7 +118,7 @@ class Built:
         context = Context(
             SMALL if small else SETTINGS,
             grid,
-            labelled=lambda _: labelled_reference(),
+            labelled=lambda _: LabelledReference(labelled_reference(), labelled_reference()),
         )
         return cls(entry, grid, build(with_needs(entry), context, every=True), {})
 

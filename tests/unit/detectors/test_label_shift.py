@@ -4,6 +4,7 @@ probabilities), on seeded 3-class streams."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from streamwatch.detectors.cells import Cells
 from streamwatch.detectors.drift import PredictionDrift
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.label_shift import EstimatedLabelShift, bbse, estimated, observed
-from streamwatch.detectors.performance import Performance
+from streamwatch.detectors.performance import LabelledReference, Performance
 from streamwatch.join import Joined
 from streamwatch.windows import WindowBounds
 from tests.unit.detectors.test_priors import POSITIVE, SOURCE, Stream
@@ -128,6 +129,11 @@ def test_observed_labels_alarm_on_shift_and_not_without() -> None:
 # labels (Performance), the window from batches of outputs (PredictionDrift).
 
 
+def both(reference: Performance) -> Callable[[WindowBounds], LabelledReference]:
+    """The labelled reference, whole and at any window's phase (no season)."""
+    return lambda _: LabelledReference(reference, reference)
+
+
 def window(stream: Stream, rng: np.random.Generator, priors: np.ndarray, n: int) -> PredictionDrift:
     _, p = stream.draw(rng, n, priors)
     outputs = Columns(stream.outputs(p), {"prediction": stream.classes[p.argmax(axis=1)]})
@@ -139,7 +145,7 @@ def window(stream: Stream, rng: np.random.Generator, priors: np.ndarray, n: int)
 def detect(
     reference: Performance, current: PredictionDrift, settings: LabelShiftSettings, index: int
 ) -> Finding:
-    detector = EstimatedLabelShift(settings, current, lambda _: reference, POSITIVE)
+    detector = EstimatedLabelShift(settings, current, both(reference), POSITIVE)
     findings = detector.evaluate("m", WindowBounds(index, 0.0, 60.0), detector)
     assert len(findings) == 1
     return findings[0]
@@ -197,7 +203,9 @@ def test_too_few_labelled_probabilities_give_no_verdict() -> None:
     rng = np.random.default_rng(9)
     reference = stream.labelled(rng, n=200)
     detector = EstimatedLabelShift(
-        LabelShiftSettings(), window(stream, rng, SOURCE[3], 2000), lambda _: reference
+        LabelShiftSettings(),
+        window(stream, rng, SOURCE[3], 2000),
+        both(reference),
     )
     assert detector.evaluate("m", BOUNDS, detector) == []
 
@@ -228,7 +236,7 @@ def test_a_score_of_a_class_the_reference_lacks_falls_back_to_bbse() -> None:
     stream = Stream(2, overconfident=False)
     rng = np.random.default_rng(11)
     reference, current = stream.labelled(rng), window(stream, rng, SOURCE[2], 2000)
-    detector = EstimatedLabelShift(LabelShiftSettings(), current, lambda _: reference, "1")
+    detector = EstimatedLabelShift(LabelShiftSettings(), current, both(reference), "1")
     (finding,) = detector.evaluate("m", BOUNDS, detector)
     assert "BBSE" in finding.explanation
     assert finding.severity is Severity.OK
