@@ -69,8 +69,10 @@ class EstimatedPerformance(Derived):
         self.positive = settings.performance.positive_class
         self.predictions = predictions
         self.labelled = labelled
-        # Per labelled reference (by id and size: a restored one is another object): the
-        # calibration and those fitted on resamples of it.
+        # The calibration and those fitted on resamples of it, by the labelled reference
+        # they were fitted on (its id and size). A window's detector evaluates once, so
+        # they are fitted per window: 0.11 s for a binary model and a 10,000-event
+        # reference, on this 2-core machine under load.
         self._fitted: tuple[tuple[int, int], list[Calibrator]] | None = None
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
@@ -125,7 +127,7 @@ class EstimatedPerformance(Derived):
 
     def _calibrators(self, labelled: Performance, classes: list[str]) -> list[Calibrator]:
         """The calibration, then REFITS fitted on resamples of the reference's cells (none
-        when it cannot be fitted); once per labelled reference."""
+        when it cannot be fitted)."""
         key = (id(labelled), labelled.cells.n)
         if self._fitted is None or self._fitted[0] != key:
             fitted: list[Calibrator] = []
