@@ -24,12 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from streamwatch.alerting.outbox import Outbox, Row
-from streamwatch.alerting.policy import Alert, Notification
+from streamwatch.alerting.outbox import Item, Outbox, Row
+from streamwatch.alerting.policy import Alert
 from streamwatch.alerting.routing import hears
 from streamwatch.errors import StateError
 from streamwatch.observe.metrics import Metrics
+from streamwatch.review.request import ReviewRequest
 from streamwatch.sinks import Delivered, DeliveryFailed, DeliveryResult, RoutedSink
+from streamwatch.sinks.base import ReviewSink
 
 log = logging.getLogger("streamwatch.outbox")
 
@@ -241,10 +243,15 @@ class Dispatcher:
         )
 
 
-def _send(routed: RoutedSink, notification: Notification) -> DeliveryResult:
+def _send(routed: RoutedSink, item: Item) -> DeliveryResult:
     """A sink's send, which should not raise; a bug in one must not stop its worker."""
+    sink = routed.sink
     try:
-        return routed.sink.send(notification)
+        if not isinstance(item, ReviewRequest):
+            return sink.send(item)
+        if isinstance(sink, ReviewSink):
+            return sink.request(item)
+        return DeliveryFailed(sink.name, "only a review sink takes review requests", False)
     except Exception as exc:  # the worker must outlive any sink's bug
-        log.exception("sink raised", extra={"sink": routed.sink.name})
-        return DeliveryFailed(routed.sink.name, f"sink raised {type(exc).__name__}", True)
+        log.exception("sink raised", extra={"sink": sink.name})
+        return DeliveryFailed(sink.name, f"sink raised {type(exc).__name__}", True)

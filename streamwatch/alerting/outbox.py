@@ -29,6 +29,7 @@ import msgspec
 from streamwatch.alerting.policy import Notification
 from streamwatch.config import Settings
 from streamwatch.errors import EncodeError, storage
+from streamwatch.review.request import ReviewRequest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -41,11 +42,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL,          -- when it was stored (or retried by hand)
     error TEXT,
     model TEXT,
+    kind TEXT NOT NULL DEFAULT 'alert',  -- alert (a notification) | review (a request)
     PRIMARY KEY (id, sink)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, status, due);
 """
 STATUSES = ("held", "pending", "sent", "dead", "silenced", "moved")
+Item = Notification | ReviewRequest  # what a row delivers
+_TYPES: dict[str, type[Item]] = {"alert": Notification, "review": ReviewRequest}
+
+
+def _kind(item: Item) -> str:
+    return "review" if isinstance(item, ReviewRequest) else "alert"
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -58,7 +66,7 @@ def outbox_path(settings: Settings) -> Path:
 class Row:
     id: str
     sink: str
-    notification: Notification
+    notification: Item
     attempts: int
     created: float
 
@@ -70,6 +78,7 @@ class Carried(msgspec.Struct, array_like=True, frozen=True):
     sink: str
     notification: bytes
     model: str
+    kind: str = "alert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,8 @@ class Outbox:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
             if "model" not in columns:  # a file written before rows knew their model
                 self._db.execute("ALTER TABLE outbox ADD COLUMN model TEXT")
+            if "kind" not in columns:  # a file written before review requests
+                self._db.execute("ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'")
 
     @contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
@@ -111,19 +122,21 @@ class Outbox:
         with self._lock, storage("outbox", self.path):
             yield self._db
 
-    def add(self, notification: Notification, sink: str, status: str = "pending") -> bool:
-        """Store a notification for a sink; False when it was stored before. Raises
-        :class:`EncodeError` when it cannot be encoded (then nothing is stored)."""
+    def add(self, notification: Item, sink: str, status: str = "pending") -> bool:
+        """Store a notification (or a review request) for a sink; False when it was
+        stored before. Raises :class:`EncodeError` when it cannot be encoded (then
+        nothing is stored)."""
+        id_ = notification.id
         try:
             blob = msgspec.msgpack.encode(notification)
         except (TypeError, ValueError, msgspec.EncodeError) as e:
-            raise EncodeError(f"notification {notification.id} cannot be stored: {e}") from e
+            raise EncodeError(f"notification {id_} cannot be stored: {e}") from e
         with self._using() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox "
-                "(id, sink, status, notification, due, created, model) "
-                "VALUES (?, ?, ?, ?, 0, ?, ?)",  # due at once
-                (notification.id, sink, status, blob, time.time(), notification.model),
+                "(id, sink, status, notification, due, created, model, kind) "
+                "VALUES (?, ?, ?, ?, 0, ?, ?, ?)",  # due at once
+                (id_, sink, status, blob, time.time(), notification.model, _kind(notification)),
             )
         return cursor.rowcount == 1
 
@@ -142,12 +155,12 @@ class Outbox:
         """The held and pending rows of ``models`` (or of all): what a state carries."""
         with self._using() as db:
             rows = db.execute(
-                "SELECT id, sink, notification, model FROM outbox "
+                "SELECT id, sink, notification, model, kind FROM outbox "
                 "WHERE status IN ('held', 'pending') ORDER BY created, id, sink"
             ).fetchall()
         return [
-            Carried(id_, sink, bytes(blob), model)
-            for id_, sink, blob, model in rows
+            Carried(id_, sink, bytes(blob), model, kind)
+            for id_, sink, blob, model, kind in rows
             if models is None or model in models
         ]
 
@@ -159,10 +172,11 @@ class Outbox:
         with self._using() as db:
             return sum(
                 db.execute(
-                    "INSERT INTO outbox (id, sink, status, notification, due, created, model) "
-                    "VALUES (?, ?, 'pending', ?, 0, ?, ?) ON CONFLICT (id, sink) DO UPDATE "
+                    "INSERT INTO outbox "
+                    "(id, sink, status, notification, due, created, model, kind) "
+                    "VALUES (?, ?, 'pending', ?, 0, ?, ?, ?) ON CONFLICT (id, sink) DO UPDATE "
                     "SET status = 'pending', due = 0 WHERE status = 'moved'",
-                    (row.id, row.sink, row.notification, now, row.model),
+                    (row.id, row.sink, row.notification, now, row.model, row.kind),
                 ).rowcount
                 for row in rows
             )
@@ -183,13 +197,13 @@ class Outbox:
     def due(self, sink: str, now: float, limit: int = 50) -> list[Row]:
         with self._using() as db:
             rows = db.execute(
-                "SELECT id, notification, attempts, created FROM outbox "
+                "SELECT id, notification, attempts, created, kind FROM outbox "
                 "WHERE sink = ? AND status = 'pending' AND due <= ? ORDER BY created LIMIT ?",
                 (sink, now, limit),
             ).fetchall()
         return [
-            Row(id_, sink, msgspec.msgpack.decode(blob, type=Notification), attempts, created)
-            for id_, blob, attempts, created in rows
+            Row(id_, sink, msgspec.msgpack.decode(blob, type=_TYPES[kind]), attempts, created)
+            for id_, blob, attempts, created, kind in rows
         ]
 
     def next_due(self, sink: str) -> float | None:

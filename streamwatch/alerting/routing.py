@@ -93,8 +93,10 @@ def _model(key: str) -> str:
 
 def hears(routed: RoutedSink, alert: Alert) -> bool:
     """Whether a sink hears ``alert``: at or above its ``min_severity``, matching its
-    ``matchers``."""
+    ``matchers``. A review sink hears none: it takes review requests."""
     settings = routed.settings
+    if settings.kind == "review":
+        return False
     return alert.severity.rank >= settings.min_severity.rank and _matches(alert, settings.matchers)
 
 

@@ -38,6 +38,7 @@ from streamwatch.config.outcome_detectors import (
     SliceSettings,
     Task,
 )
+from streamwatch.config.review import ReviewRule, ReviewSettings
 from streamwatch.config.runtime import (
     HistorySettings,
     KafkaSettings,
@@ -68,6 +69,7 @@ from streamwatch.config.sinks import (
     KafkaSinkSettings,
     LogSinkSettings,
     RetrainSinkSettings,
+    ReviewSinkSettings,
     SinkSettings,
     SinkSettingsBase,
     WebhookSinkSettings,
@@ -110,6 +112,9 @@ __all__ = [
     "ReferenceSettings",
     "ReportSettings",
     "RetrainSinkSettings",
+    "ReviewRule",
+    "ReviewSettings",
+    "ReviewSinkSettings",
     "Section",
     "ServerSettings",
     "Settings",

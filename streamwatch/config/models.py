@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, Field, create_model
 from streamwatch.config.alerts import AlertSettings
 from streamwatch.config.base import Section
 from streamwatch.config.detectors import DetectorSettings, lower_keys
+from streamwatch.config.review import ReviewSettings
 from streamwatch.config.runtime import LabelSettings, ReferenceSettings, WindowSettings
 
 S = TypeVar("S", bound=BaseModel)
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     PartialReference = Partial
     PartialLabels = Partial
     PartialAlerts = Partial
+    PartialReview = Partial
 else:
     PartialDetectors = partial(DetectorSettings)
     # Decoding bounds every event before it is known whose it is.
@@ -88,6 +90,7 @@ else:
     PartialLabels = partial(LabelSettings)
     # A silence matches the model label already: silences are global.
     PartialAlerts = partial(AlertSettings, frozenset({"silences"}))
+    PartialReview = partial(ReviewSettings)
 
 
 class ModelSettings(Section):
@@ -98,6 +101,7 @@ class ModelSettings(Section):
     reference: PartialReference | None = Field(None, description="as `reference`")
     labels: PartialLabels | None = Field(None, description="as `labels`")
     alerts: PartialAlerts | None = Field(None, description="as `alerts`")
+    review: PartialReview | None = Field(None, description="as `review`")
 
     def sections(self) -> dict[str, Partial]:
         """The sections the model sets, by name."""

@@ -22,6 +22,7 @@ from streamwatch.config.alerts import AlertSettings
 from streamwatch.config.base import ENV_PREFIX, NESTED, Duration
 from streamwatch.config.detectors import DetectorSettings
 from streamwatch.config.models import ModelMap, Partial
+from streamwatch.config.review import ReviewSettings
 from streamwatch.config.runtime import (
     HistorySettings,
     KafkaSettings,
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
         description="name -> a sink, whose kind decides its other settings",
     )
     alerts: AlertSettings = AlertSettings()
+    review: ReviewSettings = ReviewSettings()
     outbox: OutboxSettings = OutboxSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -137,6 +139,7 @@ class Settings(BaseSettings):
         check added here holds for every model's too)."""
         self._changelog_client()
         self._spread_models()
+        self._review()
         for model_id in self.models:
             self.for_model(model_id)
         return self
@@ -168,6 +171,21 @@ class Settings(BaseSettings):
         if needs:
             raise ValueError("STREAMWATCH_STATE__SPREAD_MODELS needs " + "; ".join(needs))
 
+    def _review(self, model_id: str | None = None) -> None:
+        """Review rules need a sink of kind review, and a model that is not spread (with
+        ``model_id``: only if these, its own settings, have rules)."""
+        if not self.review.rules:
+            return
+        if not any(sink.kind == "review" for sink in self.sinks.values()):
+            raise ValueError(
+                "REVIEW__RULES need a sink of kind review (SINKS__<NAME>__KIND=review, "
+                "with a TOPIC or a PATH)"
+            )
+        spread = {m.lower() for m in self.state.spread_models}
+        # Globally: the spread models that follow the global rules (no settings of their own).
+        if model_id in spread or (model_id is None and spread - self.models.keys()):
+            raise ValueError("human review (REVIEW__RULES) is not for spread models")
+
     def for_model(self, model_id: str) -> Settings:
         """The settings of one model: its own (``MODELS__<MODEL>__...``, the id in any
         case) merged over the global ones; these settings when it has none."""
@@ -192,6 +210,7 @@ class Settings(BaseSettings):
         try:
             effective._changelog_client()
             effective._spread_models(key)
+            effective._review(key)
         except ValueError as exc:
             raise ValueError(f"{env_name(('models', key))}: {exc}") from None
         return effective

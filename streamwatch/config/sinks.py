@@ -266,6 +266,22 @@ class KafkaSinkSettings(SinkSettingsBase):
     bootstrap_servers: str | None = Field(None, description="default: the source's brokers")
 
 
+class ReviewSinkSettings(SinkSettingsBase):
+    """Review requests (not alerts): on a topic keyed by event id, or appended to a file
+    (for replays). Every review sink gets every request."""
+
+    kind: Literal["review"]
+    topic: str | None = Field(None, description="topic the requests are produced to")
+    path: Path | None = Field(None, description="or: file the requests are appended to")
+    bootstrap_servers: str | None = Field(None, description="default: the source's brokers")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ReviewSinkSettings:
+        if (self.topic is None) == (self.path is None):
+            raise ValueError("a review sink has a TOPIC or a PATH, one of them")
+        return self
+
+
 # The built-in kinds, as mypy knows them. At run time the root's sinks also take those of
 # installed entry points: see sink_settings_union().
 SinkSettings = Annotated[
@@ -277,7 +293,8 @@ SinkSettings = Annotated[
     | JiraSinkSettings
     | GithubIssueSinkSettings
     | KafkaSinkSettings
-    | AlertmanagerSinkSettings,
+    | AlertmanagerSinkSettings
+    | ReviewSinkSettings,
     Field(discriminator="kind"),
 ]
 

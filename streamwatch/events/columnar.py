@@ -56,6 +56,7 @@ def columns(
     check.text(model_id)
     version = field("model_version")
     check.text(version, allow_int=True)
+    check.text(field("source"))  # a label's; the exact path reads it
     event_time = check.numbers(stamps, 0.0, MAX_EPOCH_MS) / 1000.0
     check.rows(event_time > latest)  # ahead of the clock: the exact path tells why
 

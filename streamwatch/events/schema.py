@@ -64,6 +64,7 @@ class Event(msgspec.Struct, gc=False, frozen=True):
     ) = None
     latency_ms: Annotated[float, Meta(ge=0.0, le=MAX_LATENCY_MS)] | None = None
     error: bool | None = None
+    source: Text | None = None  # of a label: "review" for a reviewer's verdict
 
     def __post_init__(self) -> None:
         if (

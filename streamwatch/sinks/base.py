@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from streamwatch.alerting.policy import Notification
+from streamwatch.review.request import ReviewRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,11 @@ class Sink(Protocol):
     def send(self, notification: Notification) -> DeliveryResult: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReviewSink(Sink, Protocol):
+    """Where review requests go (``kind=review``); it hears no alerts. ``request`` is
+    like ``send``: a request may come again, ``request.id`` says it is the same one."""
+
+    def request(self, request: ReviewRequest) -> DeliveryResult: ...

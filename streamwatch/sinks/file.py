@@ -27,12 +27,17 @@ class FileSink:
         self.path = path
 
     def send(self, notification: Notification) -> DeliveryResult:
-        line = msgspec.json.encode(notification.to_dict(receiver=self.name)) + b"\n"
+        line = msgspec.json.encode(notification.to_dict(receiver=self.name))
+        return self.append(notification.id, line)
+
+    def append(self, id_: str, line: bytes) -> DeliveryResult:
+        """Append ``line`` (a JSON object whose first key is ``"id": id_``) unless the
+        file's end holds it already."""
         try:
             # Opened per notification: rare, and a rotated or deleted file is recreated.
             with self.path.open("a+b") as out:
-                if not _appended(out, notification.id):
-                    out.write(line)
+                if not _appended(out, id_):
+                    out.write(line + b"\n")
         except OSError as exc:
             return DeliveryFailed(self.name, f"cannot append to {self.path}: {exc}", True)
         return Delivered(self.name)

@@ -27,6 +27,7 @@ from streamwatch.sinks.base import Delivered, DeliveryFailed, DeliveryResult
 from streamwatch.sources.kafka import client_config
 
 NOTIFICATION_HEADER = "streamwatch-notification-id"
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
 
 
 class KafkaSink:
@@ -41,29 +42,30 @@ class KafkaSink:
         self.topic = settings.topic
         self.timeout = settings.timeout
         bootstrap = settings.bootstrap_servers or kafka.bootstrap_servers
-        self._config = {
-            **client_config(kafka.model_copy(update={"bootstrap_servers": bootstrap})),
-            **_bounded(int(self.timeout * 1000)),
-            "acks": "all",
-        }
+        self.client = client_config(kafka.model_copy(update={"bootstrap_servers": bootstrap}))
+        self._config = {**self.client, **_bounded(int(self.timeout * 1000)), "acks": "all"}
         self._producer: KafkaProducer | None = None
 
     def send(self, notification: Notification) -> DeliveryResult:
+        headers = [(NOTIFICATION_HEADER, notification.id.encode())]
+        return self.produce(
+            [
+                (a.fingerprint.encode(), _record(a, notification), headers)
+                for a in notification.alerts
+            ]
+        )
+
+    def produce(self, records: list[Record]) -> DeliveryResult:
+        """Produce ``records`` (key, value, headers) and wait for every acknowledgement."""
         deadline = time.monotonic() + self.timeout
         try:
             producer = self._connected()
         except KafkaError as exc:
             return DeliveryFailed(self.name, f"cannot reach Kafka: {_describe(exc)}", True)
-        headers = [(NOTIFICATION_HEADER, notification.id.encode())]
         try:
             pending = [
-                producer.send(
-                    self.topic,
-                    key=alert.fingerprint.encode(),
-                    value=_record(alert, notification),
-                    headers=headers,
-                )
-                for alert in notification.alerts
+                producer.send(self.topic, key=key, value=value, headers=headers)
+                for key, value, headers in records
             ]
             for record in pending:
                 record.get(timeout=max(deadline - time.monotonic(), 0.0))

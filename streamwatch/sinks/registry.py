@@ -31,6 +31,7 @@ from streamwatch.config import (
     KafkaSinkSettings,
     LogSinkSettings,
     RetrainSinkSettings,
+    ReviewSinkSettings,
     Settings,
     SinkSettingsBase,
     WebhookSinkSettings,
@@ -108,6 +109,12 @@ def _kafka(name: str, settings: KafkaSinkSettings, everything: Settings) -> Sink
     return KafkaSink(name, settings, everything.kafka)
 
 
+def _review(name: str, settings: ReviewSinkSettings, everything: Settings) -> Sink:
+    from streamwatch.sinks.review import review_sink
+
+    return review_sink(name, settings, everything.kafka)
+
+
 _BUILT_IN: tuple[SinkKind[Any], ...] = (
     SinkKind("log", LogSinkSettings, _log),
     SinkKind("file", FileSinkSettings, _file),
@@ -118,6 +125,7 @@ _BUILT_IN: tuple[SinkKind[Any], ...] = (
     SinkKind("jira", JiraSinkSettings, _jira),
     SinkKind("github_issue", GithubIssueSinkSettings, _github_issue),
     SinkKind("kafka", KafkaSinkSettings, _kafka),
+    SinkKind("review", ReviewSinkSettings, _review),
 )
 BUILT_IN: Mapping[str, SinkKind[Any]] = MappingProxyType({k.kind: k for k in _BUILT_IN})
 

@@ -326,6 +326,8 @@ def test_a_clean_batch_is_read_by_arrow_whole_with_nothing_left_to_the_exact_pat
             b'{"event_id":"e","model_id":"m","timestamp":99999999999999999999,"score":1}',
             "invalid_value",
         ),
+        (b'{"event_id":"e","model_id":"m","timestamp":1,"label":1,"source":5}', "wrong_type"),
+        (b'{"event_id":"e","model_id":"m","timestamp":1,"label":1,"source":""}', "invalid_value"),
     ],
 )
 def test_what_arrow_reads_but_json_forbids_is_refused_as_one_by_one(
@@ -351,3 +353,13 @@ def test_null_means_absent_in_both_paths() -> None:
     assert set(batch.outputs.numeric) == {"score", "probability[b]"}
     assert batch.features == Columns()
     assert batch.segments == Columns()
+
+
+def test_a_reviewers_verdict_keeps_its_source_in_both_paths() -> None:
+    raws = [
+        b'{"event_id":"e%d","model_id":"m","timestamp":1,"label":1,"source":"review"}' % i
+        for i in range(40)
+    ]
+    messages = [Message(r, Origin("t", 0, i)) for i, r in enumerate(raws)]
+    got = assert_same(messages)
+    assert {e.source for e in got.events()} == {"review"}

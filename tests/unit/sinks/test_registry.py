@@ -24,6 +24,7 @@ from streamwatch.config import (
     KafkaSinkSettings,
     LogSinkSettings,
     RetrainSinkSettings,
+    ReviewSinkSettings,
     Settings,
     WebhookSinkSettings,
 )
@@ -36,6 +37,7 @@ from streamwatch.sinks.kafka import KafkaSink
 from streamwatch.sinks.log import LogSink
 from streamwatch.sinks.registry import BUILT_IN, SinkKind, sink_kinds, third_party
 from streamwatch.sinks.retrain import RetrainSink
+from streamwatch.sinks.review import ReviewTopic
 from streamwatch.sinks.tickets import TicketSink
 from streamwatch.sinks.tickets.github import GithubIssues
 from streamwatch.sinks.tickets.jira import JiraIssues
@@ -78,6 +80,10 @@ MINIMAL: dict[str, tuple[Callable[[Path], Any], Callable[[Sink], bool]]] = {
     "kafka": (
         lambda _: KafkaSinkSettings(kind="kafka", topic="alerts"),
         lambda s: isinstance(s, KafkaSink),
+    ),
+    "review": (
+        lambda _: ReviewSinkSettings(kind="review", topic="reviews"),
+        lambda s: isinstance(s, ReviewTopic),
     ),
 }
 

@@ -1,0 +1,1 @@
+"""Human review: predictions chosen for reviewers, and what their verdicts tell."""
