@@ -120,6 +120,15 @@ class AlertPolicy:
         """Fingerprint -> severity of every alert firing now."""
         return {k: t.severity for k, t in self.tracks.items() if t.severity is not None}
 
+    def worst(self, model: str) -> Severity | None:
+        """The worst severity of ``model``'s alerts firing now, if any fires."""
+        firing = [
+            t.severity
+            for t in self.tracks.values()
+            if t.severity is not None and t.labels["model"] == model
+        ]
+        return max(firing, key=lambda severity: severity.rank, default=None)
+
     def standing(self, models: Collection[str] | None = None) -> dict[str, tuple[Alert, ...]]:
         """Model -> its announced alerts firing now (of every model, or of ``models``), as
         last announced: what a receiver holding state (Alertmanager) must keep hearing."""

@@ -9,13 +9,17 @@ model let go, are removed, so the number of series stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 
+from prometheus_client import Gauge
+
 from streamwatch.detectors import Finding, Severity
 from streamwatch.detectors.coverage import NAME as COVERAGE
 from streamwatch.observe.metrics import Metrics
+from streamwatch.review.reviewer import NAME as REVIEW
 
 # (subject, statistic) of one model and detector -> the severities of its thresholds.
 _Exported = dict[tuple[str, str], set[Severity]]
@@ -63,6 +67,9 @@ class DetectorGauges:
             self.metrics.alerts_firing.labels(model, severity.value)
         by_detector: dict[str, list[Finding]] = {}
         for f in findings:
+            if f.detector == REVIEW:  # an estimate with its interval, no threshold
+                self._review(f)
+                continue
             by_detector.setdefault(f.detector, []).append(f)
             if f.detector == COVERAGE and f.statistic == "label_coverage":
                 self._labels(f)
@@ -88,6 +95,8 @@ class DetectorGauges:
                 metrics.alerts_firing.remove(model, severity.value)
             metrics.label_coverage.remove(model)
             metrics.label_delay.remove(model)
+            for estimate in _ESTIMATES:
+                _discard(metrics.review_accuracy, model, estimate)
         self._models.difference_update(models)
 
     def _statistics(self, model: str, detector: str, findings: list[Finding]) -> None:
@@ -119,3 +128,18 @@ class DetectorGauges:
         if coverage.n_current:  # with no label, no delay to tell
             delay = coverage.details["mean_delay_seconds"]
             self.metrics.label_delay.labels(coverage.model).set(delay)
+
+    def _review(self, review: Finding) -> None:
+        for estimate in _ESTIMATES:
+            self.metrics.review_accuracy.labels(review.model, estimate).set(
+                review.details[estimate]
+            )
+
+
+_ESTIMATES = ("weighted", "weighted_low", "weighted_high", "observed")
+
+
+def _discard(gauge: Gauge, *labels: str) -> None:
+    """Remove a series that may never have been set."""
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)

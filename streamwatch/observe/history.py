@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
+WINDOW_ROLES = ("reference", "evaluated")  # a closed window's own record
+
+
 class Statistic(msgspec.Struct, frozen=True):
     """One finding of a window; the explanation is kept only where it breached."""
 
@@ -66,7 +69,7 @@ class WindowRecord(msgspec.Struct, frozen=True):
     model: str
     start: float
     end: float
-    role: str  # "reference", "evaluated", or "outcomes" (its labels evaluated)
+    role: str  # one of WINDOW_ROLES, or "outcomes" (its labels), "review" (its verdicts)
     events: int
     statistics: list[Statistic] = []
     distributions: list[Distribution] = []

@@ -144,6 +144,38 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.review_requests = Counter(
+            "streamwatch_review_requests",
+            "Predictions requested for human review, by each rule that selected them",
+            ["model", "rule"],
+            registry=registry,
+        )
+        self.review_over_budget = Counter(
+            "streamwatch_review_over_budget",
+            "Predictions selected for review but dropped: their hour's budget was spent",
+            ["model"],
+            registry=registry,
+        )
+        self.review_budget_used = Gauge(
+            "streamwatch_review_budget_used_ratio",
+            "Share of REVIEW__MAX_PER_HOUR requested in the latest hour of event time",
+            ["model"],
+            registry=registry,
+        )
+        self.review_verdicts = Counter(
+            "streamwatch_review_verdicts",
+            "Reviewers' verdicts: joined to their request, unsolicited, or late",
+            ["model", "fate"],
+            registry=registry,
+        )
+        self.review_accuracy = Gauge(
+            "streamwatch_review_accuracy",
+            "Accuracy from the verdicts of the last window reported: weighted by each "
+            "request's chance (an estimate for all predictions, with its interval) and "
+            "observed (the reviewers' agreement with the model)",
+            ["model", "estimate"],
+            registry=registry,
+        )
         self._backlog = _Backlog()
         registry.register(self._backlog)
         for reason in get_args(BadReason):

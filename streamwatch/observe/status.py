@@ -67,7 +67,7 @@ def summary(path: Path, now: float | None = None) -> str:
 
 
 def _model(model: str, records: list[WindowRecord], alerts: list[Firing]) -> list[str]:
-    windows = [r for r in records if r.role != "outcomes"]
+    windows = [r for r in records if r.role in history.WINDOW_ROLES]
     lines = [f"model {model}"]
     if windows:
         last = windows[-1]

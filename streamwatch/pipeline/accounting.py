@@ -11,10 +11,12 @@ import msgspec
 from streamwatch.alerting.policy import Notification, isoformat
 from streamwatch.detectors import Severity
 from streamwatch.events import BadEvent, Polled
+from streamwatch.observe import history
 from streamwatch.observe.detector_metrics import DetectorGauges
 from streamwatch.observe.logs import RateLimited
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.monitor import ClosedWindow, Processed
+from streamwatch.review.reviewer import Counts
 
 log = logging.getLogger("streamwatch.engine")
 
@@ -41,14 +43,25 @@ class Accounting:
         metrics.labels.labels(model_id, "joined").inc(labels.joined)
         metrics.labels.labels(model_id, "unknown").inc(labels.unknown)
         metrics.labels.labels(model_id, "late").inc(labels.late)
+        if processed.reviewed is not None:
+            self._reviewed(model_id, processed.reviewed)
         return processed.closed
+
+    def _reviewed(self, model_id: str, counts: Counts) -> None:
+        metrics = self.metrics
+        for rule, n in counts.requested.items():
+            metrics.review_requests.labels(model_id, rule).inc(n)
+        metrics.review_over_budget.labels(model_id).inc(counts.over_budget)
+        metrics.review_budget_used.labels(model_id).set(counts.budget_used)
+        for fate in ("joined", "unsolicited", "late"):
+            metrics.review_verdicts.labels(model_id, fate).inc(getattr(counts, fate))
 
     def closed(self, window: ClosedWindow) -> None:
         """A closed window's counts, statistics (as gauges) and log line."""
         metrics = self.metrics
         if window.role == "outcomes":
             metrics.outcomes_evaluated.labels(window.model).inc()
-        else:
+        elif window.role in history.WINDOW_ROLES:
             metrics.windows_closed.labels(window.model, window.role).inc()
         for f in window.findings:
             metrics.findings.labels(f.model, f.detector, f.severity.value).inc()

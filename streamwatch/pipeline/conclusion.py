@@ -7,7 +7,7 @@ is written: whoever restores an older state makes it again, never twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +20,7 @@ from streamwatch.errors import EncodeError
 from streamwatch.observe import history
 from streamwatch.pipeline.accounting import Accounting
 from streamwatch.pipeline.monitor import ClosedWindow
+from streamwatch.review.request import ReviewRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,20 @@ class Conclusion:
         if notifications:
             self.dispatcher.wake()
         return Produced(closed, notifications)
+
+    def review(self, requests: Sequence[ReviewRequest]) -> None:
+        """Store each review request for every review sink, held like a notification
+        until the checkpoint that covers its batch is durable: whoever restores an older
+        state chooses the same events again, and their requests are stored once."""
+        sinks = [r.sink.name for r in self.router.sinks if r.settings.kind == "review"]
+        status = "held" if self.hold else "pending"
+        for request in requests:
+            for sink in sinks:
+                self.outbox.add(request, sink, status)
+            if self.hold:
+                self.held.setdefault(request.model, []).append(request.id)
+        if requests and not self.hold:
+            self.dispatcher.wake()
 
     def _firing(self) -> None:
         """The alerts firing now, to the gauges."""

@@ -26,11 +26,17 @@ from streamwatch.batch import MAX_NAME_CHARS, Batch, Schema
 from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Distribution, Finding, ModelBinning, registry
 from streamwatch.detectors.base import PairDetector
+from streamwatch.detectors.drift import FeatureDrift
 from streamwatch.detectors.entry import Context, Registry
 from streamwatch.detectors.performance import LabelledReference
 from streamwatch.events import Event, EventColumns
+from streamwatch.pipeline.challengers import champion_only, pair_waiting
 from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
 from streamwatch.pipeline.reference import Pinned, ReferencePool
+from streamwatch.review.request import ReviewRequest
+from streamwatch.review.reviewer import Counts, Reviewer
+from streamwatch.review.rules import Reference
+from streamwatch.severity import Severity
 from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
 
 log = logging.getLogger("streamwatch.model")
@@ -47,7 +53,7 @@ class ClosedWindow:
     model: str
     bounds: WindowBounds
     n: int
-    role: str  # "reference" or "evaluated"; "outcomes" when its labels are evaluated
+    role: str  # "reference" or "evaluated"; later "outcomes" (its labels), "review" (verdicts)
     findings: list[Finding] = field(default_factory=list)
     distributions: list[Distribution] = field(default_factory=list)  # of breached columns
 
@@ -61,6 +67,8 @@ class Processed:
     late: int
     closed: list[ClosedWindow]
     labels: LabelCounts = field(default_factory=lambda: LabelCounts(0, 0, 0))
+    requests: list[ReviewRequest] = field(default_factory=list)  # for human review
+    reviewed: Counts | None = None
 
 
 class ModelMonitor:
@@ -81,6 +89,9 @@ class ModelMonitor:
         self.windows: Windows[DetectorSet] = self._windows()
         self.reference = ReferencePool(settings.reference, self.new_state)
         self.outcomes = Outcomes(model_id, settings, self.binning.features, self.detectors)
+        self.reviewer = Reviewer(model_id, settings)
+        self.firing: Severity | None = None  # the model's worst alert firing now
+        self._requests: list[ReviewRequest] = []  # chosen since the last batch returned
         (pair,) = self.detectors.of_kind("pair")  # holds the challengers waiting: always kept
         context = Context(settings.detectors, max_bytes=settings.max_buffer_bytes)
         self.shadow: PairDetector = pair.factory(context)
@@ -109,12 +120,19 @@ class ModelMonitor:
     ) -> Processed:
         """Window a batch of this model's predictions, join its labels, then evaluate what
         closed and whose labels are due: labels first joined, then judged. Predictions of
-        other versions than the champion are only compared with the champion's."""
+        other versions than the champion are only compared with the champion's. Reviewers'
+        verdicts join their requests only."""
+        verdicts = [e for e in labels if e.source == "review"]
+        if verdicts:
+            self.reviewer.verdicts(verdicts)
+            labels = [e for e in labels if e.source != "review"]
         if not isinstance(predictions, EventColumns):
             predictions = EventColumns.of_events(predictions)
         newest = [float(predictions.event_time.max(initial=-math.inf)), *map(_EPOCH, labels)]
         self.last_event = max(*newest, self.last_event)
-        predictions = self._champion_only(predictions)
+        predictions = champion_only(
+            predictions, self.champion, self.shadow, self._pairing, self.outcomes.join
+        )
         if self._warming_up:
             self._hold(predictions.events(), labels)
             sample = self._sample_size()
@@ -122,13 +140,20 @@ class ModelMonitor:
         before = self.outcomes.counts
         windowed, late, closing = 0, 0, list[Closing]()
         if predictions.n:
-            windowed, late, closing = self._window(self.schema.build(predictions))
+            batch = self.schema.build(predictions)
+            windowed, late, closing = self._window(batch, predictions.version.tolist())
         self.outcomes.label(labels, self._regression)
         outcomes = self._outcomes(final=False)
         # Judged after the batch's labels: so that estimation does not read where it ended.
         closed = [self._evaluate(*window) for window in closing] + outcomes
         self._tell_ignored()
-        return Processed(windowed, late, closed, self.outcomes.counts - before)
+        return self._processed(windowed, late, closed, self.outcomes.counts - before)
+
+    def _processed(
+        self, windowed: int, late: int, closed: list[ClosedWindow], labels: LabelCounts
+    ) -> Processed:
+        requests, self._requests = self._requests, []
+        return Processed(windowed, late, closed, labels, requests, self.reviewer.taken())
 
     def _hold(self, predictions: Sequence[Event], labels: Sequence[Event]) -> None:
         """Hold back a batch during warm-up, within the model's columns and bytes."""
@@ -195,13 +220,14 @@ class ModelMonitor:
         windowed, late, closing = 0, 0, list[Closing]()
         self._sizes, self._times, self._names = [], [], set()
         if self._pending:
-            batch, self._pending = self.schema.build(list(map(_decode, self._pending))), []
+            held, self._pending = list(map(_decode, self._pending)), []
+            batch = self.schema.build(held)
             self.binning.fit(batch if sample is None else batch.take(np.arange(sample)))
-            windowed, late, closing = self._window(batch)
+            windowed, late, closing = self._window(batch, [e.model_version for e in held])
         self.outcomes.label(labels, self._regression)
         outcomes = self._outcomes(final=False)
         closed = [self._evaluate(*window) for window in closing] + outcomes
-        return Processed(windowed, late, closed, self.outcomes.counts - before)
+        return self._processed(windowed, late, closed, self.outcomes.counts - before)
 
     def flush(self) -> Processed:
         """End of input: window what is held back, then close every open window and
@@ -211,7 +237,7 @@ class ModelMonitor:
         judged = [self._evaluate(*window) for window in self._closing(final=True)]
         closed = settled.closed + judged + self._outcomes(final=True)
         labels = settled.labels + (self.outcomes.counts - before)
-        return Processed(settled.windowed, settled.late, closed, labels)
+        return self._processed(settled.windowed, settled.late, closed, labels)
 
     def let_go(self) -> Processed:
         """The model went idle and is let go: with a reference to judge them by, its
@@ -243,6 +269,7 @@ class ModelMonitor:
             "outcomes": self.outcomes.snapshot(),
             "shadow": self.shadow.snapshot(),
             "champion": self.champion,
+            "review": self.reviewer.snapshot(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -265,66 +292,37 @@ class ModelMonitor:
         self.outcomes.restore(state["outcomes"])
         self.shadow.restore(state["shadow"])
         self.champion = state["champion"]
+        if "review" in state:  # a state written before human review has none
+            self.reviewer.restore(state["review"])
 
-    def _champion_only(self, predictions: EventColumns) -> EventColumns:
-        # Only a configured champion splits versions: guessing one would, after a
-        # rollout, take the new version for a challenger and stop windowing it.
-        champion, versions = self.champion, predictions.version
-        if champion is None:
-            return predictions
-        challengers = (versions != None) & (versions != champion)  # noqa: E711 (elementwise)
-        if not challengers.any():
-            return predictions
-        if self._pairing:
-            for event in predictions.take(challengers).events():
-                self._challenger(event)
-        return predictions.take(~challengers)
-
-    def _challenger(self, event: Event) -> None:
-        prediction = event.prediction  # compared as it is: the task may not be known yet
-        score = math.nan if event.score is None else event.score
-        key, version = str(event.event_id), str(event.model_version)
-        entry = self.outcomes.join.peek(key)
-        if entry is None:
-            self.shadow.wait(key, version, prediction, score)
-        else:
-            self.shadow.pair(entry[1], version, (entry[2], entry[3]), (prediction, score))
-
-    def _window(self, batch: Batch) -> tuple[int, int, list[Closing]]:
+    def _window(self, batch: Batch, versions: Sequence[object]) -> tuple[int, int, list[Closing]]:
         ids = self.windows.add(batch)
-        self._pair_waiting(batch, ids)  # before the label join may take the entries
+        pair_waiting(self.shadow, batch, ids, self._regression)  # before the join takes them
         self.outcomes.expect(batch, ids, self._regression)
+        if self.reviewer.enabled:
+            reference = Reference(self.binning.inputs, self.binning.features.ranges, self._seen())
+            self._requests += self.reviewer.select(
+                batch, ids, reference, self.firing, self._regression, versions
+            )
         late = int((ids == LATE).sum())
         return batch.n - late, late, self._closing(final=False)
 
     def _outcomes(self, final: bool) -> list[ClosedWindow]:
+        """The windows whose labels, and those whose reviewers' verdicts, are due."""
+        model, due = self.model_id, self.reviewer.due(self._lateness, self._regression, final)
         return [
-            ClosedWindow(self.model_id, e.bounds, 0, "outcomes", e.findings)
+            ClosedWindow(model, e.bounds, 0, "outcomes", e.findings)
             for e in self.outcomes.due(self._lateness, final)
-        ]
+        ] + [ClosedWindow(model, bounds, 0, "review", found) for bounds, found in due if found]
 
-    def _pair_waiting(self, batch: Batch, windows: np.ndarray) -> None:
-        """Challengers that came before their champion meet it in this batch."""
-        if not self.shadow.waiting or batch.event_ids is None:
-            return
-        waiting = self.shadow.waiting
-        here = {k: i for i, k in enumerate(batch.event_ids.tolist()) if k in waiting}
-        if not here:
-            return
-        outputs = batch.outputs
-        predictions = (
-            outputs.numeric.get("prediction")
-            if self._regression
-            else outputs.categorical.get("prediction")
-        )
-        scores = outputs.numeric.get("score")
-        for key, i in here.items():
-            version, prediction, score = self.shadow.take(key)
-            if windows[i] == LATE or predictions is None:
-                continue
-            champion_score = math.nan if scores is None else float(scores[i])
-            champion = (predictions[i], champion_score)
-            self.shadow.pair(int(windows[i]), version, champion, (prediction, score))
+    def _seen(self) -> dict[str, set[str]] | None:
+        """The categories of each feature the reference has, once it is complete."""
+        if not self.reference.full or self.reference.state is None:
+            return None
+        drift = self.reference.state.detectors.get("feature_drift")
+        if not isinstance(drift, FeatureDrift):
+            return None
+        return {k: set(v.counts) for k, v in drift.categorical.items()}
 
     def _sample_size(self) -> int | None:
         """How many of the first held-back events make the grid's sample, once they are
@@ -353,6 +351,7 @@ class ModelMonitor:
         closing = self.windows.pop_closed(final)
         for bounds, _, n in closing:
             self.outcomes.closed(bounds, n)
+            self.reviewer.closed(bounds, n)
         return closing
 
     def _evaluate(self, bounds: WindowBounds, state: DetectorSet, n: int) -> ClosedWindow:

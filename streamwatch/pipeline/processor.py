@@ -13,7 +13,7 @@ from streamwatch.events.reader import Reader
 from streamwatch.pipeline.admission import Admission
 from streamwatch.pipeline.by_model import by_model
 from streamwatch.pipeline.conclusion import Conclusion
-from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor
+from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor, Processed
 from streamwatch.pipeline.positions import Positions
 from streamwatch.pipeline.reference import Pinned
 from streamwatch.scaleout.ownership import Alone, Ownership, Partitioned
@@ -62,7 +62,7 @@ class Processor:
         """End of input: close every open window of every model."""
         closed = []
         for model_id, monitor in self.models.items():
-            closed += self.accounting.processed(model_id, monitor.flush())
+            closed += self._processed(model_id, monitor.flush())
         return closed
 
     def tick(self) -> list[ClosedWindow]:
@@ -86,11 +86,16 @@ class Processor:
                 detail = f"more than {self.settings.max_models} models"
                 bad += [columns.bad(i, "model_limit", detail) for i in events.positions]
                 continue
-            processed = monitor.process(events.predictions, events.labels)
-            closed += self.accounting.processed(model_id, processed)
+            monitor.firing = self.conclusion.policy.worst(model_id)  # for review rules
+            closed += self._processed(model_id, monitor.process(events.predictions, events.labels))
             self.admission.seen(monitor)
         closed += self._let_go()
         return bad, closed
+
+    def _processed(self, model_id: str, processed: Processed) -> list[ClosedWindow]:
+        """What a monitor processed: its review requests stored, its counts counted."""
+        self.conclusion.review(processed.requests)
+        return self.accounting.processed(model_id, processed)
 
     def _let_go(self) -> list[ClosedWindow]:
         """Models idle for ``MODEL_IDLE_TTL``: their open windows closed, their slots
@@ -107,7 +112,7 @@ class Processor:
         retired[:] = [m for m in retired if m not in gone and m not in self.models]
         closed = []
         for model_id in self.admission.idle(self.models):
-            closed += self.accounting.processed(model_id, self.models.pop(model_id).let_go())
+            closed += self._processed(model_id, self.models.pop(model_id).let_go())
             retired.append(model_id)
             if model_id in homes:
                 changed.add(homes[model_id])  # its state goes with the next checkpoint

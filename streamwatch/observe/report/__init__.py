@@ -4,7 +4,8 @@ Per model: each detector's statistic over time against its threshold with the sp
 alert fired shaded; the reference and current distributions of the columns that
 breached (at their first breach, or at the window a link asks for); the estimated class
 priors with their intervals; the slice table; performance, estimated before labels and
-realized after, with label coverage; the alert history. Charts are inline SVG, styles
+realized after, with label coverage; accuracy from reviewers' verdicts, weighted and
+observed; the alert history. Charts are inline SVG, styles
 inline: no network fetch, ever.
 """
 
@@ -29,6 +30,8 @@ from streamwatch.observe.history import AlertChange, Statistic, WindowRecord
 from streamwatch.observe.report import charts
 
 ESTIMATED = "estimated_performance"
+REVIEW = "review"
+REVIEWED_ROWS = 12  # the latest windows with verdicts, in the review table
 MAX_TIMELINES = 30  # per model: breached series first
 
 _TEMPLATE = jinja2.Environment(
@@ -67,6 +70,8 @@ class ModelView:
     slices: list[Statistic] = field(default_factory=list)
     slices_window: str = ""
     performance: Markup | None = None
+    review: Markup | None = None
+    reviewed: list[dict[str, object]] = field(default_factory=list)
     alerts: list[tuple[str, AlertChange]] = field(default_factory=list)
 
 
@@ -122,7 +127,7 @@ def select(state: Path, model: str | None, since: str | None) -> list[WindowReco
 
 
 def _model(name: str, records: list[WindowRecord], focus: float | None) -> ModelView:
-    windows = [r for r in records if r.role != "outcomes"]
+    windows = [r for r in records if r.role in history.WINDOW_ROLES]
     view = ModelView(
         name,
         first=isoformat(records[0].start),
@@ -137,6 +142,7 @@ def _model(name: str, records: list[WindowRecord], focus: float | None) -> Model
     _priors(view, records)
     _slices(view, records)
     view.performance = _performance(records)
+    _review(view, records)
     return view
 
 
@@ -152,7 +158,7 @@ def _timelines(records: list[WindowRecord]) -> list[Markup]:
     series: dict[Key, list[tuple[WindowRecord, Statistic]]] = {}
     for r in records:
         for s in r.statistics:
-            if s.detector != "labels":
+            if s.detector not in ("labels", REVIEW):  # review: its own chart
                 series.setdefault((s.detector, s.subject, s.statistic), []).append((r, s))
     breached = {k for k, points in series.items() if any(s.severity != "ok" for _, s in points)}
     # A subject per feature or slice: drawn only where it breached (the slice table
@@ -270,6 +276,21 @@ def _performance(records: list[WindowRecord]) -> Markup | None:
             [coverage[x] for x in starts],
         )
     )
+
+
+def _review(view: ModelView, records: list[WindowRecord]) -> None:
+    """Accuracy from reviewers' verdicts per window: weighted by each request's chance
+    (an estimate for all predictions, its interval shaded) and observed."""
+    keys = ("weighted", "weighted_low", "weighted_high", "observed", "verdicts", "predictions")
+    found = _series(records, REVIEW, REVIEW, keys).get("accuracy")
+    if not found:
+        return
+    starts = sorted(found)
+    view.review = Markup(charts.review(starts, [found[x] for x in starts]))
+    view.reviewed = [
+        dict(zip(("window", *keys), (isoformat(x), *found[x]), strict=True))
+        for x in reversed(starts[-REVIEWED_ROWS:])
+    ]
 
 
 def _series(

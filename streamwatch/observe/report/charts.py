@@ -136,3 +136,20 @@ def performance(
     axes.set_title("performance over time", loc="left")
     _date_axis(axes)
     return _svg(figure)
+
+
+def review(starts: Sequence[float], values: Sequence[tuple[float, ...]]) -> str:
+    """Accuracy from reviewers' verdicts per window: weighted (its interval shaded), an
+    estimate for all predictions, and observed, the agreement on a sample chosen for doubt."""
+    figure = Figure(figsize=(WIDTH, 2.0))
+    axes = figure.subplots()
+    x = _days(starts)
+    weighted, low, high, observed = np.array(values, dtype=np.float64)[:, :4].T
+    axes.plot(x, weighted, marker="o", ms=3, lw=1, label="accuracy, weighted")
+    axes.fill_between(x, low, high, alpha=0.15, lw=0)
+    axes.plot(x, observed, ls=":", marker=".", lw=1, color=REFERENCE, label="observed agreement")
+    axes.set_ylim(0, 1)
+    axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.set_title("human review", loc="left")
+    _date_axis(axes)
+    return _svg(figure)
