@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
@@ -97,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--events-per-hour", type=int, default=3000)
     run_demo.add_argument("--seed", type=int, default=42)
     run_demo.add_argument("--write", type=Path, help="also save the stream to this JSONL file")
+    run_demo.add_argument(
+        "--review",
+        action="store_true",
+        help="request fraud's doubtful predictions for review; a reviewer answers each",
+    )
     run_demo.add_argument(
         "--out",
         type=Path,
@@ -204,6 +210,9 @@ def _test_alert(args: argparse.Namespace) -> int:
     failed = 0
     for routed in build_sinks(settings):
         name, kind = routed.sink.name, routed.settings.kind
+        if kind == "review":
+            print(f"{name:<16} skipped (review: it takes review requests, not alerts)")
+            continue
         if (args.sink and name not in args.sink) or (kind == "retrain" and name not in args.sink):
             print(
                 f"{name:<16} skipped"
@@ -310,6 +319,20 @@ def _summary(metrics: Metrics, seconds: float) -> str:
     return "\n".join([head] + [f"  {k:<16}{v}" for k, v in rows])
 
 
+def _requested(stream: demo.DemoStream, reviews: Path) -> list[dict[str, Any]]:
+    """The review requests of a first run over the stream: the events that the run with
+    their verdicts requests too (choosing depends on the predictions, not on verdicts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "demo.jsonl"
+        path.write_bytes(b"\n".join(stream.lines) + b"\n")
+        settings = demo.settings(Path(tmp) / "state.sqlite", reviews)
+        settings = settings.model_copy(update={"sinks": {"reviews": settings.sinks["reviews"]}})
+        _run(settings, ReplaySource([path]), build_sinks(settings), Metrics(CollectorRegistry()))
+    requests = [json.loads(line) for line in reviews.read_bytes().splitlines()]
+    print(f"review: {len(requests):,} requests; a reviewer answers each 20 minutes later\n")
+    return requests
+
+
 def _demo(args: argparse.Namespace) -> int:
     stream = demo.generate(args.events_per_hour, args.seed)
     print(
@@ -322,7 +345,12 @@ def _demo(args: argparse.Namespace) -> int:
         + "\n"
     )
     shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: its own state
-    settings = demo.settings(args.out / "state.sqlite")
+    args.out.mkdir(parents=True)
+    reviews = args.out / "reviews.jsonl" if args.review else None
+    settings = demo.settings(args.out / "state.sqlite", reviews)
+    if reviews is not None:
+        stream = demo.with_verdicts(stream, _requested(stream, reviews))
+        reviews.unlink()
     store = StateStore(settings.state.path, settings)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.write or Path(tmp) / "demo.jsonl"
@@ -347,6 +375,12 @@ def _demo(args: argparse.Namespace) -> int:
         " scores, in the window where the shift starts or the next; accuracy realized once the"
         " labels of the shifted traffic have come); no others."
     )
+    if reviews is not None:
+        print(
+            "\nfraud's accuracy from reviewers' verdicts (window, verdicts, weighted with its"
+            " 95% interval, observed) beside its true accuracy over all predictions:"
+        )
+        print("\n".join(demo.reviewed(outcomes, stream)))
     from streamwatch.observe import report  # matplotlib: loaded only to draw
 
     out = args.out / "report.html"

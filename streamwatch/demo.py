@@ -8,15 +8,24 @@ label events, out-of-order events, a few very late events and a few garbage line
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from streamwatch.alerting.policy import isoformat
-from streamwatch.config import LabelSettings, Settings, StateSettings, WindowSettings
+from streamwatch.config import (
+    LabelSettings,
+    LogSinkSettings,
+    ReviewSinkSettings,
+    Settings,
+    StateSettings,
+    WindowSettings,
+)
 from streamwatch.pipeline.conclusion import Produced
 
 START = 1_795_305_600.0  # 2026-11-22T00:00:00Z
@@ -57,12 +66,35 @@ BEFORE_LABELS = frozenset(k for k in EXPECTED if k[1] == "estimated_performance"
 OUT = Path("streamwatch-demo")  # where ``streamwatch demo`` puts its state and report
 
 
-def settings(state: Path = OUT / "state.sqlite") -> Settings:
-    """The demo's settings: hourly windows, five minutes of allowed lateness, log sink."""
-    return Settings(
+REVIEW_AFTER = 1200.0  # seconds from a prediction to a reviewer's verdict on it
+# fraud's predictions a person should look at: those near its decision threshold (0.08),
+# those unlike the reference, a 2% sample of all, and 10% more while an alert fires.
+REVIEW_RULES = {
+    "uncertain": {"score_between": [0.06, 0.1], "share": 0.5},
+    "unusual": {"mahalanobis": True, "share": 0.5},
+    "baseline": {"share": 0.02},
+    "drifting": {"while_alert": "warning", "share": 0.1},
+}
+
+
+def settings(state: Path = OUT / "state.sqlite", reviews: Path | None = None) -> Settings:
+    """The demo's settings: hourly windows, five minutes of allowed lateness, log sink;
+    with ``reviews``, fraud's predictions chosen by :data:`REVIEW_RULES` are requested
+    for review (appended to that file), showing amount and country."""
+    base = Settings(
         window=WindowSettings(size="1h", allowed_lateness=300.0),
         labels=LabelSettings(horizon=7200.0),  # labels come about an hour after predictions
         state=StateSettings(path=state),
+    )
+    if reviews is None:
+        return base
+    fraud = {"review": {"rules": REVIEW_RULES, "features": ["amount", "country"]}}
+    sinks = {
+        "log": LogSinkSettings(kind="log"),
+        "reviews": ReviewSinkSettings(kind="review", path=reviews),
+    }
+    return Settings.model_validate(
+        {**base.model_dump(), "models": {"fraud": fraud}, "sinks": sinks}
     )
 
 
@@ -81,6 +113,9 @@ class DemoStream:
     lines: list[bytes]
     keys: list[bytes | None]  # the model id, the Kafka key; None for garbage
     is_label: list[bool]
+    arrivals: list[float]  # in order; a garbage line's is the next line's
+    truth: dict[str, int]  # fraud's outcome of each prediction, labelled or not
+    accuracy: dict[int, float]  # fraud's accuracy over all its predictions, by hour
     predictions: int
     labels: int
     late: int
@@ -93,12 +128,13 @@ def generate(events_per_hour: int = 3000, seed: int = 42) -> DemoStream:
     n = events_per_hour * HOURS
     t = np.sort(START + rng.uniform(0, HOURS * 3600, n))
     after = t >= SHIFT_AT
-    fraud, labels = _fraud(rng, t, after)
+    fraud, labels, outcome, right = _fraud(rng, t, after)
     eta = _eta(rng, t, after)
     late = _late(rng, t)
     timed = fraud + eta + labels + late
     order = np.argsort([arrival for arrival, _ in timed], kind="stable")
     events = [timed[i][1] for i in order]
+    arrivals = [timed[i][0] for i in order]
     lines = [msgspec.json.encode(e) for e in events]
     keys: list[bytes | None] = [str(e["model_id"]).encode() for e in events]
     is_label = ["label" in e for e in events]
@@ -107,9 +143,74 @@ def generate(events_per_hour: int = 3000, seed: int = 42) -> DemoStream:
         lines.insert(at, junk)
         keys.insert(at, None)
         is_label.insert(at, False)
+        arrivals.insert(at, arrivals[at])
+    truth = {f"f{i}": int(y) for i, y in enumerate(outcome.tolist())}
+    hours = ((t - START) // 3600).astype(int)
+    accuracy = {h: float(right[hours == h].mean()) for h in range(HOURS)}
     return DemoStream(
-        lines, keys, is_label, len(fraud) + len(eta), len(labels), len(late), len(GARBAGE)
+        lines,
+        keys,
+        is_label,
+        arrivals,
+        truth,
+        accuracy,
+        len(fraud) + len(eta),
+        len(labels),
+        len(late),
+        len(GARBAGE),
     )
+
+
+def with_verdicts(stream: DemoStream, requests: Iterable[Mapping[str, object]]) -> DemoStream:
+    """The stream with a reviewer's verdict on each of fraud's review ``requests`` (as
+    the sink wrote them): its true outcome, :data:`REVIEW_AFTER` after the prediction."""
+    lines, keys, is_label, times = (
+        list(stream.lines),
+        list(stream.keys),
+        list(stream.is_label),
+        list(stream.arrivals),
+    )
+    verdicts = []
+    for request in requests:
+        event_id = str(request["event_id"])
+        if request["model"] != "fraud" or event_id not in stream.truth:
+            continue
+        at = datetime.fromisoformat(str(request["time"])).timestamp() + REVIEW_AFTER
+        verdict = {
+            "event_id": event_id,
+            "model_id": "fraud",
+            "label": stream.truth[event_id],
+            "timestamp": int(at * 1000),
+            "source": "review",
+        }
+        verdicts.append((at, msgspec.json.encode(verdict)))
+    for at, line in sorted(verdicts):
+        i = bisect.bisect_right(times, at)
+        lines.insert(i, line)
+        keys.insert(i, b"fraud")
+        is_label.insert(i, True)
+        times.insert(i, at)
+    verdict_count = stream.labels + len(verdicts)
+    return replace(
+        stream, lines=lines, keys=keys, is_label=is_label, arrivals=times, labels=verdict_count
+    )
+
+
+def reviewed(outcomes: Iterable[Produced], stream: DemoStream) -> list[str]:
+    """Each window's accuracy of fraud from its verdicts, weighted and observed, beside
+    its true accuracy over all the window's predictions."""
+    rows = []
+    for outcome in outcomes:
+        for window in outcome.closed:
+            for f in window.findings:
+                if f.detector == "review":
+                    d, hour = f.details, hour_of(window.bounds.start)
+                    rows.append(
+                        f"  {hour:02d}:00  {int(d['verdicts']):>4}  {d['weighted']:7.1%} "
+                        f"({d['weighted_low']:.1%} to {d['weighted_high']:.1%})  "
+                        f"{d['observed']:7.1%}  {stream.accuracy[hour]:7.1%}"
+                    )
+    return rows
 
 
 def _jitter(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
@@ -117,7 +218,9 @@ def _jitter(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
     return t + rng.uniform(0, 120, len(t))
 
 
-def _fraud(rng: np.random.Generator, t: np.ndarray, after: np.ndarray) -> tuple[Timed, Timed]:
+def _fraud(
+    rng: np.random.Generator, t: np.ndarray, after: np.ndarray
+) -> tuple[Timed, Timed, np.ndarray, np.ndarray]:
     n = len(t)
     amount = np.exp(rng.normal(3.5 + 0.5 * after, 0.8))  # the shifted feature
     age = rng.normal(41, 12, n).clip(18, 95).round()
@@ -174,7 +277,7 @@ def _fraud(rng: np.random.Generator, t: np.ndarray, after: np.ndarray) -> tuple[
         )
         for i in known
     ]
-    return events, labels
+    return events, labels, outcome, prediction == outcome
 
 
 def _eta(rng: np.random.Generator, t: np.ndarray, after: np.ndarray) -> Timed:
