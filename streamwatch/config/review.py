@@ -40,7 +40,9 @@ class ReviewRule(Section):
         False, description="out of distribution: beyond the reference's Mahalanobis quantile"
     )
     out_of_range: bool = Field(
-        False, description="out of distribution: a numeric feature outside the reference's range"
+        False,
+        description="out of distribution: a numeric feature outside the reference's range "
+        "(its 1/128 to 127/128 quantiles, as data quality reads it)",
     )
     unseen: bool = Field(
         False, description="out of distribution: a category the reference has not seen"

@@ -55,9 +55,6 @@ class Binning:
     def __init__(self, max_categories: int) -> None:
         self.edges: dict[str, FloatArray] = {}
         self.vocabulary: dict[str, dict[str, None]] = {}  # ordered sets
-        # The least and greatest finite value of the sample the edges were fitted on:
-        # what human review calls out of range (the edges leave the extremes out).
-        self.ranges: dict[str, tuple[float, float]] = {}
         self.max_categories = max_categories
 
     def edges_for(self, name: str, values: FloatArray) -> FloatArray | None:
@@ -67,8 +64,6 @@ class Binning:
             if fitted.size == 0:
                 return None  # nothing but missing values so far
             self.edges[name] = edges = fitted
-            finite = values[np.isfinite(values)]
-            self.ranges[name] = (float(finite.min()), float(finite.max()))
         return edges
 
     def fit(self, columns: Columns) -> None:
@@ -98,15 +93,11 @@ class Binning:
         return {
             "edges": {k: v.tolist() for k, v in self.edges.items()},
             "vocabulary": {k: list(v) for k, v in self.vocabulary.items()},
-            "ranges": {k: list(v) for k, v in self.ranges.items()},
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.edges = {k: np.asarray(v, dtype=np.float64) for k, v in state["edges"].items()}
         self.vocabulary = {k: dict.fromkeys(v) for k, v in state["vocabulary"].items()}
-        # State written before ranges were kept has none: no column is out of range.
-        ranges = state.get("ranges", {})
-        self.ranges = {k: (float(low), float(high)) for k, (low, high) in ranges.items()}
 
 
 class NumericHistogram:

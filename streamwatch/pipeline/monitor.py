@@ -35,7 +35,7 @@ from streamwatch.pipeline.outcomes import LabelCounts, Outcomes
 from streamwatch.pipeline.reference import Pinned, ReferencePool
 from streamwatch.review.request import ReviewRequest
 from streamwatch.review.reviewer import Counts, Reviewer
-from streamwatch.review.rules import Reference
+from streamwatch.review.rules import Reference, ranges_of
 from streamwatch.severity import Severity
 from streamwatch.windows import LATE, CountWindows, TimeWindows, WindowBounds, Windows
 
@@ -300,7 +300,8 @@ class ModelMonitor:
         pair_waiting(self.shadow, batch, ids, self._regression)  # before the join takes them
         self.outcomes.expect(batch, ids, self._regression)
         if self.reviewer.enabled:
-            reference = Reference(self.binning.inputs, self.binning.features.ranges, self._seen())
+            ranges = ranges_of(self.binning.features.edges)
+            reference = Reference(self.binning.inputs, ranges, self._seen())
             self._requests += self.reviewer.select(
                 batch, ids, reference, self.firing, self._regression, versions
             )

@@ -11,7 +11,10 @@ The measures a condition reads are per event, NaN where not measurable:
 - ``margin``: the two likeliest classes' probabilities apart (``|2s - 1|`` from a score);
 - ``entropy``: the class probabilities' entropy in bits;
 - ``mahalanobis``: the squared distance to the reference's centre;
-- ``out_of_range``: how many numeric features lie outside the reference's range;
+- ``out_of_range``: how many numeric features lie outside the reference's range, as data
+  quality reads it: beyond its fine grid's outer edges, the reference sample's 1/128 and
+  127/128 quantiles (:func:`ranges_of`; its extremes are single events' values, which
+  no state keeps);
 - ``unseen``: how many categorical features hold a category the reference has not seen.
 
 Class probabilities are an event's ``probability[c]`` outputs where it has two or more
@@ -28,8 +31,6 @@ Class probabilities are an event's ``probability[c]`` outputs where it has two o
 >>> matched = match(rules, batch, reference, firing=None)
 >>> matched.probability.tolist()
 [0.0, 0.5, 0.5, 0.0]
->>> matched.uncertainty.round(2).tolist()
-[0.2, 0.9, 0.9, 0.2]
 """
 
 from __future__ import annotations
@@ -66,13 +67,16 @@ class Matched:
     """What the rules made of a batch, per event.
 
     ``probability`` is the largest share of the rules that select an event (0 where
-    none does); ``measures`` holds the measures the rules read (see :func:`measured`);
-    ``uncertainty`` is one minus the margin, NaN without probabilities (a regressor)."""
+    none does); ``measures`` holds the measures the rules read (see :func:`measured`)."""
 
     probability: FloatArray
     selected_by: dict[str, BoolArray]
     measures: dict[str, FloatArray]
-    uncertainty: FloatArray
+
+
+def ranges_of(edges: Mapping[str, FloatArray]) -> dict[str, tuple[float, float]]:
+    """Each numeric feature's range: the outer edges of its fine grid."""
+    return {name: (float(e[0]), float(e[-1])) for name, e in edges.items() if e.size}
 
 
 def measured(rule: ReviewRule) -> list[str]:
@@ -99,13 +103,12 @@ def match(
     ``firing`` is the worst severity of the model's alerts firing now (None: none)."""
     n = batch.n
     needed = {name for rule in rules.values() for name in measured(rule)}
-    classes = _class_probabilities(batch.outputs, n)
-    margin = np.full(n, np.nan) if classes is None else _margin(classes)
+    classes = _class_probabilities(batch.outputs, n) if needed & {"margin", "entropy"} else None
     measures: dict[str, FloatArray] = {}
     if "score" in needed:
         measures["score"] = batch.outputs.numeric.get("score", np.full(n, np.nan))
     if "margin" in needed:
-        measures["margin"] = margin
+        measures["margin"] = np.full(n, np.nan) if classes is None else _margin(classes)
     if "entropy" in needed:
         measures["entropy"] = np.full(n, np.nan) if classes is None else _entropy(classes)
     if "mahalanobis" in needed:
@@ -119,7 +122,7 @@ def match(
     for name, rule in rules.items():
         selected = selected_by[name] = _selects(rule, batch, measures, reference, firing)
         probability[selected] = np.maximum(probability[selected], rule.share)
-    return Matched(probability, selected_by, measures, 1.0 - margin)
+    return Matched(probability, selected_by, measures)
 
 
 def _selects(
@@ -212,12 +215,13 @@ def _distances(inputs: Mahalanobis, features: Columns, n: int) -> FloatArray:
 def _out_of_range(
     features: Columns, ranges: Mapping[str, tuple[float, float]], n: int
 ) -> FloatArray:
-    """How many numeric features lie outside the range (missing values do not)."""
+    """How many numeric features lie outside the range, below its low edge or at or
+    above its high one, as the grid's open-ended bins count them (missing values do not)."""
     count = np.zeros(n)
     for name, (low, high) in ranges.items():
         values = features.numeric.get(name)
         if values is not None:
-            count += (values < low) | (values > high)
+            count += (values < low) | (values >= high)
     return count
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -17,7 +16,7 @@ from streamwatch.config import OutOfDistributionSettings, ReviewRule
 from streamwatch.detectors.histogram import Binning
 from streamwatch.detectors.ood import Mahalanobis
 from streamwatch.events import Event, decode
-from streamwatch.review.rules import Matched, Reference, match, measured
+from streamwatch.review.rules import Matched, Reference, match, measured, ranges_of
 from streamwatch.severity import Severity
 from tests.factories import event, origin
 
@@ -108,7 +107,7 @@ def setting(seed: int, model: str) -> tuple[list[Row], Batch, Reference]:
     inputs.fit(first.features)
     seen = {k: set(v.tolist()) - {None} for k, v in first.features.categorical.items()}
     rows = applications(rng, 3000, model, drift=0.05)
-    return rows, build(schema, rows), Reference(inputs, binning.ranges, seen)
+    return rows, build(schema, rows), Reference(inputs, ranges_of(binning.edges), seen)
 
 
 def plain_measures(row: Row, reference: Reference) -> dict[str, float]:
@@ -131,7 +130,7 @@ def plain_measures(row: Row, reference: Reference) -> dict[str, float]:
     outside = sum(
         1
         for k, (low, high) in reference.ranges.items()
-        if k in numeric and not low <= numeric[k] <= high
+        if k in numeric and not low <= numeric[k] < high
     )
     unseen = math.nan
     if reference.seen is not None:
@@ -203,8 +202,6 @@ def checked(
     assert set(matched.measures) == {m for rule in rules.values() for m in measured(rule)}
     for name, values in matched.measures.items():
         np.testing.assert_allclose(values, [m[name] for m in plain], rtol=1e-12, err_msg=name)
-    uncertainty = [1.0 - m["margin"] for m in plain]
-    np.testing.assert_allclose(matched.uncertainty, uncertainty, rtol=1e-12)
     return matched
 
 
@@ -254,7 +251,7 @@ def test_a_binary_score_and_class_probabilities_give_margin_and_entropy() -> Non
     assert binary.selected_by["band"].tolist() == [True, False, False, False, True]
     outputs = Columns({**p, "score": score})
     classes = match(rules, Batch(np.zeros(5), Columns(), outputs), no_reference, None)
-    np.testing.assert_allclose(classes.uncertainty, [0.8, 0.7, np.nan, 0.0, 0.6])
+    np.testing.assert_allclose(classes.measures["margin"], [0.2, 0.3, np.nan, 1.0, 0.4])
     h = -(0.2 * math.log2(0.2) + 0.3 * math.log2(0.3) + 0.5 * math.log2(0.5))
     h2 = -(0.6 * math.log2(0.6) + 0.3 * math.log2(0.3))
     np.testing.assert_allclose(classes.measures["entropy"], [h, h2, np.nan, 0.0, h3])
@@ -274,7 +271,7 @@ def test_a_regressor_has_no_uncertainty_and_only_its_features_select() -> None:
     matched = match(
         rules, batch, Reference(Mahalanobis(OutOfDistributionSettings()), {}, None), None
     )
-    assert np.isnan(matched.uncertainty).all()
+    assert np.isnan(matched.measures["margin"]).all()
     assert not any(matched.selected_by[k].any() for k in ("close_call", "confused", "uncertain"))
     with np.errstate(invalid="ignore"):
         assert matched.selected_by["young"].tolist() == (age < 30.0).tolist()
@@ -369,27 +366,17 @@ def test_the_measures_a_rule_reads() -> None:
     assert measured(everything) == names  # always in this order
 
 
-def test_the_binning_keeps_the_range_its_edges_were_fitted_on() -> None:
+def test_a_range_is_the_outer_edges_of_the_grid_as_data_quality_reads_it() -> None:
     rng = np.random.default_rng(7)
-    amount = rng.lognormal(8.0, 1.0, 1000)
-    amount[:50] = np.nan
-    amount[50] = np.inf  # not a value of the range
+    amount = rng.lognormal(8.0, 1.0, 12_800)
     binning = Binning(200)
-    binning.fit(Columns({"amount": amount, "empty": np.full(1000, np.nan)}))
-    finite = amount[np.isfinite(amount)]
-    assert binning.ranges == {"amount": (float(finite.min()), float(finite.max()))}
-    binning.edges_for("amount", amount * 10)  # edges are fixed: so is the range
-    binning.edges_for("age", np.array([np.nan, 30.0, 50.0]))  # a column fitted later
-    assert binning.ranges == {
-        "amount": (float(finite.min()), float(finite.max())),
-        "age": (30.0, 50.0),
-    }
-    state = msgspec.json.decode(msgspec.json.encode(binning.snapshot()))
-    restored = Binning(200)
-    restored.restore(state)
-    assert restored.ranges == binning.ranges
-    del state["ranges"]  # written before ranges were kept
-    old = Binning(200)
-    old.restore(state)
-    assert old.ranges == {}
-    assert old.edges.keys() == binning.edges.keys()
+    binning.fit(Columns({"amount": amount, "empty": np.full(12_800, np.nan)}))
+    ((name, (low, high)),) = ranges_of(binning.edges).items()
+    assert name == "amount"
+    assert (low, high) == (binning.edges["amount"][0], binning.edges["amount"][-1])
+    batch = Batch(np.zeros(len(amount)), Columns({"amount": amount}), Columns())
+    reference = Reference(Mahalanobis(OutOfDistributionSettings()), {"amount": (low, high)}, None)
+    matched = match({"outside": ReviewRule(out_of_range=True)}, batch, reference, None)
+    # The reference's own share beyond them: 1/128 each side, as data quality counts.
+    assert matched.measures["out_of_range"].mean() == pytest.approx(2 / 128, abs=0.002)
+    assert amount.min() < low < high < amount.max()  # the extremes themselves: kept nowhere
