@@ -18,9 +18,9 @@ before its end leaves its last events no chance: the pace keeps that rare, and t
 
 A verdict is a label event with ``"source": "review"``. It joins the request it answers
 (its prediction and its chance), never the label join: its window's tally weighs it by
-its chance (estimate.py). The tally is reported as the window's ``review`` finding when
-the window's labels are evaluated, with the labels' horizon; verdicts after that are
-late.
+its chance (estimate.py). The tally is reported as the window's ``review`` finding
+``REVIEW__HORIZON`` after the window's end by the verdicts' own event time, whether or
+not the model ever gets labels; verdicts after that are late.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ class FileSink:
         return self.append(notification.id, line)
 
     def append(self, id_: str, line: bytes) -> DeliveryResult:
-        """Append ``line`` (a JSON object whose first key is ``"id": id_``) unless the
-        file's end holds it already."""
+        """Append ``line`` (a JSON object holding ``"id": id_``) unless the file's end
+        holds it already."""
         try:
             # Opened per notification: rare, and a rotated or deleted file is recreated.
             with self.path.open("a+b") as out:
