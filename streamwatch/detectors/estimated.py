@@ -31,6 +31,7 @@ in the report when the window's labels come.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Self
 
@@ -50,6 +51,12 @@ from streamwatch.windows import WindowBounds
 NAME = "estimated_performance"
 REFITS = 50  # calibrations on resampled references: the calibration's own error
 Z = 1.959964  # of a 95% interval
+# The calibrations fitted on each labelled reference, by what they were fitted for: a
+# window's detector evaluates once, and the reference is the same for many windows.
+_Key = tuple[int, tuple[str, ...], str]
+_FITTED: weakref.WeakKeyDictionary[Performance, tuple[_Key, list[Calibrator]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class EstimatedPerformance(Derived):
@@ -69,11 +76,6 @@ class EstimatedPerformance(Derived):
         self.positive = settings.performance.positive_class
         self.predictions = predictions
         self.labelled = labelled
-        # The calibration and those fitted on resamples of it, by the labelled reference
-        # they were fitted on (its id and size). A window's detector evaluates once, so
-        # they are fitted per window: 0.11 s for a binary model and a 10,000-event
-        # reference, on this 2-core machine under load.
-        self._fitted: tuple[tuple[int, int], list[Calibrator]] | None = None
 
     def evaluate(self, model: str, window: WindowBounds, reference: Self) -> list[Finding]:
         """Against the labelled reference; the drift ``reference`` is not read."""
@@ -127,21 +129,25 @@ class EstimatedPerformance(Derived):
 
     def _calibrators(self, labelled: Performance, classes: list[str]) -> list[Calibrator]:
         """The calibration, then REFITS fitted on resamples of the reference's cells (none
-        when it cannot be fitted)."""
-        key = (id(labelled), labelled.cells.n)
-        if self._fitted is None or self._fitted[0] != key:
-            fitted: list[Calibrator] = []
-            cells = distributions(labelled.cells, classes, self.positive)
-            first = None if cells is None else Calibrator.fit(*cells)
-            if cells is not None and first is not None:
-                probabilities, actual, counts = cells
-                total = int(counts.sum())
-                rng = np.random.default_rng(total)
-                resamples = rng.multinomial(total, counts / total, size=REFITS)
-                refits = [Calibrator.fit(probabilities, actual, r.astype(float)) for r in resamples]
-                fitted = [first, *(c for c in refits if c is not None)]
-            self._fitted = (key, fitted)
-        return self._fitted[1]
+        when it cannot be fitted); kept with the labelled reference while it does not
+        change, for every window's detector (0.11 s a fit for a binary model and a
+        10,000-event reference, on this 2-core machine under load)."""
+        key = (labelled.cells.n, tuple(classes), self.positive)
+        kept = _FITTED.get(labelled)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        fitted: list[Calibrator] = []
+        cells = distributions(labelled.cells, classes, self.positive)
+        first = None if cells is None else Calibrator.fit(*cells)
+        if cells is not None and first is not None:
+            probabilities, actual, counts = cells
+            total = int(counts.sum())
+            rng = np.random.default_rng(total)
+            resamples = rng.multinomial(total, counts / total, size=REFITS)
+            refits = [Calibrator.fit(probabilities, actual, r.astype(float)) for r in resamples]
+            fitted = [first, *(c for c in refits if c is not None)]
+        _FITTED[labelled] = (key, fitted)
+        return fitted
 
     def _finding(
         self,
