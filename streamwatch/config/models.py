@@ -25,6 +25,7 @@ from streamwatch.config.base import Section
 from streamwatch.config.detectors import DetectorSettings, lower_keys
 from streamwatch.config.review import ReviewSettings
 from streamwatch.config.runtime import LabelSettings, ReferenceSettings, WindowSettings
+from streamwatch.config.tables import TableSettings
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     PartialLabels = Partial
     PartialAlerts = Partial
     PartialReview = Partial
+    PartialTable = Partial
 else:
     PartialDetectors = partial(DetectorSettings)
     # Decoding bounds every event before it is known whose it is.
@@ -91,6 +93,7 @@ else:
     # A silence matches the model label already: silences are global.
     PartialAlerts = partial(AlertSettings, frozenset({"silences"}))
     PartialReview = partial(ReviewSettings)
+    PartialTable = partial(TableSettings)
 
 
 class ModelSettings(Section):
@@ -102,6 +105,7 @@ class ModelSettings(Section):
     labels: PartialLabels | None = Field(None, description="as `labels`")
     alerts: PartialAlerts | None = Field(None, description="as `alerts`")
     review: PartialReview | None = Field(None, description="as `review`")
+    table: PartialTable | None = Field(None, description="as `table` (its own reference table)")
 
     def sections(self) -> dict[str, Partial]:
         """The sections the model sets, by name."""

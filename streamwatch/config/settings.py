@@ -36,6 +36,7 @@ from streamwatch.config.runtime import (
     WindowSettings,
 )
 from streamwatch.config.sinks import LogSinkSettings, add_entry_point_kinds, sink_settings_union
+from streamwatch.config.tables import TableSettings
 from streamwatch.config.variables import undecodable, unknown_names
 from streamwatch.errors import ConfigError
 
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     window: WindowSettings = WindowSettings()
     reference: ReferenceSettings = ReferenceSettings()
+    table: TableSettings = TableSettings()
     labels: LabelSettings = LabelSettings()
     detectors: DetectorSettings = DetectorSettings()
     sinks: dict[str, SinkSettings] = Field(

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from streamwatch.events import columnar
 from streamwatch.events.columns import EventColumns, IntArray
@@ -46,6 +47,8 @@ def decode_batch(
     ``reader``: the one that read the batches before, and learned their shape."""
     reader = Reader() if reader is None else reader
     polled = messages if isinstance(messages, Polled) else Polled.of(messages)
+    if polled.rows is not None:
+        return _read_rows(polled, polled.rows, max_bytes, latest)
     raws, n = polled.values, len(polled)
     lengths = np.fromiter(map(len, raws), np.intp, n)
     exact = np.zeros(n, np.bool_)
@@ -74,6 +77,17 @@ def decode_batch(
     if exact.any():
         parts.append(_exact(polled, np.flatnonzero(exact), max_bytes, latest, bad))
     return Decoded(_in_order(parts, polled), bad)
+
+
+def _read_rows(polled: Polled, rows: pa.StructArray, max_bytes: int, latest: float) -> Decoded:
+    """A table's rows, read already: the columnar path for all it vouches for, the
+    exact path (their events written as JSON) for the rest."""
+    columns, refused = columnar.columns(rows, polled, np.arange(len(polled)), latest)
+    if not refused.any():
+        return Decoded(columns, [])
+    bad: list[BadEvent] = []
+    exact = _exact(polled, np.flatnonzero(refused), max_bytes, latest, bad)
+    return Decoded(_in_order([columns.take(~refused), exact], polled), bad)
 
 
 def _exact(

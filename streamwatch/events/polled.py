@@ -1,13 +1,19 @@
 """A source's batch of messages as columns: their bytes, and runs of consecutive
 messages of one (topic, partition) with their offsets. No object per message: an
-:class:`Origin` is made only for a message that needs one (a bad one, mostly)."""
+:class:`Origin` is made only for a message that needs one (a bad one, mostly).
+
+A table's rows (sources/tables.py) come already read, as event rows (``rows``); their
+bytes are written only for a row that needs them (a label, a bad row), as JSON."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
+import msgspec
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from streamwatch.events.schema import Message, Origin
@@ -16,13 +22,42 @@ IntArray = NDArray[np.intp]
 Index = NDArray[np.intp] | NDArray[np.bool_]
 
 
+class Written(Sequence[bytes]):
+    """Event rows' bytes, each written (as its JSON event) when it is read."""
+
+    def __init__(self, rows: pa.StructArray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return msgspec.json.encode(_present(self.rows[i].as_py()))
+
+
+def _present(value: Any) -> Any:
+    """A row as its event: absent where the table holds no value."""
+    if isinstance(value, dict):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    return value
+
+
 @dataclass(slots=True)
 class Polled:
-    values: list[bytes]
+    values: Sequence[bytes]
     topics: list[str]  # of each run
     partitions: list[int]  # of each run
     ends: IntArray  # where each run ends (exclusive)
     offsets: NDArray[np.int64]  # of each message
+    rows: pa.StructArray | None = None  # the messages already read, as event rows
 
     @classmethod
     def of(cls, messages: Sequence[Message]) -> Polled:
@@ -115,7 +150,8 @@ class Polled:
         if len(positions) == len(self):
             return self
         runs = self.run_of()[positions]
-        values = [self.values[i] for i in positions.tolist()]
+        rows = None if self.rows is None else self.rows.take(positions)
+        values = Written(rows) if rows is not None else [self.values[i] for i in positions.tolist()]
         ends = np.flatnonzero(np.diff(runs, append=-1)) + 1
         kept = runs[ends - 1] if len(ends) else runs[:0]
         return Polled(
@@ -124,6 +160,7 @@ class Polled:
             [self.partitions[r] for r in kept.tolist()],
             ends.astype(np.intp),
             self.offsets[positions],
+            rows,
         )
 
     def by_topic(self) -> dict[str, int]:

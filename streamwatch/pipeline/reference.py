@@ -29,7 +29,7 @@ from streamwatch.errors import ConfigError
 from streamwatch.events import Event, decode_batch
 from streamwatch.events.reader import Reader
 from streamwatch.pipeline.by_model import by_model
-from streamwatch.sources.replay import ReplaySource
+from streamwatch.sources.tables import open_files
 from streamwatch.windows import WindowBounds
 
 log = logging.getLogger("streamwatch.reference")
@@ -45,9 +45,11 @@ class Pinned:
     labels: Sequence[Event] = ()
 
 
-def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
-    """Read a reference file into columns per model; bad lines are skipped and counted."""
-    source = ReplaySource([path])
+def load_reference(path: Path, settings: Settings, model: str | None = None) -> dict[str, Pinned]:
+    """Read a reference file (JSONL, or a table: see sources/tables.py) into columns per
+    model; bad lines are skipped and counted. ``model``: the model of a table with no
+    model column (and no ``TABLE__MODEL``)."""
+    source = open_files([path], settings.table, model)
     schemas: dict[str, Schema] = {}
     parts: dict[str, list[Batch]] = {}
     labels: dict[str, list[Event]] = {}
@@ -61,7 +63,7 @@ def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
                 parts.setdefault(model_id, []).append(schema.build(events.predictions))
             labels.setdefault(model_id, []).extend(events.labels)
     if bad:
-        log.warning("reference file has bad lines", extra={"path": str(path), "bad": bad})
+        log.warning("reference file has bad events", extra={"path": str(path), "bad": bad})
     if not parts:
         raise ConfigError(f"reference file {path} holds no prediction events")
     return {
