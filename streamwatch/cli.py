@@ -1,4 +1,4 @@
-"""``streamwatch run | replay | demo | report | status | produce-demo | check-config |
+"""``streamwatch run | replay | backfill | demo | report | status | produce-demo | check-config |
 outbox | test-alert``: the CLI."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,21 +20,25 @@ from tqdm import tqdm
 
 from streamwatch import daemon, demo
 from streamwatch.alerting.outbox import STATUSES, Outbox, outbox_path
-from streamwatch.alerting.policy import Alert, sample_notification
+from streamwatch.alerting.policy import sample_notification
 from streamwatch.config import Settings, load_settings, masked
 from streamwatch.errors import ConfigError, SourceError, StateError
 from streamwatch.observe import logs, status
 from streamwatch.observe.metrics import Metrics
+from streamwatch.observe.summary import fired_at_least, summary
 from streamwatch.pipeline.conclusion import Produced
+from streamwatch.scaleout import backfill
 from streamwatch.severity import Severity
 from streamwatch.sinks import Delivered, RoutedSink, build_sinks
 from streamwatch.sources import ReplaySource, Source
+from streamwatch.sources.tables import open_files
 from streamwatch.state.store import StateStore
 
 log = logging.getLogger("streamwatch")
 
 EXIT_CONFIG = 2
 EXIT_FIRED = 1  # replay --fail-on: an alert at or above the level fired
+FILES = ".jsonl(.gz), .parquet, .csv(.gz), or a directory of tables"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,9 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SourceError as exc:
         print(f"streamwatch: {exc}", file=sys.stderr)
         # A replay's 1 says that alerts fired (--fail-on): one that could not run is a 2.
-        return EXIT_CONFIG if args.command is _replay else 1
+        return EXIT_CONFIG if args.command in (_replay, _backfill) else 1
     except Exception:
-        if args.command is not _replay:
+        if args.command not in (_replay, _backfill):
             raise
         log.exception("the replay failed")  # a bug: never read as "alerts fired"
         return EXIT_CONFIG
@@ -65,36 +69,46 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ERROR")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, handler: object, help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: object, help: str, configured: bool = True, fails: bool = False
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(command=handler)
+        if configured:
+            sub.add_argument(
+                "--env-file",
+                action="append",
+                type=Path,
+                default=[],
+                metavar="FILE",
+                help="env file with STREAMWATCH_ variables; repeatable, later files win",
+            )
+            sub.add_argument("--secrets-dir", type=Path, help="directory of secret files")
+        if fails:
+            sub.add_argument(
+                "--fail-on",
+                choices=(Severity.WARNING.value, Severity.CRITICAL.value),
+                help="exit 1 if an alert of this severity or worse fired (0 if none did; "
+                "2 if it could not run: the configuration, a file)",
+            )
         return sub
 
-    def config_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--env-file",
-            action="append",
-            type=Path,
-            default=[],
-            metavar="FILE",
-            help="env file with STREAMWATCH_ variables; repeatable, later files win",
-        )
-        sub.add_argument("--secrets-dir", type=Path, help="directory of secret files")
+    command("run", _run_daemon, "consume from Kafka as a daemon until SIGTERM")
 
-    run = command("run", _run_daemon, "consume from Kafka as a daemon until SIGTERM")
-    config_options(run)
-
-    replay = command("replay", _replay, "run the pipeline over JSONL event files, then summarise")
-    replay.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".jsonl or .jsonl.gz")
-    replay.add_argument(
-        "--fail-on",
-        choices=(Severity.WARNING.value, Severity.CRITICAL.value),
-        help="exit 1 if an alert of this severity or worse fired (0 if none did; "
-        "2 if the replay could not run: the configuration, a file)",
+    replay = command(
+        "replay", _replay, "run the pipeline over event files, then summarise", fails=True
     )
-    config_options(replay)
+    replay.add_argument("files", nargs="+", type=Path, metavar="PATH", help=FILES)
 
-    run_demo = command("demo", _demo, "replay a synthetic stream with known drift")
+    fill = command(
+        "backfill", _backfill, "replay event files on a Dask cluster, then summarise", fails=True
+    )
+    fill.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=FILES)
+    where = fill.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler's")
+
+    run_demo = command("demo", _demo, "replay a synthetic stream with known drift", False)
     run_demo.add_argument("--events-per-hour", type=int, default=3000)
     run_demo.add_argument("--seed", type=int, default=42)
     run_demo.add_argument("--write", type=Path, help="also save the stream to this JSONL file")
@@ -116,34 +130,29 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--model", help="only this model")
     report.add_argument("--since", help="windows ending within this of the newest, e.g. 24h")
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE")
-    config_options(report)
 
     show = command("status", _status, "summarise a state file: models, windows, alerts, lag")
     show.add_argument("--state", type=Path, help="state file (default: STATE__PATH)")
-    config_options(show)
 
-    produce = command("produce-demo", _produce_demo, "publish the demo stream to Kafka")
+    produce = command("produce-demo", _produce_demo, "publish the demo stream to Kafka", False)
     produce.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
     produce.add_argument("--topic", default="predictions")
     produce.add_argument("--labels-topic", default="labels")
     produce.add_argument("--events-per-hour", type=int, default=3000)
     produce.add_argument("--seed", type=int, default=42)
 
-    check = command("check-config", _check_config, "print the effective settings, or what is wrong")
-    config_options(check)
+    command("check-config", _check_config, "print the effective settings, or what is wrong")
 
     box = command("outbox", _outbox, "list the notifications to deliver, or send dead ones again")
     box.add_argument("action", choices=("list", "retry"), help="retry: dead rows pending again")
     box.add_argument("--sink", metavar="NAME", help="only this sink's rows")
     box.add_argument("--status", choices=STATUSES, help="list only rows of this status")
     box.add_argument("--outbox", type=Path, help="outbox file (default: as the settings say)")
-    config_options(box)
 
     test = command("test-alert", _test_alert, "send a test notification through the sinks")
     test.add_argument(
         "--sink", action="append", default=[], metavar="NAME", help="only this sink; repeatable"
     )
-    config_options(test)
     return parser
 
 
@@ -231,14 +240,29 @@ def _test_alert(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    source = ReplaySource(args.files)
+    source = open_files(args.files, settings.table)
     metrics = Metrics(CollectorRegistry())
     started = time.perf_counter()
     outcomes = _run(settings, source, build_sinks(settings), metrics)
-    print(_summary(metrics, time.perf_counter() - started))
+    print(summary(metrics, time.perf_counter() - started, "replayed"))
+    return _fail_on(args, outcomes)
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    metrics = Metrics(CollectorRegistry())
+    started = time.perf_counter()
+    engine = daemon.build_engine(settings, build_sinks(settings), metrics)
+    reference = dict(engine.processor.reference)
+    outcomes = backfill.run(engine, settings, reference, args.paths, args.workers, args.scheduler)
+    print(summary(metrics, time.perf_counter() - started, "backfilled"))
+    return _fail_on(args, outcomes)
+
+
+def _fail_on(args: argparse.Namespace, outcomes: list[Produced]) -> int:
     if args.fail_on is None:
         return 0
-    fired = _fired_at_least(outcomes, Severity(args.fail_on))
+    fired = fired_at_least(outcomes, Severity(args.fail_on))
     if not fired:
         print(f"no alert of {args.fail_on} or worse fired")
         return 0
@@ -249,20 +273,6 @@ def _replay(args: argparse.Namespace) -> int:
         model, detector, subject = (a.labels[k] for k in ("model", "detector", "subject"))
         print(f"  {a.severity.value:<9}{model:<16}{detector:<21}{subject}")
     return EXIT_FIRED
-
-
-def _fired_at_least(outcomes: Iterable[Produced], level: Severity) -> list[Alert]:
-    """Each alert that fired at ``level`` or worse, once (at its worst), in order."""
-    worst: dict[str, Alert] = {}
-    for outcome in outcomes:
-        for notification in outcome.notifications:
-            for a in notification.alerts:
-                known = worst.get(a.fingerprint)
-                if a.status == "firing" and (
-                    known is None or a.severity.rank > known.severity.rank
-                ):
-                    worst[a.fingerprint] = a
-    return [a for a in worst.values() if a.severity.rank >= level.rank]
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
@@ -291,32 +301,6 @@ def _run(
         outcomes = engine.run(source, store, progress=bar.update)
     source.close()
     return outcomes
-
-
-def _summary(metrics: Metrics, seconds: float) -> str:
-    reasons = {
-        sample.labels["reason"]: int(sample.value)
-        for metric in metrics.bad_events.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total") and sample.value
-    }
-    detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
-    total = metrics.summary()
-    rows = [
-        ("events windowed", f"{total['windowed']:,}"),
-        ("label events", f"{total['labels']:,}"),
-        ("bad events", f"{total['bad']:,}" + (f" ({detail})" if detail else "")),
-        ("late events", f"{total['late']:,}"),
-        (
-            "windows closed",
-            f"{total['windows_closed']:,} "
-            f"({metrics.total('streamwatch_windows_closed', role='reference')} reference)",
-        ),
-        ("alerts", f"{total['alerts_firing']} firing, {total['alerts_resolved']} resolved"),
-    ]
-    rate = total["windowed"] / seconds if seconds > 0 else 0.0
-    head = f"replayed in {seconds:.2f} s ({rate:,.0f} events/s)"
-    return "\n".join([head] + [f"  {k:<16}{v}" for k, v in rows])
 
 
 def _requested(stream: demo.DemoStream, reviews: Path) -> list[dict[str, Any]]:
@@ -361,7 +345,7 @@ def _demo(args: argparse.Namespace) -> int:
             outcomes = _run(settings, ReplaySource([path]), build_sinks(settings), metrics, store)
         finally:
             store.close()
-        print("\n" + _summary(metrics, time.perf_counter() - started))
+        print("\n" + summary(metrics, time.perf_counter() - started, "replayed"))
     fired = demo.fired(outcomes)
     print("\nAlerts fired (window start, model, detector, subject):")
     for (model, detector, subject), hour in sorted(fired.items(), key=lambda kv: kv[1]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
@@ -25,6 +25,7 @@ from streamwatch.observe.health import Health
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.accounting import Accounting
 from streamwatch.pipeline.conclusion import Conclusion, Produced
+from streamwatch.pipeline.monitor import ClosedWindow
 from streamwatch.pipeline.positions import Positions
 from streamwatch.pipeline.processor import Processor
 from streamwatch.pipeline.reference import Pinned
@@ -169,6 +170,19 @@ class Engine:
             if source is not None:
                 source.dead_letter(bad)
         return self.conclusion.conclude(closed)
+
+    def conclude(self, windows: Iterable[list[ClosedWindow]]) -> list[Produced]:
+        """Windows evaluated elsewhere (a backfill's), concluded batch by batch as
+        :meth:`run` concludes a source's, then delivered."""
+        self.dispatcher.start()
+        self.conclusion.start(durable=False)
+        try:
+            try:
+                return [self.conclusion.conclude(batch) for batch in windows]
+            finally:
+                self._drain()
+        finally:
+            self.dispatcher.stop(min(self._drain_budget(), STOP_WAIT))
 
     def finish(self) -> Produced:
         """End of input: close every open window of every model."""

@@ -101,18 +101,30 @@ class Part:
             self.outcomes.expect(batch, ids, task)
             late = int((ids == LATE).sum())
             windowed = batch.n - late
-        for bounds, state, n in self.windows.pop_closed():
+        self._close(final=False)
+        self.outcomes.label(labels, task)
+        self._due(final=False)
+        return Processed(windowed, late, [], self.outcomes.counts - before)
+
+    def finish(self) -> None:
+        """End of input (a backfill's file): every window closes, and its labels are
+        due, to be published."""
+        self._close(final=True)
+        self._due(final=True)
+
+    def _close(self, final: bool) -> None:
+        for bounds, state, n in self.windows.pop_closed(final):
             blob = zlib.compress(msgspec.msgpack.encode(state.snapshot()), ZLIB_LEVEL)
             self.closed.append((bounds.index, n, blob))
             self.outcomes.closed(bounds, n)
-        self.outcomes.label(labels, task)
+
+    def _due(self, final: bool) -> None:
         errors = self.outcomes.sequential.get(Errors.name)
-        for bounds, labelled, coverage in self.outcomes.ready(self.windows.lateness):
+        for bounds, labelled, coverage in self.outcomes.ready(self.windows.lateness, final):
             share = Share(labelled, coverage, list(self.outcomes.dimensions))
             if isinstance(errors, Errors):
                 share.errors = errors.take(bounds.index)
             self.labelled.append((bounds.index, share.pack()))
-        return Processed(windowed, late, [], self.outcomes.counts - before)
 
     @property
     def clock(self) -> float:

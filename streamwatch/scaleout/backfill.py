@@ -1,0 +1,217 @@
+"""``streamwatch backfill``: months of logged events on a Dask cluster, with the results
+of one replay.
+
+Each file (a table, or a JSONL file) is a task, and a partition of its own: a worker
+reads it, windows its events and updates the detectors of each model's part
+(scaleout/spread.py), as a spread model's partition does, then closes every window of
+it and returns the parts' partials: each window's detector state and each window's
+labelled outcomes. The driver merges each window's partials in file order (a model's
+aggregate, scaleout/spread_aggregate.py, with no timeout: every file is in) and
+evaluates the windows once, in window order, where the sequential detectors read each
+window's errors in the order they came; the windows then go through the alert policy,
+the outbox and the sinks as a replay's do.
+
+Files are taken in path order, and give the single replay's results when that order
+is their time order (one file a day, say): each file has its own watermark, so an
+event late within its file is late in the replay too. A label joins a prediction of
+its own file: a table whose rows hold their labels (logged predictions joined with
+their outcomes) loses none; label rows apart, a day's last labels in the next day's
+file find no prediction. Every model needs a pinned reference (``REFERENCE__PATH``):
+parts are binned on its grid. Shadow pairs and human review are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamwatch.config import Settings
+from streamwatch.errors import ConfigError
+from streamwatch.events import BadEvent, decode_batch
+from streamwatch.pipeline.by_model import by_model
+from streamwatch.pipeline.conclusion import Produced
+from streamwatch.pipeline.engine import POLL_RECORDS, Engine
+from streamwatch.pipeline.monitor import ClosedWindow, ModelMonitor, Processed
+from streamwatch.pipeline.reference import Pinned
+from streamwatch.scaleout import spread
+from streamwatch.scaleout.spread import Part
+from streamwatch.scaleout.spread_aggregate import Aggregate
+from streamwatch.sources.tables import is_table, open_files, table_files
+from streamwatch.state.store import shape
+
+log = logging.getLogger("streamwatch.backfill")
+
+
+@dataclass
+class Done:
+    """What a file's task gives back: its parts' partials (encoded), and its counts."""
+
+    partials: list[bytes] = field(default_factory=list)
+    processed: dict[str, Processed] = field(default_factory=dict)  # by model
+    bad: list[BadEvent] = field(default_factory=list)
+    unpinned: dict[str, int] = field(default_factory=dict)  # events of models with no reference
+    rows: int = 0
+
+
+def files_of(paths: Sequence[Path]) -> list[Path]:
+    """The files of ``paths`` (directories of tables opened), each a partition."""
+    return [f for p in paths for f in (table_files(p) if is_table(p) else [p])]
+
+
+def check(settings: Settings, reference: dict[str, Pinned], files: Sequence[Path]) -> None:
+    """Refuse, at start, what a backfill cannot do; and every file's columns."""
+    if settings.window.mode != "time":
+        raise ConfigError("STREAMWATCH_WINDOW__MODE: a backfill needs time windows")
+    if not reference:
+        raise ConfigError(
+            "STREAMWATCH_REFERENCE__PATH: a backfill needs a pinned reference "
+            "(each worker bins its windows on the reference's grid)"
+        )
+    open_files(files, settings.table).close()  # checks every table's columns
+
+
+def part(settings: Settings, path: Path, partition: int, reference: dict[str, Pinned]) -> Done:
+    """One file, windowed into a part per model: every window closed, its partials."""
+    done = Done()
+    source = open_files([path], settings.table)
+    parts: dict[str, Part] = {}
+    while (polled := source.poll(POLL_RECORDS)) is not None:
+        done.rows += len(polled)
+        decoded = decode_batch(polled, settings.max_message_bytes)
+        done.bad += decoded.bad
+        for model_id, events in by_model(decoded.columns).items():
+            pinned = reference.get(model_id)
+            if pinned is None:
+                done.unpinned[model_id] = done.unpinned.get(model_id, 0) + len(events.positions)
+                continue
+            model = parts.get(model_id)
+            if model is None:
+                judge = ModelMonitor(model_id, settings.for_model(model_id), pinned)
+                model = parts[model_id] = Part(judge, partition)
+            processed = model.process(events.predictions, events.labels)
+            done.processed[model_id] = _add(done.processed.get(model_id), processed)
+    source.close()
+    for model in parts.values():
+        model.finish()
+        done.partials += map(spread.encode, model.partials(shape(settings)))
+    return done
+
+
+def _add(total: Processed | None, more: Processed) -> Processed:
+    if total is None:
+        return Processed(more.windowed, more.late, [], more.labels)
+    return Processed(
+        total.windowed + more.windowed, total.late + more.late, [], total.labels + more.labels
+    )
+
+
+def evaluate(
+    settings: Settings, reference: dict[str, Pinned], done: Sequence[Done]
+) -> list[ClosedWindow]:
+    """The files' partials merged by window, in file order, and evaluated once each, in
+    window order (a model's windows, then its labelled outcomes)."""
+    aggregates: dict[str, Aggregate] = {}
+    for partials in done:  # in file order: a window's partials merge in that order
+        for blob in partials.partials:
+            partial = spread.decode(blob, shape(settings))
+            aggregate = aggregates.get(partial.model)
+            if aggregate is None:
+                judge = ModelMonitor(
+                    partial.model, settings.for_model(partial.model), reference[partial.model]
+                )
+                aggregate = aggregates[partial.model] = Aggregate(judge, len(done), math.inf)
+            aggregate.receive(partial)
+    closed = []
+    for model in sorted(aggregates):
+        aggregates[model].finish()
+        closed += aggregates[model].due()
+    return sorted(closed, key=_order)
+
+
+def _order(window: ClosedWindow) -> tuple[float, int, str]:
+    """By window end, a window's events before its outcomes, models by id."""
+    return window.bounds.end, int(window.role == "outcomes"), window.model
+
+
+def run(
+    engine: Engine,
+    settings: Settings,
+    reference: dict[str, Pinned],
+    paths: Sequence[Path],
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> list[Produced]:
+    """Backfill ``paths`` on a local cluster of ``workers`` processes, or on the Dask
+    cluster at ``scheduler``; conclude the windows through ``engine``."""
+    from distributed import Client, LocalCluster
+
+    files = files_of(paths)
+    check(settings, reference, files)
+    if scheduler is not None:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # a free port: another cluster may have 8787
+        )
+        client = Client(cluster)
+    try:
+        shared = client.scatter([settings, reference], broadcast=True)
+        futures = client.map(
+            part,
+            [shared[0]] * len(files),
+            files,
+            range(len(files)),
+            [shared[1]] * len(files),
+            pure=False,
+        )
+        done: list[Done] = client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return conclude(engine, settings, reference, done)
+
+
+def conclude(
+    engine: Engine, settings: Settings, reference: dict[str, Pinned], done: Sequence[Done]
+) -> list[Produced]:
+    """Count what the files held, then evaluate and conclude their windows."""
+    for result in done:
+        if result.bad:
+            engine.accounting.rejected(result.bad)
+        for model_id, processed in result.processed.items():
+            engine.accounting.processed(model_id, processed)
+    unpinned = _summed(result.unpinned for result in done)
+    if unpinned:
+        log.warning("models with no pinned reference left out", extra={"events": unpinned})
+    return engine.conclude(_batches(evaluate(settings, reference, done)))
+
+
+def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counts:
+        for k, v in each.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def _batches(closed: list[ClosedWindow]) -> Iterable[list[ClosedWindow]]:
+    """The windows in batches of one window end each (a replay's batches hold those that
+    closed together)."""
+    batch: list[ClosedWindow] = []
+    for window in closed:
+        if batch and _order(batch[0])[:2] != _order(window)[:2]:
+            yield batch
+            batch = []
+        batch.append(window)
+    if batch:
+        yield batch
