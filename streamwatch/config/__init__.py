@@ -12,8 +12,9 @@ history, the report); ``detectors.py`` :class:`DetectorSettings` and the familie
 on a window's events, ``outcome_detectors.py`` those judged on outcomes; ``sinks.py``
 every sink's settings and :data:`SINK_SETTINGS`, the registry of kinds that packages
 extend through the ``streamwatch.sinks`` entry-point group; ``alerts.py`` the alert
-lifecycle; ``settings.py`` the root, :class:`Settings`, with every check that spans
-sections, and :func:`load_settings`; ``variables.py`` which variables of the environment
+lifecycle; ``tables.py`` which columns of a table are which event fields;
+``settings.py`` the root, :class:`Settings`, with every check that spans sections, and
+:func:`load_settings`; ``variables.py`` which variables of the environment
 are no setting, and which one holds a value that is not the JSON its setting takes.
 """
 

@@ -86,7 +86,9 @@ class ReferenceSettings(Section):
     """What each window is compared with: a pinned file of events, or the first windows."""
 
     path: Path | None = Field(
-        None, description="JSONL(.gz) file of events pinned as reference; else the first windows"
+        None,
+        description="events pinned as reference: a JSONL(.gz) file, or a table (Parquet, CSV: "
+        "a file or a directory); else the first windows",
     )
     min_events: int = Field(
         1000, ge=1, description="first closed windows are pooled into the reference up to this"

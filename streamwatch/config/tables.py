@@ -50,7 +50,7 @@ class TableSettings(Section):
     score: str = Field("score", description="the positive class's probability (binary)")
     probabilities: dict[str, str] = Field(
         default_factory=dict,
-        description='each class\'s probability column, e.g. {"cat": "p_cat", "dog": "p_dog"}',
+        description='class -> its probability column, e.g. {"cat": "p_cat", "dog": "p_dog"}',
     )
     label: str = Field("label", description="the true outcome, where the row has it")
     latency_ms: str = Field("latency_ms", description="the column of latencies in ms")

@@ -89,11 +89,26 @@ class Aggregate:
         self.watermarks[p] = max(self.watermarks.get(p, -math.inf), partial.watermark)
         self.clocks[p] = max(self.clocks.get(p, -math.inf), partial.clock)
 
-    def finish(self) -> None:
-        """Every partition has come to its end (a backfill's files are all read): what
-        is pending is due."""
-        self.watermarks = dict.fromkeys(range(self.partitions), math.inf)
-        self.clocks = dict(self.watermarks)
+    def drain(self) -> list[ClosedWindow]:
+        """Every partition at its end (a backfill's files all read): each pending window
+        and labelled window evaluated, in the order one instance evaluates them: a window
+        as it closes (its end plus the allowed lateness), a labelled window as its labels
+        are due (its end plus the label horizon), labelled first at a tie. Estimation in
+        a window then reads the outcome reference pooled by that time, as it does live."""
+        lateness = self.judge.settings.window.allowed_lateness
+        order = sorted(
+            [((i + 1) * self.size + self.horizon, 0, i) for i in self.labelled]
+            + [((i + 1) * self.size + lateness, 1, i) for i in self.pending]
+        )
+        evaluated = []
+        for _, is_window, index in order:
+            if is_window:
+                evaluated.append(self._evaluate(index, self.pending.pop(index), []))
+                self.evaluated_through = index
+            else:
+                evaluated.append(self._outcomes(index, self.labelled.pop(index), []))
+                self.judge.outcomes.evaluated_through = index
+        return evaluated
 
     def _state(self, blob: bytes) -> DetectorSet:
         state = self.judge.new_state()

@@ -75,7 +75,8 @@ def test_the_engine_holds_the_loop_and_builds_its_owners() -> None:
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     assert [c.name for c in classes] == ["Engine"]
     methods = {n.name for n in classes[0].body if isinstance(n, ast.FunctionDef)}
-    assert methods <= {"__init__", "stop", "run", "_loop", "process", "finish", "_save"} | {
+    assert methods <= {"__init__", "stop", "run", "_loop", "process", "finish", "conclude"} | {
+        "_save",
         "_drain",
         "_drain_budget",
     }

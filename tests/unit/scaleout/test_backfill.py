@@ -35,7 +35,12 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reference day (a Parquet training set), then the logs of the day after as one
     JSONL file and as 20 Parquet files of consecutive rows."""
     directory = tmp_path_factory.mktemp("backfill")
-    write(flatten(with_labels(messages(STREAM, 0, DAY))), directory / "reference.parquet")
+    training = with_labels(messages(STREAM, 0, DAY))
+    write(flatten(training), directory / "reference.parquet")
+    unlabelled = [
+        msgspec.json.encode(msgspec.json.decode(raw) | {"label": None}) for raw in training
+    ]
+    write(flatten(unlabelled), directory / "features.parquet")  # a reference without labels
     raws = with_labels(messages(STREAM, DAY, CHANGE + 30))
     write_jsonl(raws, directory / "logs.jsonl")
     size = -(-len(raws) // FILES)
@@ -46,14 +51,14 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def settings(directory: Path, *extra: str) -> Settings:
+def settings(directory: Path, *extra: str, reference: str = "reference.parquet") -> Settings:
     env = directory / "streamwatch.env"
     env.write_text(
         "\n".join(
             [
                 "STREAMWATCH_WINDOW__SIZE=10m",
                 "STREAMWATCH_REFERENCE__SEASON=1d",
-                f"STREAMWATCH_REFERENCE__PATH={directory / 'reference.parquet'}",
+                f"STREAMWATCH_REFERENCE__PATH={directory / reference}",
                 "STREAMWATCH_LABELS__HORIZON=15m",
                 'STREAMWATCH_TABLE__SEGMENTS=["region","gender"]',
                 "STREAMWATCH_SERVER__ENABLED=false",
@@ -78,18 +83,61 @@ def results(produced: list[Produced]) -> dict[str, Any]:
     }
 
 
-def test_a_backfill_on_two_workers_gives_the_single_replays_digests_and_ids(logs: Path) -> None:
-    config = settings(logs)
+@pytest.mark.parametrize(
+    ("reference", "extra"),
+    [
+        ("reference.parquet", ()),
+        # No season: the outcome reference is full after a few labelled windows.
+        (
+            "features.parquet",
+            (
+                "STREAMWATCH_REFERENCE__SEASON=0",
+                "STREAMWATCH_REFERENCE__MIN_EVENTS=300",
+                "STREAMWATCH_DETECTORS__ESTIMATED_PERFORMANCE__MIN_LABELS=300",
+            ),
+        ),
+    ],
+)
+def test_a_backfill_on_two_workers_gives_the_single_replays_digests_and_ids(
+    logs: Path, reference: str, extra: tuple[str, ...]
+) -> None:
+    """With labels, the reference is the outcome reference, and windows are judged on the
+    workers; without, the first labelled windows are pooled into it, and estimation
+    starts once it is due: windows are judged in the driver, in the replay's order."""
+    config = settings(logs, *extra, reference=reference)
     single = build_engine(config, [], Metrics(CollectorRegistry()))
-    replayed = results(single.run(open_files([logs / "logs.jsonl"], config.table), None))
+    produced = single.run(open_files([logs / "logs.jsonl"], config.table), None)
+    single_windows = [w for p in produced for w in p.closed]
+    replayed = results(produced)
     metrics = Metrics(CollectorRegistry())
     engine = build_engine(config, [], metrics)
     filled = results(backfill.run(engine, config, pinned(config), [logs / "logs"], workers=2))
     assert len(replayed["windows"]) >= 2 * 30  # each window's events and outcomes
     assert {w[1] for w in replayed["windows"]} == {"evaluated", "outcomes"}
     assert len(replayed["notifications"]) >= 2  # the shift fires, and more
+    estimated = [
+        w for w in single_windows if any(f.detector == "estimated_performance" for f in w.findings)
+    ]
+    assert estimated  # the estimate is in the digests: it depends on the outcome reference
     assert filled == replayed
     assert metrics.summary()["windowed"] == single.metrics.summary()["windowed"]
+
+
+def test_a_running_cluster_gives_the_same(logs: Path) -> None:
+    """``--scheduler``: the workers of a cluster started apart (as a team's would be)."""
+    from distributed import LocalCluster
+
+    config = settings(logs)
+    single = build_engine(config, [], Metrics(CollectorRegistry()))
+    replayed = results(single.run(open_files([logs / "logs.jsonl"], config.table), None))
+    with LocalCluster(
+        n_workers=2, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    ) as cluster:
+        engine = build_engine(config, [], Metrics(CollectorRegistry()))
+        address = cluster.scheduler_address
+        filled = backfill.run(engine, config, pinned(config), [logs / "logs"], scheduler=address)
+        assert len(cluster.workers) == 2  # still up: a backfill leaves a running cluster be
+    assert results(filled) == replayed
 
 
 def test_the_command_sends_what_replay_sends(
