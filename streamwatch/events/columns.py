@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamwatch.events.exact import decode_fast
-from streamwatch.events.polled import Polled
+from streamwatch.events.polled import Polled, Written
 from streamwatch.events.schema import BadEvent, BadReason, Event, Message, Origin
 
 FloatArray = NDArray[np.float64]
@@ -72,6 +72,8 @@ class EventColumns:
     @property
     def raw(self) -> list[bytes]:
         values = self.polled.values
+        if isinstance(values, Written):
+            return values.many(self.at)
         return [values[i] for i in self.at.tolist()]
 
     def bad(self, i: int | np.integer[Any], reason: BadReason, detail: str) -> BadEvent:
@@ -96,6 +98,14 @@ class EventColumns:
                         extra={"error": str(exc), "raw": raw[:200].decode(errors="replace")},
                     )
             return events
+
+    def labels(self) -> list[Event]:
+        """The events' labels as events: a table's read from its columns (only what the
+        label join reads), others decoded from their bytes."""
+        values = self.polled.values
+        if isinstance(values, Written):
+            return values.labels(self.at)
+        return self.events()
 
     def take(self, index: IntArray | BoolArray) -> EventColumns:
         return EventColumns(

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from streamwatch.events.schema import Message, Origin
+from streamwatch.events.schema import Event, Message, Origin
 
 IntArray = NDArray[np.intp]
 Index = NDArray[np.intp] | NDArray[np.bool_]
@@ -41,6 +41,24 @@ class Written(Sequence[bytes]):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         return msgspec.json.encode(_present(self.rows[i].as_py()))
+
+    def many(self, positions: IntArray) -> list[bytes]:
+        """The rows at ``positions``, written (Arrow converts them together)."""
+        encode = msgspec.json.encode
+        return [encode(_present(row)) for row in self.rows.take(positions).to_pylist()]
+
+    def labels(self, positions: IntArray) -> list[Event]:
+        """Rows' labels as label events (what the label join reads of a prediction that
+        came with its label), from the columns: no row written."""
+        rows = self.rows.take(positions)
+        names = [n for n in _LABEL_FIELDS if rows.type.get_field_index(n) >= 0]
+        columns = [rows.field(name).to_pylist() for name in names]
+        return [
+            Event(**dict(zip(names, values, strict=True))) for values in zip(*columns, strict=True)
+        ]
+
+
+_LABEL_FIELDS = ("event_id", "model_id", "timestamp", "label", "source")
 
 
 def _present(value: Any) -> Any:

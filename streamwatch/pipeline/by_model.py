@@ -24,7 +24,7 @@ def by_model(events: EventColumns) -> dict[str, ModelEvents]:
         labelled = rows[events.labelled[rows]]
         routed[model_id] = ModelEvents(
             events if len(predictions) == events.n else events.take(predictions),
-            events.take(labelled).events() if len(labelled) else [],
+            events.take(labelled).labels() if len(labelled) else [],
             rows,
         )
     return routed

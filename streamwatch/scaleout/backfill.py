@@ -245,7 +245,7 @@ def run(
         client.close()
         if cluster is not None:
             cluster.close()
-    return engine.conclude(_batches(closed))
+    return engine.conclude(batches(closed))
 
 
 def account(engine: Engine, done: Sequence[Done]) -> None:
@@ -268,7 +268,7 @@ def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _batches(closed: list[ClosedWindow]) -> Iterable[list[ClosedWindow]]:
+def batches(closed: list[ClosedWindow]) -> Iterable[list[ClosedWindow]]:
     """The windows in batches of one window end each (a replay's batches hold those that
     closed together)."""
     batch: list[ClosedWindow] = []

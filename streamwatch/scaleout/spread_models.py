@@ -73,7 +73,7 @@ class SpreadModels:
         predictions, labelled = ~events.is_label, events.labelled
         for p in np.unique(partition).tolist():
             here = partition == p
-            labels = events.take(labelled & here).events() if (labelled & here).any() else []
+            labels = events.take(labelled & here).labels() if (labelled & here).any() else []
             processed = self._part(model_id, p).process(events.take(predictions & here), labels)
             self.accounting.processed(model_id, processed)
 
