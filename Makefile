@@ -55,6 +55,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/idle_cpu.py
 	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/backfill.py
 	$(BENCH_VENV)/bin/python bench/detection.py
 	$(BENCH_VENV)/bin/python bench/cbpe.py
 
