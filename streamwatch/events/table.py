@@ -127,6 +127,8 @@ class TableMapping:
             values = _plain_values(table.column(column))
             if field == "timestamp":
                 arrays[field] = self._milliseconds(values)
+            elif field == "model_id":
+                arrays[field] = pc.cast(values, pa.string())  # an id of 7 is "7"
             elif field in _TEXTS:
                 arrays[field] = _text_or_int(values)
             elif field in _NUMBERS:
@@ -152,10 +154,15 @@ class TableMapping:
         return _struct(arrays)
 
     def _milliseconds(self, values: pa.Array) -> pa.Array:
+        """Event time as epoch milliseconds (a timestamp with no zone, or text with none,
+        is UTC). Text Arrow cannot read as times stays text: decoding reads each such
+        row as it reads an event's, and names the ones it refuses."""
         kind = values.type
         if _is_text(kind):
-            values = pc.cast(values, pa.timestamp("us", tz="UTC"))
-            kind = values.type
+            parsed = _times(values)
+            if parsed is None:
+                return values
+            values, kind = parsed, parsed.type
         if pa.types.is_date(kind):
             values = pc.cast(pc.cast(values, pa.date32()), pa.timestamp("s"))
             kind = values.type
@@ -165,6 +172,15 @@ class TableMapping:
         if pa.types.is_integer(kind) and self.unit == 1.0:
             return pc.cast(values, pa.int64())
         return _floats(pc.multiply(pc.cast(values, pa.float64()), self.unit))
+
+
+def _times(text: pa.Array) -> pa.Array | None:
+    for kind in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
+        try:
+            return pc.cast(text, kind)
+        except pa.ArrowInvalid:
+            continue
+    return None
 
 
 def _need(ok: bool, setting: tuple[str, ...], detail: str, names: set[str]) -> None:

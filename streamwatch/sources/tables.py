@@ -133,6 +133,8 @@ def _in_time_order(rows: pa.StructArray) -> pa.StructArray:
     """Rows stably sorted by event time, unless they are in order already (rows with no
     time keep their place among the first: decoding refuses them)."""
     stamps = rows.field("timestamp")
+    if not pa.types.is_floating(stamps.type) and not pa.types.is_integer(stamps.type):
+        return rows  # text Arrow could not read as times: decoding reads each row's
     times = pc.fill_null(pc.cast(stamps, pa.float64()), -np.inf).to_numpy(zero_copy_only=False)
     if len(times) < 2 or bool((np.diff(times) >= 0).all()):
         return rows

@@ -17,6 +17,7 @@ from streamwatch.config import Settings, load_settings
 from streamwatch.config.tables import TableSettings
 from streamwatch.daemon import build_engine
 from streamwatch.errors import ConfigError, SourceError
+from streamwatch.events import decode_batch
 from streamwatch.observe.metrics import Metrics
 from streamwatch.pipeline.engine import Engine
 from streamwatch.sources.tables import TableSource, open_files, table_files
@@ -219,3 +220,26 @@ def test_a_wrong_column_is_refused_before_any_file_is_read(
         open_files([tmp_path / "d"], table)
     assert "b.parquet" in str(raised.value)
     assert "a.parquet" not in str(raised.value)
+
+
+def test_text_times_arrow_cannot_read_are_read_row_by_row(tmp_path: Path) -> None:
+    """A column of text times with one that is no time: decoding reads each row as it
+    reads an event's, refuses that one with its reason and keeps the others; text with
+    no zone is UTC, as a timestamp column with none is; an integer model id is text."""
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        "event_id,model_id,timestamp,score\n"
+        "e1,7,2026-11-03T10:00:00Z,0.5\n"
+        "e2,7,yesterday,0.4\n"
+        "e3,7,2026-11-03T10:00:02+01:00,0.3\n"
+    )
+    naive = tmp_path / "naive.csv"
+    naive.write_text("event_id,model_id,timestamp,score\ne1,7,2026-11-03 10:00:00,0.5\n")
+    for path, kept, refused in ((mixed, 2, 1), (naive, 1, 0)):
+        polled = open_files([path], TableSettings()).poll(10)
+        assert polled is not None
+        decoded = decode_batch(polled, 1 << 20)
+        assert decoded.columns.n == kept
+        assert len(decoded.bad) == refused
+        assert decoded.columns.models == ["7"]
+    assert decoded.columns.event_time.tolist() == [1_793_700_000.0]  # 10:00 UTC
