@@ -38,16 +38,16 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamwatch.config import Settings, load_settings
+from streamwatch.config import Settings
 from streamwatch.daemon import build_engine, pinned
 from streamwatch.observe.metrics import Metrics
-from streamwatch.pipeline.conclusion import Produced
 from streamwatch.pipeline.monitor import ClosedWindow
 from streamwatch.scaleout import backfill
 from streamwatch.sources.tables import open_files
 from tests.scenarios.streams import CHANGE, DAY, START, WINDOW, Change, Stream, messages
 from tests.tables import flatten, with_labels, write
-from tests.unit.pipeline.test_same_results import digest
+from tests.unit.scaleout.test_backfill import results
+from tests.unit.scaleout.test_backfill import settings as settings_of
 
 DAYS = (1, 2, 4)
 STREAM = replace(Stream(seed=41, trough=20, peak=400), change=Change("shift", 1.0, CHANGE))
@@ -72,38 +72,6 @@ def generate(directory: Path, days: int) -> tuple[list[Path], list[int], Path]:
     start = (START + DAY * WINDOW) * 1000
     hours = table.filter(pc.less(table["timestamp"], start + 12 * WINDOW * 1000))
     return files, rows, write(hours, directory / "warm.parquet")
-
-
-def settings_of(directory: Path) -> Settings:
-    env = directory / "streamwatch.env"
-    env.write_text(
-        "\n".join(
-            [
-                "STREAMWATCH_WINDOW__SIZE=10m",
-                "STREAMWATCH_REFERENCE__SEASON=1d",
-                f"STREAMWATCH_REFERENCE__PATH={directory / 'reference.parquet'}",
-                "STREAMWATCH_LABELS__HORIZON=15m",
-                'STREAMWATCH_TABLE__SEGMENTS=["region","gender"]',
-                "STREAMWATCH_SERVER__ENABLED=false",
-                "STREAMWATCH_SINKS__AUDIT__KIND=file",
-                f"STREAMWATCH_SINKS__AUDIT__PATH={directory / 'alerts.jsonl'}",
-            ]
-        )
-        + "\n"
-    )
-    return load_settings([env])
-
-
-def results(produced: list[Produced]) -> dict[str, Any]:
-    """As tests/unit/scaleout/test_backfill.py compares them."""
-    return {
-        "windows": sorted(
-            (w.model, w.role, w.bounds.start, w.n, digest(w.findings))
-            for p in produced
-            for w in p.closed
-        ),
-        "notifications": sorted(n.id for p in produced for n in p.notifications),
-    }
 
 
 def replay(settings: Settings, files: list[Path]) -> tuple[float, dict[str, Any]]:

@@ -25,6 +25,7 @@ def fired_at_least(outcomes: Iterable[Produced], level: Severity) -> list[Alert]
 
 
 def summary(metrics: Metrics, seconds: float, done: str) -> str:
+    """What a run did, from its metrics; ``done`` says how (\"replayed\")."""
     reasons = {
         sample.labels["reason"]: int(sample.value)
         for metric in metrics.bad_events.collect()

@@ -6,7 +6,8 @@ Whoever owns the model's partition of the partials topic keeps its :class:`Aggre
 partition order once every partition has passed the window's end, or once
 ``STATE__AGGREGATE_TIMEOUT`` has passed since the first came (a warning finding names the
 partitions left out), and evaluates the merge against the reference: one evaluation,
-and so one alert, per model and window.
+and so one alert, per model and window. A backfill (backfill.py) has no timeout: no
+window goes without a partition, and none is said.
 
 A window's labelled outcomes are merged the same way, in partition order, once they are
 due in every partition (the window has closed there and the partition's labels have

@@ -22,7 +22,22 @@ def open_lines(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-class ReplaySource:
+class Files:
+    """What every source of files does with bad events, dead letters and commits."""
+
+    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
+        """A replay reports bad events in its summary; the file itself keeps them."""
+
+    def settle(self) -> bool:
+        """Nothing is sent anywhere."""
+        return True
+
+    def commit(self, offsets: Offsets) -> bool:
+        """A file needs no commit: a replay always starts from the beginning."""
+        return True
+
+
+class ReplaySource(Files):
     """Messages from files in order; the origin is (file path, 0, line number)."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
@@ -66,17 +81,6 @@ class ReplaySource:
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise SourceError(f"cannot read {self.paths}: {exc}") from exc
         return Polled.of_runs(runs) if count or not self.done else None
-
-    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        """A replay reports bad lines in its summary; the file itself keeps them."""
-
-    def settle(self) -> bool:
-        """Nothing is sent anywhere."""
-        return True
-
-    def commit(self, offsets: Offsets) -> bool:
-        """A file needs no commit: a replay always starts from the beginning."""
-        return True
 
     def close(self) -> None:
         self._messages.close()

@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 
 from streamwatch.config.tables import TableSettings
 from streamwatch.errors import SourceError
-from streamwatch.events import BadEvent, Polled
+from streamwatch.events import Polled
 from streamwatch.events.polled import Written
 from streamwatch.events.table import TableMapping
-from streamwatch.sources.base import Offsets, Source
-from streamwatch.sources.replay import ReplaySource
+from streamwatch.sources.base import Source
+from streamwatch.sources.replay import Files, ReplaySource
 
 TABLES = (".parquet", ".csv", ".csv.gz")
 # Only an empty field is no value: "NA" is North America, "null" may be a category.
@@ -86,7 +86,7 @@ def open_files(paths: Sequence[Path], table: TableSettings, model: str | None = 
     return TableSource([f for p in tables for f in table_files(p)], table, model)
 
 
-class TableSource:
+class TableSource(Files):
     """Rows of table files as event rows, file by file, each in event-time order."""
 
     def __init__(self, files: Sequence[Path], table: TableSettings, model: str | None) -> None:
@@ -114,16 +114,6 @@ class TableSource:
         offsets = np.arange(start + 1, self._at + 1, dtype=np.int64)
         ends = np.array([len(part)], np.intp)
         return Polled(Written(part), [str(path)], [0], ends, offsets, part)
-
-    def dead_letter(self, bad: Sequence[BadEvent]) -> None:
-        """A replay reports bad rows in its summary; the table itself keeps them."""
-
-    def settle(self) -> bool:
-        return True
-
-    def commit(self, offsets: Offsets) -> bool:
-        """A table needs no commit: a replay always starts from the beginning."""
-        return True
 
     def close(self) -> None:
         self._rows.close()

@@ -112,17 +112,6 @@ def test_a_reference_from_csv_equals_the_same_events_in_jsonl(
     assert_same_reference(load_reference(csv, s), jsonl, len(training))
 
 
-def test_a_reference_from_csv_without_null_like_text_equals_jsonl(
-    tmp_path: Path, training: list[bytes]
-) -> None:
-    """The CSV path apart from the null markers: "NA" renamed in both."""
-    renamed = [raw.replace(b'"region":"NA"', b'"region":"NAM"') for raw in training]
-    s = settings(tmp_path)
-    jsonl = load_reference(write_jsonl(renamed, tmp_path / "train.jsonl"), s)
-    csv = write(flatten(renamed), tmp_path / "train.csv")
-    assert_same_reference(load_reference(csv, s), jsonl, len(renamed))
-
-
 def test_a_reference_table_with_no_model_column_takes_the_given_model(
     tmp_path: Path, training: list[bytes]
 ) -> None:
