@@ -60,9 +60,7 @@ def pinned(settings: Settings) -> dict[str, Pinned]:
         ):
             continue
         found = {
-            m: p
-            for m, p in load_reference(own.reference.path, own, key).items()
-            if m.lower() == key
+            m: p for m, p in load_reference(own.reference.path, own).items() if m.lower() == key
         }
         if not found and not common:
             raise ConfigError(

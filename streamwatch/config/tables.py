@@ -4,9 +4,10 @@ A table of logged predictions, or a training set, holds one event per row. The
 defaults are the event's own field names, so a table written from events needs no
 setting. A column a setting names (other than the default) must be in the table
 (events/table.py checks each file's columns at start, and names the setting and the
-column); a default column that is not there means the table has no such field. Every
-column that is nothing else is a feature, unless ``FEATURES`` lists them or ``IGNORE``
-leaves them out.
+column); a default column that is not there means the table has no such field, and
+one that ``FEATURES``, ``SEGMENTS`` or ``IGNORE`` names is what that list says (a credit
+``score`` among the features). Every column that is nothing else is a feature, unless
+``FEATURES`` lists them or ``IGNORE`` leaves them out.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class TableSettings(Section):
 
     @model_validator(mode="after")
     def _each_column_once(self) -> TableSettings:
-        named = [getattr(self, f) for f in FIELDS] + list(self.probabilities.values())
+        """A column is one thing; a list naming a field's default column (``score`` as a
+        feature) takes it from the field."""
+        named = list(self.explicit().values()) + list(self.probabilities.values())
         named += self.segments + (self.features or [])
         twice = sorted({c for c in named if named.count(c) > 1})
         if twice:

@@ -103,7 +103,7 @@ class EventColumns:
         """The events' labels as events: a table's read from its columns (only what the
         label join reads), others decoded from their bytes."""
         values = self.polled.values
-        if isinstance(values, Written):
+        if isinstance(values, Written) and values.timed:
             return values.labels(self.at)
         return self.events()
 

@@ -3,7 +3,8 @@ messages of one (topic, partition) with their offsets. No object per message: an
 :class:`Origin` is made only for a message that needs one (a bad one, mostly).
 
 A table's rows (sources/tables.py) come already read, as event rows (``rows``); their
-bytes are written only for a row that needs them (a label, a bad row), as JSON."""
+bytes are written, as JSON, only for a row that needs them (one that decoding reads
+row by row, a bad one)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,20 @@ class Written(Sequence[bytes]):
         encode = msgspec.json.encode
         return [encode(_present(row)) for row in self.rows.take(positions).to_pylist()]
 
+    @property
+    def timed(self) -> bool:
+        """Whether every row's time was read as a number (a column of text Arrow cannot
+        read as times is decoded row by row, as an event's)."""
+        kind = self.rows.type
+        index = kind.get_field_index("timestamp")
+        return index >= 0 and bool(
+            pa.types.is_integer(kind.field(index).type)
+            or pa.types.is_floating(kind.field(index).type)
+        )
+
     def labels(self, positions: IntArray) -> list[Event]:
         """Rows' labels as label events (what the label join reads of a prediction that
-        came with its label), from the columns: no row written."""
+        came with its label), from the columns (their times read): no row written."""
         rows = self.rows.take(positions)
         names = [n for n in _LABEL_FIELDS if rows.type.get_field_index(n) >= 0]
         columns = [rows.field(name).to_pylist() for name in names]

@@ -3,9 +3,10 @@ shape that Arrow reads a JSON event into, so that a table takes the columnar pat
 decoding (columnar.py) with no Python per row.
 
 Values are made what a JSON event would give: integers and decimals of a feature or a
-score become floats, NaN is no value (JSON has none), a timestamp becomes epoch
-milliseconds, dictionary-encoded text becomes text. A column of a type no event field
-can hold (a date as a feature, a list) is refused at start with its name.
+score become floats, NaN and infinities are no value (JSON has neither), a timestamp
+becomes epoch milliseconds, dictionary-encoded text becomes text, a model id text. A
+column of a type no event field can hold (a date as a feature, a list) is refused at
+start with its name.
 """
 
 from __future__ import annotations
@@ -37,33 +38,37 @@ class TableMapping:
     unit: float  # a numeric timestamp's unit, in milliseconds
 
     @classmethod
-    def of(
-        cls, schema: pa.Schema, table: TableSettings, where: str, model: str | None = None
-    ) -> TableMapping:
-        """The mapping of ``table`` for columns ``schema`` (of ``where``, for errors);
-        ``model``: the model a table with no model column is of, where none is set."""
+    def of(cls, schema: pa.Schema, table: TableSettings, where: str) -> TableMapping:
+        """The mapping of ``table`` for columns ``schema`` (of ``where``, for errors)."""
         names = set(schema.names)
-        for field, column in table.explicit().items():
+        twice = sorted({n for n in schema.names if schema.names.count(n) > 1})
+        _need(not twice, ("table",), f"{where} has columns {twice} more than once", names)
+        explicit = table.explicit()
+        for field, column in explicit.items():
             _need(column in names, ("table", field), f"column {column!r} is not in {where}", names)
         for cls_name, column in table.probabilities.items():
             detail = f"class {cls_name!r}: column {column!r} is not in {where}"
             _need(column in names, ("table", "probabilities"), detail, names)
         for setting in ("segments", "features", "ignore"):
             for column in getattr(table, setting) or []:
-                _need(
-                    column in names,
-                    ("table", setting),
-                    f"column {column!r} is not in {where}",
-                    names,
-                )
-        fields = {f: getattr(table, f) for f in FIELDS if getattr(table, f) in names}
-        model = table.model or model
-        if "model_id" in fields and table.model is not None:
-            del fields["model_id"]
-        required = ["event_id", "timestamp"] + ([] if model else ["model_id"])
+                detail = f"column {column!r} is not in {where}"
+                _need(column in names, ("table", setting), detail, names)
+        # A field takes the column of its name where the table has one, unless a list
+        # names that column (a credit "score" among the features); a column set always.
+        listed = set(table.features or []) | set(table.ignore) | set(table.segments)
+        fields = {
+            f: column
+            for f in FIELDS
+            if (column := getattr(table, f)) in names and (f in explicit or column not in listed)
+        }
+        if table.model is not None:
+            fields.pop("model_id", None)
+        required = ["event_id", "timestamp"] + ([] if table.model else ["model_id"])
         for field in required:
-            column = getattr(table, field)
-            _need(field in fields, ("table", field), f"column {column!r} is not in {where}", names)
+            detail = f"column {getattr(table, field)!r} is not in {where}"
+            if field == "model_id":
+                detail += " (a table of one model sets TABLE__MODEL)"
+            _need(field in fields, ("table", field), detail, names)
         outputs = {"prediction", "score", "label"} & fields.keys()
         _need(
             bool(outputs or table.probabilities),
@@ -72,6 +77,8 @@ class TableMapping:
             names,
         )
         taken = set(fields.values()) | set(table.probabilities.values()) | set(table.segments)
+        if table.model is not None:
+            taken.add(table.model_id)  # a model column that TABLE__MODEL overrides
         features = (
             list(table.features)
             if table.features is not None
@@ -82,7 +89,7 @@ class TableMapping:
             dict(table.probabilities),
             features,
             list(table.segments),
-            model,
+            table.model,
             _MS[table.timestamp_unit],
         )
         mapping._check_types(schema, where)
@@ -167,8 +174,11 @@ class TableMapping:
             values = pc.cast(pc.cast(values, pa.date32()), pa.timestamp("s"))
             kind = values.type
         if pa.types.is_timestamp(kind):
-            micros = pc.cast(pc.cast(values, pa.timestamp("us", tz=kind.tz)), pa.int64())
-            return pc.divide(pc.cast(micros, pa.float64()), 1000.0)
+            ticks = pc.cast(values, pa.int64())  # since the epoch (UTC), in the column's unit
+            if kind.unit == "ms":
+                return ticks
+            floats = pc.cast(ticks, pa.float64(), safe=False)  # nanoseconds: past 2**53
+            return _floats(pc.multiply(floats, _MS[kind.unit]))
         if pa.types.is_integer(kind) and self.unit == 1.0:
             return pc.cast(values, pa.int64())
         return _floats(pc.multiply(pc.cast(values, pa.float64()), self.unit))
@@ -219,9 +229,9 @@ def _is_value(kind: pa.DataType) -> bool:
 
 
 def _floats(values: pa.Array) -> pa.Array:
-    """Numbers as floats, NaN as no value (as JSON has it)."""
+    """Numbers as floats, NaN and infinities as no value (JSON has neither)."""
     floats = pc.cast(values, pa.float64(), safe=False)
-    return pc.if_else(pc.is_nan(floats), pa.scalar(None, pa.float64()), floats)
+    return pc.if_else(pc.is_finite(floats), floats, pa.scalar(None, pa.float64()))
 
 
 def _feature(values: pa.Array) -> pa.Array:

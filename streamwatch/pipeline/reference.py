@@ -45,11 +45,10 @@ class Pinned:
     labels: Sequence[Event] = ()
 
 
-def load_reference(path: Path, settings: Settings, model: str | None = None) -> dict[str, Pinned]:
+def load_reference(path: Path, settings: Settings) -> dict[str, Pinned]:
     """Read a reference file (JSONL, or a table: see sources/tables.py) into columns per
-    model; bad lines are skipped and counted. ``model``: the model of a table with no
-    model column (and no ``TABLE__MODEL``)."""
-    source = open_files([path], settings.table, model)
+    model; bad events are skipped and counted."""
+    source = open_files([path], settings.table)
     schemas: dict[str, Schema] = {}
     parts: dict[str, list[Batch]] = {}
     labels: dict[str, list[Event]] = {}

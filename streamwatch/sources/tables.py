@@ -2,7 +2,9 @@
 or not), a row per event, read by Arrow and mapped to event rows (events/table.py).
 
 Files are read in path order (``day=2026-11-01/`` before ``day=2026-11-02/``), each whole
-and in event-time order (sorted, stably, where it is not). A row's origin is (file, 0,
+and in event-time order (sorted, stably, where it is not; a file of text times that
+Arrow cannot read as times, one row or more, is read in its order, each row decoded as
+an event's). A row's origin is (file, 0,
 its place in that order, from 1). Every file's columns are checked against the mapping
 before any is read, so that a wrong setting is refused at start with the column named.
 Files and directories whose name starts with ``.`` or ``_`` (``_SUCCESS``,
@@ -29,8 +31,6 @@ from streamwatch.sources.base import Source
 from streamwatch.sources.replay import Files, ReplaySource
 
 TABLES = (".parquet", ".csv", ".csv.gz")
-# Only an empty field is no value: "NA" is North America, "null" may be a category.
-_CSV = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True)
 
 
 def is_table(path: Path) -> bool:
@@ -53,28 +53,38 @@ def table_files(path: Path) -> list[Path]:
     return found
 
 
-def schema_of(path: Path) -> pa.Schema:
+def schema_of(path: Path, csv: pcsv.ConvertOptions) -> pa.Schema:
     try:
         if path.name.endswith(".parquet"):
             return pq.read_schema(path)
-        with pcsv.open_csv(path, convert_options=_CSV) as reader:
+        with pcsv.open_csv(path, convert_options=csv) as reader:
             return reader.schema
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from exc
 
 
-def read_table(path: Path) -> pa.Table:
+def read_table(path: Path, csv: pcsv.ConvertOptions) -> pa.Table:
     try:
         if path.name.endswith(".parquet"):
             return pq.read_table(path)
-        return pcsv.read_csv(path, convert_options=_CSV)
+        return pcsv.read_csv(path, convert_options=csv)
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from exc
 
 
-def open_files(paths: Sequence[Path], table: TableSettings, model: str | None = None) -> Source:
-    """A source over event files: JSONL (plain or gzip), or tables; not both at once.
-    ``model``: the model of a table with no model column (and none set)."""
+def _csv_options(table: TableSettings) -> pcsv.ConvertOptions:
+    """Only an empty field is no value ("NA" is North America, "null" may be a class);
+    ids are text as written (model "007" is not model 7)."""
+    text = [table.event_id, table.model_id, table.model_version]
+    return pcsv.ConvertOptions(
+        column_types=dict.fromkeys(text, pa.string()),
+        null_values=[""],
+        strings_can_be_null=True,
+    )
+
+
+def open_files(paths: Sequence[Path], table: TableSettings) -> Source:
+    """A source over event files: JSONL (plain or gzip), or tables; not both at once."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise SourceError(f"no such file: {', '.join(missing)}")
@@ -83,23 +93,27 @@ def open_files(paths: Sequence[Path], table: TableSettings, model: str | None = 
         return ReplaySource(paths)
     if len(tables) < len(paths):
         raise SourceError("give either JSONL files or tables (Parquet, CSV), not both")
-    return TableSource([f for p in tables for f in table_files(p)], table, model)
+    return TableSource([f for p in tables for f in table_files(p)], table)
 
 
 class TableSource(Files):
     """Rows of table files as event rows, file by file, each in event-time order."""
 
-    def __init__(self, files: Sequence[Path], table: TableSettings, model: str | None) -> None:
+    def __init__(self, files: Sequence[Path], table: TableSettings) -> None:
         self.files = list(files)
+        self.csv = _csv_options(table)
         # Checked before any is read: a wrong column is refused at start.
-        self.mappings = [TableMapping.of(schema_of(f), table, str(f), model) for f in self.files]
+        schemas = [schema_of(f, self.csv) for f in self.files]
+        self.mappings = [
+            TableMapping.of(s, table, str(f)) for s, f in zip(schemas, self.files, strict=True)
+        ]
         self._rows = self._read()
         self._file: tuple[Path, pa.StructArray] | None = None
         self._at = 0  # rows of the file polled
 
     def _read(self) -> Generator[tuple[Path, pa.StructArray]]:
         for path, mapping in zip(self.files, self.mappings, strict=True):
-            rows = mapping.rows(read_table(path))
+            rows = mapping.rows(read_table(path, self.csv))
             yield path, _in_time_order(rows)
 
     def poll(self, max_records: int) -> Polled | None:

@@ -34,9 +34,9 @@ def table(**columns: Any) -> pa.Table:
     return pa.table({k: v for k, v in base.items() if v is not None})
 
 
-def refused(data: pa.Table, settings: TableSettings, model: str | None = None) -> str:
+def refused(data: pa.Table, settings: TableSettings) -> str:
     with pytest.raises(ConfigError) as raised:
-        TableMapping.of(data.schema, settings, WHERE, model)
+        TableMapping.of(data.schema, settings, WHERE)
     return str(raised.value)
 
 
@@ -213,16 +213,49 @@ def test_a_model_setting_stands_for_a_missing_model_column() -> None:
     assert "model_id" not in out[0]["features"]
 
 
-def test_a_model_given_by_the_caller_stands_for_a_missing_model_column() -> None:
-    data = table(model_id=None)
-    mapping = TableMapping.of(data.schema, TableSettings(), WHERE, model="churn")
-    assert [r["model_id"] for r in mapping.rows(data).to_pylist()] == ["churn"] * 3
-
-
 def test_a_model_setting_overrides_a_model_column() -> None:
     data = table(model_id=["a", "b", "c"])
     out = rows(data, TableSettings(model="fraud"))
     assert [r["model_id"] for r in out] == ["fraud"] * 3
+    assert "model_id" not in out[0]["features"]  # the column overridden is nothing
+
+
+def test_a_column_named_like_a_field_listed_as_a_feature_is_a_feature() -> None:
+    """A credit ``score`` among the features, or left out: not the model's score."""
+    data = table(score=[720.0, 650.0, 700.0], prediction=["yes", "no", "yes"])
+    out = rows(data, TableSettings(features=["score", "amount"]))
+    assert [r["features"]["score"] for r in out] == [720.0, 650.0, 700.0]
+    assert "score" not in out[0]
+    ignored = rows(data, TableSettings(ignore=["score"]))
+    assert "score" not in ignored[0]
+    assert "score" not in ignored[0]["features"]
+
+
+def test_a_column_twice_in_a_file_is_refused_with_its_name() -> None:
+    data = pa.Table.from_arrays(
+        [
+            pa.array(["e1"]),
+            pa.array(["fraud"]),
+            pa.array(MS[:1]),
+            pa.array([0.5]),
+            pa.array([1.0]),
+            pa.array([2.0]),
+        ],
+        names=["event_id", "model_id", "timestamp", "score", "x", "x"],
+    )
+    assert "['x'] more than once" in refused(data, TableSettings())
+
+
+def test_nanosecond_timestamps_and_infinities() -> None:
+    """pandas writes nanoseconds: read, not refused for losing them; an infinity is no
+    value, as NaN is."""
+    stamps = pa.array([MS[0] * 1_000_000 + 1, MS[1] * 1_000_000, MS[2] * 1_000_000])
+    data = table(
+        timestamp=stamps.cast(pa.timestamp("ns", tz="UTC")), amount=[1.0, float("inf"), 2.0]
+    )
+    out = rows(data)
+    assert [r["timestamp"] for r in out] == pytest.approx([MS[0], MS[1], MS[2]], abs=1e-3)
+    assert out[1]["features"] == {"amount": None}
 
 
 def test_renamed_columns_map_to_event_fields_and_the_rest_are_features() -> None:

@@ -112,10 +112,11 @@ def test_a_reference_from_csv_equals_the_same_events_in_jsonl(
     assert_same_reference(load_reference(csv, s), jsonl, len(training))
 
 
-def test_a_reference_table_with_no_model_column_takes_the_given_model(
+def test_a_reference_table_with_no_model_column_takes_the_set_model(
     tmp_path: Path, training: list[bytes]
 ) -> None:
     s = settings(tmp_path)
     jsonl = load_reference(write_jsonl(training, tmp_path / "train.jsonl"), s)
     path = write(flatten(training).drop_columns(["model_id"]), tmp_path / "train.parquet")
-    assert_same_reference(load_reference(path, s, model="fraud"), jsonl, len(training))
+    one = s.model_copy(update={"table": s.table.model_copy(update={"model": "fraud"})})
+    assert_same_reference(load_reference(path, one), jsonl, len(training))

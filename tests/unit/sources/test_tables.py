@@ -19,6 +19,7 @@ from streamwatch.daemon import build_engine
 from streamwatch.errors import ConfigError, SourceError
 from streamwatch.events import decode_batch
 from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline.by_model import by_model
 from streamwatch.pipeline.engine import Engine
 from streamwatch.sources.tables import TableSource, open_files, table_files
 from tests.scenarios.streams import Stream, messages
@@ -243,3 +244,35 @@ def test_text_times_arrow_cannot_read_are_read_row_by_row(tmp_path: Path) -> Non
         assert len(decoded.bad) == refused
         assert decoded.columns.models == ["7"]
     assert decoded.columns.event_time.tolist() == [1_793_700_000.0]  # 10:00 UTC
+
+
+def test_csv_ids_are_text_as_written(tmp_path: Path) -> None:
+    """Model "042" is not model 42, nor event "007" event 7."""
+    path = tmp_path / "ids.csv"
+    path.write_text("event_id,model_id,timestamp,score\n007,042,1793707200000,0.5\n")
+    polled = open_files([path], TableSettings()).poll(10)
+    assert polled is not None
+    decoded = decode_batch(polled, 1 << 20)
+    assert decoded.columns.models == ["042"]
+    assert decoded.columns.event_id.tolist() == ["007"]
+
+
+def test_labels_of_rows_whose_times_are_read_one_by_one(tmp_path: Path) -> None:
+    """A file whose time column holds one row that is no time: the labels of the others
+    are read as events' (their times parsed), the bad row refused."""
+    path = tmp_path / "labelled.csv"
+    path.write_text(
+        "event_id,model_id,timestamp,score,label\n"
+        "e1,fraud,2026-11-03T10:00:00Z,0.5,1\n"
+        "e2,fraud,soon,0.4,0\n"
+        "e3,fraud,2026-11-03T10:00:02+00:00,0.3,0\n"
+    )
+    polled = open_files([path], TableSettings()).poll(10)
+    assert polled is not None
+    decoded = decode_batch(polled, 1 << 20)
+    labels = by_model(decoded.columns)["fraud"].labels
+    assert [(e.event_id, e.label, e.epoch_seconds) for e in labels] == [
+        ("e1", 1, 1_793_700_000.0),
+        ("e3", 0, 1_793_700_002.0),
+    ]
+    assert len(decoded.bad) == 1
