@@ -370,7 +370,7 @@ class ModelMonitor:
         return ClosedWindow(self.model_id, bounds, n, "evaluated", findings, distributions)
 
     def _labelled(self, bounds: WindowBounds) -> LabelledReference | None:  # a classifier's
-        return None if self._regression else self.outcomes.labelled(bounds, self._lateness)
+        return None if self._regression else self.outcomes.labelled(bounds)
 
     @property
     def _lateness(self) -> float:

@@ -121,14 +121,16 @@ class Outcomes:
         """The outcome reference's performance, complete or still pooling."""
         return None if self.pool.state is None else self.pool.state.performance
 
-    def labelled(self, bounds: WindowBounds, lateness: float) -> LabelledReference | None:
+    def labelled(self, bounds: WindowBounds) -> LabelledReference | None:
         """The outcome reference for estimation in a window closing now: once it holds all
-        it will, and was due by the window's close in event time (its last window's end
-        plus the label horizon, at or before the window's end plus the lateness). Whether
-        a window is estimated then depends on the events, not on how the labels' and the
-        predictions' batches interleaved."""
+        it will, and was due by the window's close in event time. Its last window is due
+        when the labels' clock (which lags by the lateness, as the watermark does) passes
+        that window's end plus the label horizon; the window closes when the watermark
+        passes its end: so at or before the window's end. Whether a window is estimated
+        then depends on the events, not on how the labels' and the predictions' batches
+        interleaved."""
         pool = self.pool
-        due = pool.end + self.settings.labels.horizon <= bounds.end + lateness
+        due = pool.end + self.settings.labels.horizon <= bounds.end
         if pool.state is None or not pool.full or not due:
             return None
         return LabelledReference(pool.state.performance, pool.of(bounds).performance)

@@ -187,7 +187,8 @@ def _aggregate(
 
 
 def _order(window: ClosedWindow) -> tuple[float, int, str]:
-    """By window end, a window's events before its outcomes, models by id."""
+    """As a replay's batch concludes what closed in it: by window end (a window's events
+    before its outcomes), models by id."""
     return window.bounds.end, int(window.role == "outcomes"), window.model
 
 
@@ -206,10 +207,8 @@ def run(
 
     files = files_of(paths)
     check(settings, reference, files)
-    if scheduler is not None:
-        client = Client(scheduler)
-        cluster = None
-    else:
+    cluster = None
+    if scheduler is None:
         # Dask's workers give freed memory back to the system past 64 KiB (its default):
         # numpy's temporaries then come from the system each time, and numpy-bound tasks
         # ran 2.2 times slower here (measured with half-second tasks).
@@ -221,7 +220,12 @@ def run(
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",  # a free port: another cluster may have 8787
             )
-        client = Client(cluster)
+    try:
+        client = Client(scheduler if cluster is None else cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
     try:
         settings_at, reference_at = client.scatter([settings, reference], broadcast=True)
         futures = client.map(
@@ -243,7 +247,7 @@ def run(
                 ]
             )
 
-        runs = 2 * sum(client.nthreads().values())  # a few a worker, for balance
+        runs = max(1, 2 * sum(client.nthreads().values()))  # a few a worker, for balance
         closed = evaluate(settings, reference, done, judged, runs)
     finally:
         client.close()
@@ -273,8 +277,7 @@ def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 def batches(closed: list[ClosedWindow]) -> Iterable[list[ClosedWindow]]:
-    """The windows in batches of one window end each (a replay's batches hold those that
-    closed together)."""
+    """The windows in batches of one window end and role each."""
     batch: list[ClosedWindow] = []
     for window in closed:
         if batch and _order(batch[0])[:2] != _order(window)[:2]:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from streamwatch.config import Settings
 from streamwatch.detectors import DetectorSet, Finding, Severity
 from streamwatch.detectors.base import LabelledBatch
 from streamwatch.detectors.coverage import LabelCoverage
@@ -92,14 +93,13 @@ class Aggregate:
 
     def drain(self) -> list[ClosedWindow]:
         """Every partition at its end (a backfill's files all read): each pending window
-        and labelled window evaluated, in the order one instance evaluates them: a window
-        as it closes (its end plus the allowed lateness), a labelled window as its labels
-        are due (its end plus the label horizon), labelled first at a tie. Estimation in
-        a window then reads the outcome reference pooled by that time, as it does live."""
-        lateness = self.judge.settings.window.allowed_lateness
+        and labelled window evaluated, in the order one instance evaluates them (see
+        :func:`due_at`). Estimation in a window then reads the outcome reference pooled
+        by that time, as it does live."""
+        settings = self.judge.settings
         order = sorted(
-            [((i + 1) * self.size + self.horizon, 0, i) for i in self.labelled]
-            + [((i + 1) * self.size + lateness, 1, i) for i in self.pending]
+            [(due_at(settings, (i + 1) * self.size, True), 0, i) for i in self.labelled]
+            + [(due_at(settings, (i + 1) * self.size, False), 1, i) for i in self.pending]
         )
         evaluated = []
         for _, is_window, index in order:
@@ -257,6 +257,15 @@ class Aggregate:
         self.clocks = {int(p): float(c) for p, c in state.get("clocks", ())}
         if "outcomes" in state:
             self.judge.outcomes.restore(state["outcomes"])
+
+
+def due_at(settings: Settings, end: float, labelled: bool) -> float:
+    """When one instance evaluates a window ending at ``end``, by its events' clock: as
+    it closes (its end plus the allowed lateness), or, its labelled outcomes, as its
+    labels are due (its end plus the label horizon, by the labels' clock, which lags
+    by the lateness too: pipeline/outcomes.py); labelled first at a tie."""
+    lateness = settings.window.allowed_lateness
+    return end + lateness + (settings.labels.horizon if labelled else 0.0)
 
 
 def _mergeable(

@@ -96,6 +96,19 @@ def results(produced: list[Produced]) -> dict[str, Any]:
                 "STREAMWATCH_DETECTORS__ESTIMATED_PERFORMANCE__MIN_LABELS=300",
             ),
         ),
+        # Lateness past a window, horizon under it: labelled windows come due between
+        # windows' closes in another rhythm (a labelled window is due at its end plus
+        # the horizon plus the lateness, a window closes at its end plus the lateness).
+        (
+            "features.parquet",
+            (
+                "STREAMWATCH_REFERENCE__SEASON=0",
+                "STREAMWATCH_REFERENCE__MIN_EVENTS=300",
+                "STREAMWATCH_DETECTORS__ESTIMATED_PERFORMANCE__MIN_LABELS=300",
+                "STREAMWATCH_WINDOW__ALLOWED_LATENESS=25m",
+                "STREAMWATCH_LABELS__HORIZON=5m",
+            ),
+        ),
     ],
 )
 def test_a_backfill_on_two_workers_gives_the_single_replays_digests_and_ids(
