@@ -19,6 +19,7 @@ from streamwatch.config import Settings, load_settings
 from streamwatch.daemon import build_engine, pinned
 from streamwatch.errors import ConfigError
 from streamwatch.observe.metrics import Metrics
+from streamwatch.pipeline import engine as engine_module
 from streamwatch.pipeline.conclusion import Produced
 from streamwatch.scaleout import backfill
 from streamwatch.sources.tables import open_files
@@ -27,6 +28,17 @@ from tests.tables import flatten, with_labels, write, write_jsonl
 from tests.unit.pipeline.test_same_results import digest
 
 FILES = 20
+# Lateness past a window, horizon under it: labelled windows come due between windows'
+# closes in another rhythm (a labelled window is due at its end plus the horizon plus
+# the lateness, a window closes at its end plus the lateness). No season: the outcome
+# reference is full after a few labelled windows.
+LATE = (
+    "STREAMWATCH_REFERENCE__SEASON=0",
+    "STREAMWATCH_REFERENCE__MIN_EVENTS=300",
+    "STREAMWATCH_DETECTORS__ESTIMATED_PERFORMANCE__MIN_LABELS=300",
+    "STREAMWATCH_WINDOW__ALLOWED_LATENESS=25m",
+    "STREAMWATCH_LABELS__HORIZON=5m",
+)
 STREAM = replace(Stream(seed=22, trough=10, peak=120), change=Change("shift", 1.5))
 
 
@@ -96,19 +108,7 @@ def results(produced: list[Produced]) -> dict[str, Any]:
                 "STREAMWATCH_DETECTORS__ESTIMATED_PERFORMANCE__MIN_LABELS=300",
             ),
         ),
-        # Lateness past a window, horizon under it: labelled windows come due between
-        # windows' closes in another rhythm (a labelled window is due at its end plus
-        # the horizon plus the lateness, a window closes at its end plus the lateness).
-        (
-            "features.parquet",
-            (
-                "STREAMWATCH_REFERENCE__SEASON=0",
-                "STREAMWATCH_REFERENCE__MIN_EVENTS=300",
-                "STREAMWATCH_DETECTORS__ESTIMATED_PERFORMANCE__MIN_LABELS=300",
-                "STREAMWATCH_WINDOW__ALLOWED_LATENESS=25m",
-                "STREAMWATCH_LABELS__HORIZON=5m",
-            ),
-        ),
+        ("features.parquet", LATE),
     ],
 )
 def test_a_backfill_on_two_workers_gives_the_single_replays_digests_and_ids(
@@ -134,6 +134,32 @@ def test_a_backfill_on_two_workers_gives_the_single_replays_digests_and_ids(
     assert estimated  # the estimate is in the digests: it depends on the outcome reference
     assert filled == replayed
     assert metrics.summary()["windowed"] == single.metrics.summary()["windowed"]
+
+
+def test_a_replay_gives_the_same_whatever_its_polls(
+    logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a backfill is compared with does not depend on how a replay's polls fall:
+    a window is estimated once an outcome reference due by its end is full, whether the
+    window closed in the poll that made it full or in a later one."""
+    config = settings(logs, *LATE, reference="features.parquet")
+    runs, estimated = [], []
+    for records in (20, 5000):
+        monkeypatch.setattr(engine_module, "POLL_RECORDS", records)
+        single = build_engine(config, [], Metrics(CollectorRegistry()))
+        produced = single.run(open_files([logs / "logs.jsonl"], config.table), None)
+        runs.append(results(produced))
+        estimated.append(
+            [
+                w.bounds.start
+                for p in produced
+                for w in p.closed
+                if any(f.detector == "estimated_performance" for f in w.findings)
+            ]
+        )
+    assert estimated[0]  # from the window the outcome reference is due by on
+    assert estimated[0] == estimated[1]
+    assert runs[0] == runs[1]
 
 
 def test_a_running_cluster_gives_the_same(logs: Path) -> None:
