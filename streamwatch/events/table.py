@@ -38,8 +38,15 @@ class TableMapping:
     unit: float  # a numeric timestamp's unit, in milliseconds
 
     @classmethod
-    def of(cls, schema: pa.Schema, table: TableSettings, where: str) -> TableMapping:
-        """The mapping of ``table`` for columns ``schema`` (of ``where``, for errors)."""
+    def of(
+        cls,
+        schema: pa.Schema,
+        table: TableSettings,
+        where: str,
+        partitions: frozenset[str] = frozenset(),
+    ) -> TableMapping:
+        """The mapping of ``table`` for columns ``schema`` (of ``where``, for errors);
+        ``partitions``: columns of hive partitions, features only where listed."""
         names = set(schema.names)
         twice = sorted({n for n in schema.names if schema.names.count(n) > 1})
         _need(not twice, ("table",), f"{where} has columns {twice} more than once", names)
@@ -77,6 +84,7 @@ class TableMapping:
             names,
         )
         taken = set(fields.values()) | set(table.probabilities.values()) | set(table.segments)
+        taken |= partitions
         if table.model is not None:
             taken.add(table.model_id)  # a model column that TABLE__MODEL overrides
         features = (

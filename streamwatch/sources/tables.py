@@ -8,7 +8,9 @@ an event's). A row's origin is (file, 0,
 its place in that order, from 1). Every file's columns are checked against the mapping
 before any is read, so that a wrong setting is refused at start with the column named.
 Files and directories whose name starts with ``.`` or ``_`` (``_SUCCESS``,
-``_delta_log``) are left out.
+``_delta_log``) are left out. A hive partition's value (``model_id=fraud/``) is a text
+column of its file's rows, there to be mapped (the model id, a segment), never a
+feature unless ``TABLE__FEATURES`` lists it.
 """
 
 from __future__ import annotations
@@ -53,23 +55,40 @@ def table_files(path: Path) -> list[Path]:
     return found
 
 
+def partitions(path: Path) -> dict[str, str]:
+    """The hive partition values of a file's directories (``day=2026-11-03``)."""
+    pairs = (part.split("=", 1) for part in path.parent.parts if "=" in part[1:])
+    return {key: value for key, value in pairs if key[0] not in "._"}
+
+
 def schema_of(path: Path, csv: pcsv.ConvertOptions) -> pa.Schema:
+    """A file's columns, with its partitions' as text (where the file has none of the
+    name)."""
     try:
         if path.name.endswith(".parquet"):
-            return pq.read_schema(path)
-        with pcsv.open_csv(path, convert_options=csv) as reader:
-            return reader.schema
+            schema = pq.read_schema(path)
+        else:
+            with pcsv.open_csv(path, convert_options=csv) as reader:
+                schema = reader.schema
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from exc
+    for key in partitions(path).keys() - set(schema.names):
+        schema = schema.append(pa.field(key, pa.string()))
+    return schema
 
 
 def read_table(path: Path, csv: pcsv.ConvertOptions) -> pa.Table:
     try:
         if path.name.endswith(".parquet"):
-            return pq.read_table(path)
-        return pcsv.read_csv(path, convert_options=csv)
+            table = pq.read_table(path)
+        else:
+            table = pcsv.read_csv(path, convert_options=csv)
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"cannot read {path}: {exc}") from exc
+    for key, value in sorted(partitions(path).items()):
+        if key not in table.column_names:
+            table = table.append_column(key, pa.repeat(pa.scalar(value), table.num_rows))
+    return table
 
 
 def _csv_options(table: TableSettings) -> pcsv.ConvertOptions:
@@ -105,7 +124,8 @@ class TableSource(Files):
         # Checked before any is read: a wrong column is refused at start.
         schemas = [schema_of(f, self.csv) for f in self.files]
         self.mappings = [
-            TableMapping.of(s, table, str(f)) for s, f in zip(schemas, self.files, strict=True)
+            TableMapping.of(s, table, str(f), frozenset(partitions(f)))
+            for s, f in zip(schemas, self.files, strict=True)
         ]
         self._rows = self._read()
         self._file: tuple[Path, pa.StructArray] | None = None

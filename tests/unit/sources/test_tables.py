@@ -276,3 +276,26 @@ def test_labels_of_rows_whose_times_are_read_one_by_one(tmp_path: Path) -> None:
         ("e3", 0, 1_793_700_002.0),
     ]
     assert len(decoded.bad) == 1
+
+
+def test_hive_partition_values_are_columns_to_map_not_features(tmp_path: Path) -> None:
+    """``model_id=fraud/day=03/``: the rows are fraud's; the day is no feature."""
+    data = pa.table(
+        {
+            "event_id": ["e1", "e2"],
+            "timestamp": [1_793_707_200_000, 1_793_707_201_000],
+            "score": [0.5, 0.4],
+            "amount": [1.0, 2.0],
+        }
+    )
+    for model in ("fraud", "churn"):
+        write(data, tmp_path / "logs" / f"model_id={model}" / "day=03" / "part.parquet")
+    source = open_files([tmp_path / "logs"], TableSettings(segments=["day"]))
+    assert isinstance(source, TableSource)
+    rows = []
+    while (polled := source.poll(10)) is not None:
+        assert polled.rows is not None
+        rows += polled.rows.to_pylist()
+    assert [r["model_id"] for r in rows] == ["churn", "churn", "fraud", "fraud"]
+    assert [r["features"] for r in rows] == [{"amount": 1.0}, {"amount": 2.0}] * 2
+    assert {r["segments"]["day"] for r in rows} == {"03"}
