@@ -205,6 +205,8 @@ def run(
     import dask
     from distributed import Client, LocalCluster
 
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: a backfill needs one worker at least")
     files = files_of(paths)
     check(settings, reference, files)
     cluster = None

@@ -205,6 +205,9 @@ def test_what_a_backfill_cannot_do_is_refused_before_a_cluster_starts(logs: Path
     counted = settings(logs, "STREAMWATCH_WINDOW__MODE=count", "STREAMWATCH_WINDOW__SIZE=500")
     with pytest.raises(ConfigError, match="WINDOW__MODE"):
         backfill.check(counted, pinned(settings(logs)), backfill.files_of([logs / "logs"]))
+    engine = build_engine(settings(logs), [], Metrics(CollectorRegistry()))
+    with pytest.raises(ConfigError, match="--workers 0"):
+        backfill.run(engine, settings(logs), pinned(settings(logs)), [logs / "logs"], workers=0)
     wrong = settings(logs, "STREAMWATCH_TABLE__SCORE=proba")
     with pytest.raises(ConfigError, match="TABLE__SCORE: column 'proba'"):
         backfill.check(wrong, pinned(settings(logs)), backfill.files_of([logs / "logs"]))
