@@ -41,7 +41,7 @@ class Written(Sequence[bytes]):
     def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        return msgspec.json.encode(_present(self.rows[i].as_py()))
+        return self.many(np.array([i], np.intp))[0]
 
     def many(self, positions: IntArray) -> list[bytes]:
         """The rows at ``positions``, written (Arrow converts them together)."""

@@ -29,6 +29,7 @@ import bisect
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ class Done:
     partials: list[bytes] = field(default_factory=list)
     processed: dict[str, Processed] = field(default_factory=dict)  # by model
     bad: list[BadEvent] = field(default_factory=list)
-    unpinned: dict[str, int] = field(default_factory=dict)  # events of models with no reference
+    unpinned: Counter[str] = field(default_factory=Counter)  # events of models unpinned
 
 
 def files_of(paths: Sequence[Path]) -> list[Path]:
@@ -92,8 +93,7 @@ def part(settings: Settings, path: Path, partition: int, reference: dict[str, Pi
             for model_id, events in by_model(decoded.columns).items():
                 pinned = reference.get(model_id)
                 if pinned is None:
-                    count = done.unpinned.get(model_id, 0) + len(events.positions)
-                    done.unpinned[model_id] = count
+                    done.unpinned[model_id] += len(events.positions)
                     continue
                 model = parts.get(model_id)
                 if model is None:
@@ -103,9 +103,10 @@ def part(settings: Settings, path: Path, partition: int, reference: dict[str, Pi
                 done.processed[model_id] = _add(done.processed.get(model_id), processed)
     finally:
         source.close()
+    form = shape(settings)
     for model in parts.values():
         model.finish()
-        done.partials += map(spread.encode, model.partials(shape(settings)))
+        done.partials += map(spread.encode, model.partials(form))
     return done
 
 
@@ -130,9 +131,10 @@ def evaluate(
     consecutive windows by ``judged`` (on the cluster's workers); the rest here."""
     aggregates: dict[str, Aggregate] = {}
     apart: dict[str, list[tuple[int, bytes]]] = {}  # model -> (window, partial), file order
+    form = shape(settings)  # a digest of the settings: once, not per partial
     for partials in done:  # in file order: a window's partials merge in that order
         for blob in partials.partials:
-            partial = spread.decode(blob, shape(settings))
+            partial = spread.decode(blob, form)
             aggregate = aggregates.get(partial.model)
             if aggregate is None:
                 aggregate = _aggregate(settings, reference, partial.model, len(done))
@@ -174,8 +176,9 @@ def judge(
 ) -> list[ClosedWindow]:
     """Windows of ``model`` (their partials, in file order), merged and evaluated."""
     aggregate = _aggregate(settings, reference, model, files)
+    form = shape(settings)
     for blob in partials:
-        aggregate.receive(spread.decode(blob, shape(settings)))
+        aggregate.receive(spread.decode(blob, form))
     return aggregate.drain()
 
 
@@ -265,17 +268,9 @@ def account(engine: Engine, done: Sequence[Done]) -> None:
             engine.accounting.rejected(result.bad)
         for model_id, processed in result.processed.items():
             engine.accounting.processed(model_id, processed)
-    unpinned = _summed(result.unpinned for result in done)
+    unpinned = sum((result.unpinned for result in done), Counter[str]())
     if unpinned:
         log.warning("models with no pinned reference left out", extra={"events": unpinned})
-
-
-def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for each in counts:
-        for k, v in each.items():
-            total[k] = total.get(k, 0) + v
-    return total
 
 
 def batches(closed: list[ClosedWindow]) -> Iterable[list[ClosedWindow]]:
